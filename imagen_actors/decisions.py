@@ -1,0 +1,270 @@
+"""Pure decisions: given a job's state and the database clock, which events to append.
+
+Each function here is what an actor hands the gateway as ``decide``. They raise
+``LeaseLostError`` when the job is no longer this worker's, and never do I/O.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Final
+
+from imagen_actors import events as ev
+from imagen_actors.errors import ErrorClass, LeaseLostError
+from imagen_actors.fold import JobState
+
+Decide = Callable[[JobState, datetime], Sequence[ev.Event]]
+DecideWithImage = Callable[[JobState, datetime, uuid.UUID], Sequence[ev.Event]]
+DecideWithUsage = Callable[[JobState, datetime, int], Sequence[ev.Event]]
+
+RETRY_BASE_S: Final = 2.0
+RETRY_CAP_S: Final = 60.0
+RETRY_JITTER: Final = 0.2
+
+
+def retry_delay_s(attempt: int, *, rng: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with +-20% jitter before retry number ``attempt`` (1-based)."""
+    base = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, attempt - 1))
+    return base * (1 - RETRY_JITTER + 2 * RETRY_JITTER * rng())
+
+
+def _held(state: JobState, worker_id: str) -> None:
+    if state.status != "running" or state.worker_id != worker_id:
+        raise LeaseLostError(
+            f"job {state.id} is {state.status} and held by {state.worker_id!r}, "
+            f"not {worker_id!r}: its lease expired and it was handed on"
+        )
+
+
+def claim(worker_id: str, lease_s: float, actor: str = "claimer") -> Decide:
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        return [
+            ev.JobClaimed(
+                job_id=state.id,
+                occurred_at=now,
+                actor=actor,
+                worker_id=worker_id,
+                attempt=state.attempts + 1,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+            )
+        ]
+
+    return decide
+
+
+def start_generation(worker_id: str, seed: int, actor: str = "executor") -> Decide:
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        _held(state, worker_id)
+        return [
+            ev.GenerationStarted(
+                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                backend=state.backend, seed=seed,
+            )
+        ]
+
+    return decide
+
+
+def extend_lease(worker_id: str, lease_s: float, actor: str = "executor") -> Decide:
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        _held(state, worker_id)
+        return [
+            ev.LeaseExtended(
+                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+            )
+        ]
+
+    return decide
+
+
+def record_progress(worker_id: str, step: int, total: int, lease_s: float,
+                    actor: str = "executor") -> Decide:
+    """A throttled progress tick; it also renews the lease (the work is visibly alive)."""
+
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        _held(state, worker_id)
+        return [
+            ev.GenerationProgress(
+                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                step=step, total=total,
+            ),
+            ev.LeaseExtended(
+                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+            ),
+        ]
+
+    return decide
+
+
+def generation_succeeded(worker_id: str, outcome: ev.GenerationSucceeded,
+                         lease_s: float) -> Decide:
+    """Record the result and renew the lease so the upload has a full lease to finish."""
+
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        _held(state, worker_id)
+        return [
+            ev.GenerationSucceeded(
+                **{
+                    **{f: getattr(outcome, f) for f in outcome.__struct_fields__},
+                    "job_id": state.id,
+                    "occurred_at": now,
+                    "worker_id": worker_id,
+                }
+            ),
+            ev.LeaseExtended(
+                job_id=state.id, occurred_at=now, actor=outcome.actor, worker_id=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+            ),
+        ]
+
+    return decide
+
+
+def failure(
+    worker_id: str,
+    error: str,
+    error_class: ErrorClass,
+    actor: str,
+    *,
+    record_generation_failed: bool = True,
+    rng: Callable[[], float] = random.random,
+) -> Decide:
+    """A failed attempt: requeue with backoff when transient and attempts remain, else fail."""
+
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        _held(state, worker_id)
+        out: list[ev.Event] = []
+        if record_generation_failed:
+            out.append(
+                ev.GenerationFailed(
+                    job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                    error=error, error_class=error_class,
+                )
+            )
+        if error_class == "transient" and state.attempts < state.max_attempts:
+            delay = retry_delay_s(state.attempts, rng=rng)
+            out.append(
+                ev.JobRequeued(
+                    job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                    reason=f"transient failure on attempt {state.attempts}/{state.max_attempts}",
+                    error=error, retry_at=now + timedelta(seconds=delay),
+                )
+            )
+        else:
+            if error_class == "transient":
+                error_text = f"{error} (gave up after {state.attempts} attempts)"
+            else:
+                error_text = error
+            out.append(
+                ev.JobFailed(
+                    job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                    error=error_text, error_class=error_class,
+                )
+            )
+        return out
+
+    return decide
+
+
+def complete(worker_id: str, stored: ev.ImageStored, actor: str = "uploader") -> DecideWithImage:
+    def decide(state: JobState, now: datetime, image_id: uuid.UUID) -> Sequence[ev.Event]:
+        _held(state, worker_id)
+        return [
+            ev.ImageStored(
+                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                image_id=image_id, bucket=stored.bucket, storage_path=stored.storage_path,
+                local_path=stored.local_path, bytes=stored.bytes, sha256=stored.sha256,
+            ),
+            ev.JobCompleted(
+                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                image_id=image_id,
+            ),
+        ]
+
+    return decide
+
+
+def usage_recorded(
+    worker_id: str | None, cost: float, actor: str = "usage_recorder"
+) -> DecideWithUsage:
+    def decide(state: JobState, now: datetime, usage_id: int) -> Sequence[ev.Event]:
+        if state.usage_recorded:
+            return []
+        return [
+            ev.UsageRecorded(
+                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                usage_id=usage_id, cost_usd_estimate=cost,
+            )
+        ]
+
+    return decide
+
+
+def usage_failed(worker_id: str | None, error: str, actor: str = "usage_recorder") -> Decide:
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        if state.usage_recorded:
+            return []
+        return [
+            ev.UsageFailed(
+                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id, error=error
+            )
+        ]
+
+    return decide
+
+
+def reap(worker_id: str, *, own: bool = False, actor: str = "reaper") -> Decide:
+    """Requeue an expired (or, at start-up, our own) lease; fail it when attempts are used up.
+
+    Re-checks under the row lock, so a lease extended meanwhile is left alone.
+    """
+
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        if state.status != "running" or state.lease_expires_at is None:
+            return []
+        if own:
+            if state.worker_id != worker_id:
+                return []
+            why = f"worker {worker_id} restarted while holding the job"
+        else:
+            if state.lease_expires_at >= now:
+                return []
+            why = f"lease held by {state.worker_id} expired at {state.lease_expires_at:%H:%M:%S}"
+        if state.attempts >= state.max_attempts:
+            return [
+                ev.JobFailed(
+                    job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                    error=f"lease expired after {state.attempts} attempts ({why})",
+                    error_class="transient",
+                )
+            ]
+        return [
+            ev.JobRequeued(
+                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                reason=why, error=state.error,
+            )
+        ]
+
+    return decide
+
+
+def abort_in_flight(worker_id: str, reason: str, actor: str = "supervisor") -> Decide:
+    """Give a job back to the queue at once (second signal, crashed actor)."""
+
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        if state.status != "running" or state.worker_id != worker_id:
+            return []
+        # An operator's abort is not the job's fault: the attempt is given back.
+        return [
+            ev.JobRequeued(
+                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                reason=reason, refund_attempt=True,
+            )
+        ]
+
+    return decide

@@ -1,0 +1,81 @@
+"""The project's own exceptions. Library errors are translated into these at the boundary."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+ErrorClass = Literal["transient", "permanent"]
+
+
+class ImagenError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(ImagenError):
+    """A configuration value is missing or wrong; the message names the key and the fix."""
+
+
+class DatabaseError(ImagenError):
+    """A database operation failed."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The database cannot be reached (connection refused, dropped, timed out)."""
+
+
+class ConcurrencyError(DatabaseError):
+    """Another writer advanced the job first (version moved, or a (job_id, seq) conflict)."""
+
+
+class LeaseLostError(ConcurrencyError):
+    """The job is no longer held by this worker: its lease expired and it was requeued."""
+
+
+class JobNotFoundError(DatabaseError):
+    """No job with that id exists."""
+
+
+class MigrationError(DatabaseError):
+    """A migration could not be applied, or an applied file was changed afterwards."""
+
+
+class ConstraintViolationError(DatabaseError):
+    """A row was refused by a CHECK or other constraint; ``constraint`` names which."""
+
+    def __init__(self, message: str, *, constraint: str | None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+class GenerationError(ImagenError):
+    """A backend could not make the image.
+
+    ``error_class`` decides what happens to the job: ``transient`` failures are retried
+    up to max_attempts, ``permanent`` ones fail the job at once.
+    """
+
+    error_class: ErrorClass = "permanent"
+
+    def __init__(self, message: str, *, error_class: ErrorClass | None = None) -> None:
+        super().__init__(message)
+        if error_class is not None:
+            self.error_class = error_class
+
+
+class TransientGenerationError(GenerationError):
+    error_class: ErrorClass = "transient"
+
+
+class PermanentGenerationError(GenerationError):
+    error_class: ErrorClass = "permanent"
+
+
+class StorageError(ImagenError):
+    """Storing an object failed. Same transient/permanent split as GenerationError."""
+
+    error_class: ErrorClass = "transient"
+
+    def __init__(self, message: str, *, error_class: ErrorClass | None = None) -> None:
+        super().__init__(message)
+        if error_class is not None:
+            self.error_class = error_class

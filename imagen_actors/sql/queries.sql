@@ -1,0 +1,118 @@
+-- Runtime queries, one named block each. asyncpg placeholders; never assembled from user text.
+
+-- name: lock_and_load_events
+-- Locks the job row and returns its whole stream (plus the transaction's clock) in one trip.
+WITH locked AS (
+    SELECT id FROM imagen.jobs WHERE id = $1 FOR UPDATE
+)
+SELECT e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at, now() AS db_now
+FROM imagen.job_events e JOIN locked l ON e.job_id = l.id
+ORDER BY e.seq;
+
+-- name: claim_next_and_load_events
+-- The oldest claimable pending job, skipping rows another worker has locked.
+WITH next AS (
+    SELECT id FROM imagen.jobs
+    WHERE status = 'pending' AND (run_after IS NULL OR run_after <= now())
+    ORDER BY created_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+SELECT e.job_id, e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at, now() AS db_now
+FROM imagen.job_events e JOIN next n ON e.job_id = n.id
+ORDER BY e.seq;
+
+-- name: append_and_project
+-- Appends events (parallel arrays) and writes the folded projection in one statement.
+WITH appended AS (
+    INSERT INTO imagen.job_events (job_id, seq, type, data, actor, worker_id, occurred_at)
+    SELECT $1, s, t, d, a, w, o
+    FROM unnest($2::int[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::timestamptz[])
+        AS x(s, t, d, a, w, o)
+    RETURNING 1
+)
+UPDATE imagen.jobs SET
+    status = $8, image_id = $9, error = $10, attempts = $11, max_attempts = $12,
+    worker_id = $13, lease_expires_at = $14, updated_at = $15, started_at = $16,
+    finished_at = $17, version = $18, run_after = $19
+WHERE id = $1 AND version = $20 AND (SELECT count(*) FROM appended) = cardinality($2::int[]);
+
+-- name: next_run_after
+SELECT min(run_after) FROM imagen.jobs WHERE status = 'pending' AND run_after > now();
+
+-- name: load_events
+SELECT seq, type, data, actor, worker_id, occurred_at
+FROM imagen.job_events WHERE job_id = $1 ORDER BY seq;
+
+-- name: load_job
+SELECT * FROM imagen.jobs WHERE id = $1;
+
+-- name: upsert_image
+-- Idempotent: a job that ran twice after a crash keeps its first image row.
+WITH ins AS (
+    INSERT INTO imagen.images (owner_user_id, job_id, prompt, backend, model, seed, width,
+                               height, bucket, storage_path, mime, bytes, sha256, metadata)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    ON CONFLICT (job_id) DO NOTHING
+    RETURNING id
+)
+SELECT id FROM ins
+UNION ALL
+SELECT id FROM imagen.images WHERE job_id = $2
+LIMIT 1;
+
+-- name: image_path_owner
+SELECT job_id FROM imagen.images WHERE bucket = $1 AND storage_path = $2;
+
+-- name: insert_usage
+INSERT INTO mai.imagen_usage (backend, model, seed, prompt_hash, latency_ms,
+                              cost_usd_estimate, caller, job_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (job_id) DO UPDATE SET job_id = EXCLUDED.job_id
+RETURNING id;
+
+-- name: expired_leases
+SELECT id FROM imagen.jobs
+WHERE status = 'running' AND lease_expires_at < now()
+ORDER BY lease_expires_at
+LIMIT $1;
+
+-- name: running_held_by
+SELECT id FROM imagen.jobs WHERE status = 'running' AND worker_id = $1;
+
+-- name: insert_job
+INSERT INTO imagen.jobs (owner_user_id, prompt, backend, width, height, style,
+                         negative_prompt, seed, steps, opts, max_attempts)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+RETURNING id;
+
+-- name: status_counts
+SELECT status, count(*)::int AS n FROM imagen.jobs GROUP BY status ORDER BY status;
+
+-- name: running_jobs
+SELECT id, worker_id, attempts, max_attempts, lease_expires_at, started_at, backend,
+       left(prompt, 60) AS prompt
+FROM imagen.jobs WHERE status = 'running' ORDER BY started_at;
+
+-- name: latest_failures
+SELECT id, error, attempts, finished_at, backend
+FROM imagen.jobs WHERE status = 'failed' ORDER BY finished_at DESC LIMIT $1;
+
+-- name: events_after
+-- Follows one job's log from a position (submit --wait).
+SELECT seq, type, data, actor, worker_id, occurred_at
+FROM imagen.job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq;
+
+-- name: migrations_table
+CREATE SCHEMA IF NOT EXISTS imagen;
+CREATE TABLE IF NOT EXISTS imagen.schema_migrations (
+    name       text PRIMARY KEY,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: applied_migrations
+SELECT name, checksum FROM imagen.schema_migrations ORDER BY name;
+
+-- name: record_migration
+INSERT INTO imagen.schema_migrations (name, checksum) VALUES ($1, $2);

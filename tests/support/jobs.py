@@ -1,0 +1,34 @@
+"""Helpers shared by DB tests: insert a job like the UI does, check replay == projection."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from imagen_actors import fold
+from imagen_actors.gateway import Gateway
+
+OWNER = uuid.UUID("11111111-1111-4111-8111-111111111111")
+OTHER_OWNER = uuid.UUID("22222222-2222-4222-8222-222222222222")
+
+
+async def insert_job(gw: Gateway, prompt: str = "a tiny owl", *, backend: str = "mock",
+                     width: int = 64, height: int = 64, owner: uuid.UUID = OWNER,
+                     seed: int | None = None, max_attempts: int = 3,
+                     opts: dict[str, Any] | None = None) -> uuid.UUID:
+    job_id: uuid.UUID = await gw.fetchval(
+        "insert_job", owner, prompt, backend, width, height, None, None, seed, None, opts,
+        max_attempts,
+    )
+    return job_id
+
+
+async def assert_replay_matches(gw: Gateway, job_id: uuid.UUID) -> fold.JobState:
+    """Replaying the job's stored events reproduces its imagen.jobs row exactly."""
+    events = await gw.load_events(job_id)
+    state = fold.replay(events)
+    row = await gw.fetchrow("load_job", job_id)
+    assert row is not None
+    projected = {k: row[k] for k in fold.PROJECTED_COLUMNS}
+    assert state.projection() == projected
+    return state

@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from imagen_actors import decisions as dc
+from imagen_actors import events as ev
+from imagen_actors.errors import LeaseLostError
+from imagen_actors.fold import IllegalTransitionError, JobState, fold, replay
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+JOB = uuid.UUID("44444444-4444-4444-8444-444444444444")
+W = "host:w1"
+
+
+def submitted(max_attempts: int = 3) -> ev.JobSubmitted:
+    return ev.JobSubmitted(job_id=JOB, occurred_at=T0, actor="database", owner_user_id=JOB,
+                           prompt="owl", backend="mock", width=64, height=64,
+                           max_attempts=max_attempts)
+
+
+def apply(state: JobState, decide: Any, at: datetime, *extra: Any) -> JobState:
+    for e in decide(state, at, *extra):
+        state = fold(state, e)
+    return state
+
+
+def outcome() -> ev.GenerationSucceeded:
+    return ev.GenerationSucceeded(job_id=JOB, occurred_at=T0, actor="executor", backend="mock",
+                                  model="mock-1", seed=7, mime="image/png", bytes=10,
+                                  sha256="0" * 64, latency_ms=5)
+
+
+def stored() -> ev.ImageStored:
+    return ev.ImageStored(job_id=JOB, occurred_at=T0, actor="uploader", image_id=JOB,
+                          bucket="b", storage_path="k", bytes=10, sha256="0" * 64)
+
+
+def test_happy_path_ends_done_with_image() -> None:
+    """submitted -> claimed -> started -> succeeded -> stored+completed -> usage is legal."""
+    s = fold(None, submitted())
+    s = apply(s, dc.claim(W, 60), T0 + timedelta(seconds=1))
+    assert (s.status, s.attempts, s.worker_id) == ("running", 1, W)
+    assert s.lease_expires_at == T0 + timedelta(seconds=61)
+    s = apply(s, dc.start_generation(W, 7), T0 + timedelta(seconds=2))
+    s = apply(s, dc.generation_succeeded(W, outcome(), 60), T0 + timedelta(seconds=3))
+    image = uuid.uuid4()
+    s = apply(s, dc.complete(W, stored()), T0 + timedelta(seconds=4), image)
+    assert (s.status, s.image_id, s.lease_expires_at) == ("done", image, None)
+    assert s.finished_at == T0 + timedelta(seconds=4)
+    s = apply(s, dc.usage_recorded(W, 0.0), T0 + timedelta(seconds=5), 1)
+    assert s.version == 8 and s.status == "done"
+
+
+def test_completed_on_pending_job_is_illegal() -> None:
+    """JobCompleted without a claim raises the typed error."""
+    s = fold(None, submitted())
+    with pytest.raises(IllegalTransitionError, match="JobCompleted is not allowed"):
+        fold(s, ev.JobCompleted(job_id=JOB, occurred_at=T0, actor="x", worker_id=W,
+                                image_id=JOB))
+
+
+def test_nothing_but_usage_after_terminal() -> None:
+    """After failed, only usage events are accepted."""
+    s = fold(None, submitted())
+    s = fold(s, ev.JobFailed(job_id=JOB, occurred_at=T0, actor="x", error="e",
+                             error_class="permanent"))
+    for e in (
+        ev.JobClaimed(job_id=JOB, occurred_at=T0, actor="c", worker_id=W, attempt=1,
+                      lease_expires_at=T0),
+        ev.JobCancelled(job_id=JOB, occurred_at=T0, actor="c", reason="r"),
+        ev.JobFailed(job_id=JOB, occurred_at=T0, actor="x", error="e", error_class="permanent"),
+    ):
+        with pytest.raises(IllegalTransitionError):
+            fold(s, e)
+    assert fold(s, ev.UsageFailed(job_id=JOB, occurred_at=T0, actor="u", error="x")).version == 3
+
+
+def test_transient_failure_requeues_with_backoff_then_fails_at_max() -> None:
+    """Transient errors requeue (with retry_at) until max_attempts, then fail naming the count."""
+    s = fold(None, submitted(max_attempts=2))
+    s = apply(s, dc.claim(W, 60), T0)
+    s = apply(s, dc.failure(W, "HTTP 503", "transient", "executor", rng=lambda: 0.5), T0)
+    assert s.status == "pending" and s.error == "HTTP 503"
+    assert s.run_after == T0 + timedelta(seconds=dc.RETRY_BASE_S)
+    s = apply(s, dc.claim(W, 60), T0)
+    s = apply(s, dc.failure(W, "HTTP 503", "transient", "executor"), T0)
+    assert s.status == "failed" and s.error == "HTTP 503 (gave up after 2 attempts)"
+
+
+def test_permanent_failure_fails_at_once() -> None:
+    """A permanent error fails on the first attempt."""
+    s = apply(fold(None, submitted()), dc.claim(W, 60), T0)
+    s = apply(s, dc.failure(W, "unknown backend", "permanent", "executor"), T0)
+    assert s.status == "failed" and s.attempts == 1
+
+
+def test_other_worker_cannot_advance_a_job() -> None:
+    """A worker whose lease was handed on gets LeaseLostError, not a silent write."""
+    s = apply(fold(None, submitted()), dc.claim(W, 60), T0)
+    with pytest.raises(LeaseLostError):
+        dc.start_generation("other:w", 1)(s, T0)
+    with pytest.raises(IllegalTransitionError, match="lease is held by"):
+        fold(s, ev.GenerationStarted(job_id=JOB, occurred_at=T0, actor="e", worker_id="x",
+                                     backend="mock", seed=1))
+
+
+def test_reaper_leaves_live_lease_and_requeues_expired() -> None:
+    """reap() is a no-op before expiry and requeues after; the last attempt fails instead."""
+    s = apply(fold(None, submitted(max_attempts=1)), dc.claim(W, 60), T0)
+    assert dc.reap("r")(s, T0 + timedelta(seconds=59)) == []
+    (e,) = dc.reap("r")(s, T0 + timedelta(seconds=61))
+    assert isinstance(e, ev.JobFailed) and "lease expired after 1 attempts" in e.error
+    s2 = apply(fold(None, submitted(max_attempts=3)), dc.claim(W, 60), T0)
+    (e2,) = dc.reap("r")(s2, T0 + timedelta(seconds=61))
+    assert isinstance(e2, ev.JobRequeued)
+
+
+def test_shutdown_abort_refunds_the_attempt() -> None:
+    """An operator abort requeues without using up an attempt, even on the last one."""
+    s = apply(fold(None, submitted(max_attempts=1)), dc.claim(W, 60), T0)
+    s = apply(s, dc.abort_in_flight(W, "second signal"), T0)
+    assert (s.status, s.attempts) == ("pending", 0)
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    """Retry delays double per attempt and stop at the cap."""
+    delays = [dc.retry_delay_s(a, rng=lambda: 0.5) for a in range(1, 10)]
+    assert delays[:3] == [2.0, 4.0, 8.0]
+    assert max(delays) == dc.RETRY_CAP_S
+
+
+def test_replay_of_empty_stream_is_an_error() -> None:
+    """replay() refuses an empty stream rather than inventing a job."""
+    with pytest.raises(ValueError, match="empty"):
+        replay([])
+
+
+class JobMachine(RuleBasedStateMachine):
+    """Random walks through every decision: fold never reaches an inconsistent state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[ev.Event] = [submitted(max_attempts=3)]
+        self.state: JobState = fold(None, self.events[0])
+        self.t = T0
+
+    def _do(self, decide: Any, *extra: Any) -> None:
+        self.t += timedelta(seconds=1)
+        try:
+            new = list(decide(self.state, self.t, *extra))
+        except (LeaseLostError, IllegalTransitionError):
+            return
+        try:
+            for e in new:
+                self.state = fold(self.state, e)
+                self.events.append(e)
+        except IllegalTransitionError:
+            self.state = replay(self.events)
+
+    @precondition(lambda self: self.state.status == "pending")
+    @rule()
+    def claim(self) -> None:
+        self._do(dc.claim(W, 60))
+
+    @rule()
+    def start(self) -> None:
+        self._do(dc.start_generation(W, 1))
+
+    @rule()
+    def succeed(self) -> None:
+        self._do(dc.generation_succeeded(W, outcome(), 60))
+
+    @rule(transient=st.booleans())
+    def fail(self, transient: bool) -> None:
+        self._do(dc.failure(W, "e", "transient" if transient else "permanent", "executor",
+                            rng=lambda: 0.0))
+
+    @precondition(lambda self: self.state.generation is not None)
+    @rule()
+    def complete(self) -> None:
+        self._do(dc.complete(W, stored()), uuid.uuid4())
+
+    @rule(seconds=st.integers(0, 120))
+    def reap(self, seconds: int) -> None:
+        self.t += timedelta(seconds=seconds)
+        self._do(dc.reap("reaper"))
+
+    @rule()
+    def abort(self) -> None:
+        self._do(dc.abort_in_flight(W, "signal"))
+
+    @rule()
+    def usage(self) -> None:
+        self._do(dc.usage_recorded(W, 0.01), 1)
+
+    @invariant()
+    def consistent(self) -> None:
+        s = self.state
+        assert s.version == len(self.events)
+        assert replay(self.events) == s
+        assert 0 <= s.attempts <= s.max_attempts
+        if s.status == "running":
+            assert s.worker_id is not None and s.lease_expires_at is not None
+        else:
+            assert s.lease_expires_at is None
+        if s.status == "done":
+            assert s.image_id is not None and s.finished_at is not None
+        if s.status == "failed":
+            assert s.error
+        if s.status == "pending":
+            assert s.worker_id is None and s.image_id is None
+
+
+TestJobMachine = JobMachine.TestCase
+TestJobMachine.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
