@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,7 +26,10 @@ def start(pgdata: Path | None = None, *, cleanup: str | None = None) -> tuple[An
     Blocking (initdb + pg_ctl, about a second the first time): call it from a thread.
     ``cleanup=None`` leaves the server running for the next command; tests pass "delete".
     """
-    import pgserver  # imported lazily: it probes the runtime dir at import time
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (root shells, systemd system units)
+        warnings.simplefilter("ignore", UserWarning)
+        import pgserver  # imported lazily: it probes the runtime dir at import time
 
     pgdata = pgdata or pgdata_path()
     pgdata.mkdir(parents=True, exist_ok=True)

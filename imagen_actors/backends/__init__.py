@@ -1,0 +1,1 @@
+"""Image generation backends: a small protocol, a registry from ``type`` to an adapter."""

@@ -1,0 +1,72 @@
+"""The ``imagen-actors`` console script: one subcommand per module in cli/commands/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from imagen_actors import __version__
+from imagen_actors.cli import commands, exitcodes
+from imagen_actors.errors import ConfigError, DatabaseError, ImagenError
+
+Runner = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imagen-actors",
+        description="Turn rows in a Postgres queue into images (event-sourced Trio actors).",
+    )
+    parser.add_argument("--version", action="version", version=f"imagen-actors {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="FILE", default=None,
+        help="config file (default: $IMAGEN_CONFIG or ~/.config/imagen.yaml)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+    run: Runner = args.run
+    try:
+        return run(args)
+    except ConfigError as exc:
+        print(f"imagen-actors: config error: {exc}", file=sys.stderr)
+        return exitcodes.CONFIG
+    except DatabaseError as exc:
+        print(f"imagen-actors: database error: {exc}", file=sys.stderr)
+        return exitcodes.DATABASE
+    except ImagenError as exc:
+        print(f"imagen-actors: {exc}", file=sys.stderr)
+        return exitcodes.JOB_FAILED
+    except KeyboardInterrupt:
+        print("imagen-actors: interrupted", file=sys.stderr)
+        return exitcodes.INTERRUPTED
+
+
+def command(sub: Any, name: str, help_text: str, run: Runner) -> argparse.ArgumentParser:
+    """Add a subcommand with the shared --config option; ``run(args) -> exit code``."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    add_config_option(parser)
+    parser.set_defaults(run=run)
+    return parser

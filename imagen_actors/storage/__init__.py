@@ -1,0 +1,1 @@
+"""Object storage for finished images: ``local`` (a directory) and ``supabase``."""

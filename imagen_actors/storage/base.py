@@ -1,0 +1,30 @@
+"""The storage interface the Uploader writes through."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+
+
+@attrs.frozen
+class StoredObject:
+    bucket: str
+    key: str
+    location: str  # a path for local storage, a URL for remote ones
+
+
+class ObjectStore(Protocol):
+    bucket: str
+
+    async def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        """Store ``data`` under ``key``, overwriting an earlier attempt of the same job."""
+        ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def check(self) -> str:
+        """'ok' or why not, for status displays."""
+        ...
+
+    async def aclose(self) -> None: ...

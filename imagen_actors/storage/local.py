@@ -1,0 +1,61 @@
+"""Objects as files: ``<root>/<bucket>/<key>``, written atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+
+import trio
+
+from imagen_actors.errors import StorageError
+from imagen_actors.storage.base import StoredObject
+
+
+def safe_relative(key: str) -> PurePosixPath:
+    path = PurePosixPath(key)
+    if not key or path.is_absolute() or ".." in path.parts or key.endswith("/"):
+        raise StorageError(f"invalid object key {key!r}: must be a relative file path "
+                           "without '..'", error_class="permanent")
+    return path
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    """Write via a temp file + rename, so a crash never leaves half a PNG."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class LocalStore:
+    def __init__(self, root: Path, bucket: str) -> None:
+        self.root = root
+        self.bucket = bucket
+
+    def path_for(self, key: str) -> Path:
+        return self.root / self.bucket / safe_relative(key)
+
+    async def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        target = self.path_for(key)
+        try:
+            await trio.to_thread.run_sync(write_atomic, target, data)
+        except OSError as exc:
+            raise StorageError(f"could not write {target}: {exc.strerror or exc}") from exc
+        return StoredObject(self.bucket, key, str(target))
+
+    async def exists(self, key: str) -> bool:
+        return await trio.Path(self.path_for(key)).exists()
+
+    async def check(self) -> str:
+        return "ok"
+
+    async def aclose(self) -> None:
+        return None
