@@ -1,4 +1,4 @@
-"""Runtime SQL, kept as data in ``queries.sql`` and loaded once by name."""
+"""Runtime SQL, kept as data in ``*.sql`` files here and loaded once by name."""
 
 from __future__ import annotations
 
@@ -23,12 +23,21 @@ def parse_named_blocks(text: str) -> dict[str, str]:
 
 @cache
 def queries() -> dict[str, str]:
-    text = resources.files(__package__).joinpath("queries.sql").read_text(encoding="utf-8")
-    return parse_named_blocks(text)
+    """Every named block of every ``*.sql`` file here; a name may be defined only once."""
+    merged: dict[str, str] = {}
+    folder = resources.files(__package__)
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        for name, sql in parse_named_blocks(entry.read_text(encoding="utf-8")).items():
+            if name in merged:
+                raise ValueError(f"query {name!r} is defined in two .sql files")
+            merged[name] = sql
+    return merged
 
 
 def query(name: str) -> str:
     try:
         return queries()[name]
     except KeyError:
-        raise KeyError(f"no query named {name!r} in imagen_actors/sql/queries.sql") from None
+        raise KeyError(f"no query named {name!r} in imagen_actors/sql/*.sql") from None
