@@ -46,6 +46,8 @@ Decide = Callable[[fl.JobState, datetime], Sequence[ev.Event]]
 class Transition:
     state: fl.JobState
     events: tuple[ev.Event, ...]
+    # The stream as it stood before this transition (already loaded under the lock).
+    prior: tuple[ev.AnyEvent, ...] = ()
 
 
 @attrs.frozen
@@ -247,11 +249,12 @@ class Gateway:
                 if not rows:
                     return None
                 job_id = rows[0]["job_id"]
-                before = fl.replay(_event_from_record(job_id, r) for r in rows)
+                prior = tuple(_event_from_record(job_id, r) for r in rows)
+                before = fl.replay(prior)
                 new = tuple(decide(before, rows[0]["db_now"]))
                 after = _fold_all(before, new)
                 await _append(conn, job_id, before, new, after)
-                return Transition(after, new)
+                return Transition(after, new, prior)
 
         return await self._run(body)
 

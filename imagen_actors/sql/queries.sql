@@ -38,7 +38,9 @@ UPDATE imagen.jobs SET
 WHERE id = $1 AND version = $20 AND (SELECT count(*) FROM appended) = cardinality($2::int[]);
 
 -- name: next_run_after
-SELECT min(run_after) FROM imagen.jobs WHERE status = 'pending' AND run_after > now();
+-- Seconds until the earliest backed-off job becomes claimable (database clock), or NULL.
+SELECT extract(epoch FROM min(run_after) - now())::float8
+FROM imagen.jobs WHERE status = 'pending' AND run_after > now();
 
 -- name: load_events
 SELECT seq, type, data, actor, worker_id, occurred_at

@@ -1,0 +1,1 @@
+"""The six actors of the worker, plus the supervisor that restarts them."""

@@ -1,0 +1,77 @@
+"""Claimer: when the Executor has a free GPU slot, claim the oldest pending job.
+
+Claims happen only after the Executor says it is ready, so a job is never ``running``
+while it waits behind another. With nothing claimable it sleeps until a Wake, or until
+the earliest backoff (``run_after``) of a requeued job.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import trio
+
+from imagen_actors import decisions as dc
+from imagen_actors import events as ev
+from imagen_actors.actors.messages import ClaimedWork, Wake
+from imagen_actors.gateway import Gateway, Transition
+
+# How long the hand-over of a just-claimed job may take before we give it back.
+HANDOVER_TIMEOUT_S: Final = 5.0
+log = logging.getLogger("imagen_actors.claimer")
+
+
+async def claimer(
+    gateway: Gateway,
+    *,
+    worker_id: str,
+    lease_s: float,
+    ready: trio.MemoryReceiveChannel[None],
+    wakes: trio.MemoryReceiveChannel[Wake],
+    work: trio.MemorySendChannel[ClaimedWork],
+) -> None:
+    decide = dc.claim(worker_id, lease_s)
+    while True:
+        try:
+            await ready.receive()  # the Executor's slot is free
+        except trio.EndOfChannel:
+            return
+        while True:
+            # Claim and hand over as one step: a committed claim must reach the Executor
+            # or go back to the queue, whatever cancellation arrives meanwhile.
+            with trio.CancelScope(shield=True):
+                transition = await gateway.claim(decide)
+                if transition is not None:
+                    await _hand_over(gateway, worker_id, transition, work)
+            if transition is not None:
+                break
+            await _wait_for_work(gateway, wakes)
+
+
+async def _hand_over(gateway: Gateway, worker_id: str, transition: Transition,
+                     work: trio.MemorySendChannel[ClaimedWork]) -> None:
+    (claimed,) = [e for e in transition.events if isinstance(e, ev.JobClaimed)]
+    submitted = transition.prior[0]
+    assert isinstance(submitted, ev.JobSubmitted)
+    with trio.move_on_after(HANDOVER_TIMEOUT_S) as handover:
+        try:
+            await work.send(ClaimedWork(submitted=submitted, claimed=claimed))
+            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    why = "timed out" if handover.cancelled_caught else "the executor is gone"
+    log.warning("hand-over of job %s %s; giving it back", claimed.job_id, why)
+    await gateway.transition(claimed.job_id, dc.abort_in_flight(worker_id, f"hand-over {why}",
+                                                               actor="claimer"))
+
+
+async def _wait_for_work(gateway: Gateway, wakes: trio.MemoryReceiveChannel[Wake]) -> None:
+    """Until a Wake, or the earliest run_after of a backed-off job, whichever is first."""
+    seconds: float | None = await gateway.fetchval("next_run_after")
+    timeout = float("inf") if seconds is None else max(0.0, seconds) + 0.01
+    with trio.move_on_after(timeout):
+        try:
+            await wakes.receive()
+        except trio.EndOfChannel:
+            await trio.sleep_forever()

@@ -1,0 +1,46 @@
+"""Reaper: at start-up requeue what this worker_id held (it restarted); then, every few
+seconds, requeue expired leases (or fail them once attempts are used up). A live lease is
+never touched: each decision is re-checked under the row lock."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import trio
+
+from imagen_actors import decisions as dc
+from imagen_actors.gateway import Gateway
+
+BATCH: Final = 100
+log = logging.getLogger("imagen_actors.reaper")
+
+
+async def requeue_own(gateway: Gateway, worker_id: str) -> int:
+    rows = await gateway.fetch("running_held_by", worker_id)
+    for row in rows:
+        t = await gateway.transition(row["id"], dc.reap(worker_id, own=True))
+        if t.events:
+            log.warning("job %s: requeued at start-up (%s held it)", row["id"], worker_id)
+    return len(rows)
+
+
+async def reap_expired(gateway: Gateway, worker_id: str) -> int:
+    n = 0
+    while True:
+        rows = await gateway.fetch("expired_leases", BATCH)
+        for row in rows:
+            t = await gateway.transition(row["id"], dc.reap(worker_id))
+            if t.events:
+                n += 1
+                log.warning("job %s: %s", row["id"], type(t.events[0]).__name__)
+        if len(rows) < BATCH:
+            return n
+
+
+async def reaper(gateway: Gateway, *, worker_id: str, interval_s: float) -> None:
+    """The periodic half; ``requeue_own`` runs once before any actor starts, never on a
+    restart of this actor (our own Executor may hold jobs by then)."""
+    while True:
+        await reap_expired(gateway, worker_id)
+        await trio.sleep(interval_s)

@@ -1,0 +1,151 @@
+"""Uploader: PNG + JSON sidecar on disk, the object in storage, then ONE transaction that
+inserts imagen.images (idempotent on job_id) and completes the job.
+
+Runs beside the Executor: job N uploads while job N+1 generates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import msgspec
+import trio
+
+from imagen_actors import decisions as dc
+from imagen_actors import events as ev
+from imagen_actors.actors.messages import GeneratedImage, ImageCompleted
+from imagen_actors.errors import LeaseLostError, StorageError
+from imagen_actors.gateway import Gateway, ImageRow
+from imagen_actors.naming import disambiguated_key, render_template, storage_key
+from imagen_actors.storage.base import ObjectStore
+from imagen_actors.storage.local import write_atomic
+
+FINAL_WRITE_GRACE_S: Final = 5.0
+log = logging.getLogger("imagen_actors.uploader")
+
+
+@attrs.frozen(kw_only=True)
+class OutputSettings:
+    directory: Path
+    naming: str
+    write_metadata_json: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class UploaderSettings:
+    worker_id: str
+    output: OutputSettings
+
+
+def sidecar(item: GeneratedImage, *, key: str, bucket: str, image_path: Path) -> dict[str, Any]:
+    sub, gen = item.submitted, item.succeeded
+    return {
+        "prompt": sub.prompt,
+        "style": sub.style,
+        "negative": sub.negative_prompt,
+        "backend": gen.backend,
+        "model": gen.model,
+        "workflow": item.workflow or gen.metadata.get("workflow"),
+        "seed": gen.seed,
+        "size": {"width": sub.width, "height": sub.height},
+        "steps": sub.steps or gen.metadata.get("steps"),
+        "latency_ms": gen.latency_ms,
+        "cost_usd_estimate": gen.cost_usd_estimate,
+        "job_id": str(sub.job_id),
+        "sha256": gen.sha256,
+        "bucket": bucket,
+        "storage_path": key,
+        "image": image_path.name,
+    }
+
+
+def write_output(out: OutputSettings, item: GeneratedImage) -> Path:
+    """Write the PNG (and sidecar) under the naming template; never overwrite another image."""
+    sub, gen = item.submitted, item.succeeded
+    relative = render_template(out.naming, when=sub.occurred_at.astimezone(UTC), prompt=sub.prompt,
+                               seed=gen.seed, backend=gen.backend, model=gen.model,
+                               job_id=sub.job_id)
+    target = out.directory / relative
+    if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() != gen.sha256:
+        target = target.with_name(f"{target.stem}-{sub.job_id.hex[:8]}{target.suffix}")
+    write_atomic(target, item.image)
+    return target
+
+
+async def uploader(
+    gateway: Gateway,
+    store: ObjectStore,
+    settings: UploaderSettings,
+    *,
+    uploads: trio.MemoryReceiveChannel[GeneratedImage],
+    completed: trio.MemorySendChannel[ImageCompleted],
+) -> None:
+    async for item in uploads:
+        done = await upload_one(gateway, store, settings, item)
+        if done is not None:
+            await completed.send(done)
+
+
+async def choose_key(gateway: Gateway, store: ObjectStore, item: GeneratedImage) -> str:
+    sub = item.submitted
+    key = storage_key(sub.occurred_at.astimezone(UTC), sub.prompt, item.succeeded.seed)
+    owner = await gateway.fetchval("image_path_owner", store.bucket, key)
+    if owner is not None and owner != sub.job_id:
+        key = disambiguated_key(key, sub.job_id)
+    return key
+
+
+async def upload_one(gateway: Gateway, store: ObjectStore, settings: UploaderSettings,
+                     item: GeneratedImage) -> ImageCompleted | None:
+    sub, gen = item.submitted, item.succeeded
+    worker = settings.worker_id
+    try:
+        key = await choose_key(gateway, store, item)
+        image_path = await trio.to_thread.run_sync(write_output, settings.output, item)
+        if settings.output.write_metadata_json:
+            meta = sidecar(item, key=key, bucket=store.bucket, image_path=image_path)
+            await trio.to_thread.run_sync(
+                write_atomic, image_path.with_suffix(".json"),
+                msgspec.json.format(msgspec.json.encode(meta), indent=2))
+        stored = await store.put(key, item.image, gen.mime)
+        image = ImageRow(
+            owner_user_id=sub.owner_user_id, job_id=sub.job_id, prompt=sub.prompt,
+            backend=gen.backend, model=gen.model, seed=gen.seed, width=sub.width,
+            height=sub.height, bucket=stored.bucket, storage_path=stored.key, mime=gen.mime,
+            bytes=gen.bytes, sha256=gen.sha256,
+            metadata={"local_path": str(image_path), "location": stored.location,
+                      "latency_ms": gen.latency_ms, "style": sub.style,
+                      "negative_prompt": sub.negative_prompt, **gen.metadata},
+        )
+        template = ev.ImageStored(
+            job_id=sub.job_id, occurred_at=datetime.now(UTC), actor="uploader", worker_id=worker,
+            image_id=sub.job_id, bucket=stored.bucket, storage_path=stored.key,
+            local_path=str(image_path), bytes=gen.bytes, sha256=gen.sha256,
+        )
+        t = await gateway.store_image_and_transition(image, dc.complete(worker, template))
+    except StorageError as exc:
+        log.warning("job %s: storing failed (%s): %s", sub.job_id, exc.error_class, exc)
+        try:
+            await gateway.transition(sub.job_id, dc.failure(
+                worker, f"storage: {exc}", exc.error_class, "uploader",
+                record_generation_failed=False))
+        except LeaseLostError:
+            pass
+        return None
+    except LeaseLostError as exc:
+        log.warning("job %s: %s; another worker owns it now", sub.job_id, exc)
+        return None
+    except trio.Cancelled:
+        with trio.move_on_after(FINAL_WRITE_GRACE_S, shield=True):
+            await gateway.transition(sub.job_id, dc.abort_in_flight(
+                worker, "worker shut down mid-upload", actor="uploader"))
+        raise
+    completed = next(e for e in t.events if isinstance(e, ev.JobCompleted))
+    log.info("job %s done: %s", sub.job_id, image_path)
+    return ImageCompleted(submitted=sub, succeeded=gen, completed=completed,
+                          image_path=str(image_path))

@@ -1,0 +1,481 @@
+"""Replicate adapter: create a prediction, poll it, download the image at once.
+
+Wire format: docs reference protocols.md §2. Refs ``owner/name`` create through
+``POST /v1/models/{owner}/{name}/predictions``; ``owner/name:version`` and bare 64-hex
+version ids through ``POST /v1/predictions`` with ``{"version": ...}``. Then
+``GET /v1/predictions/{id}`` every ``poll_interval_s`` until a terminal status.
+
+Retries inside one ``generate`` (the job-level retry is the supervisor's business):
+
+- 429: up to ``max_rate_limit_retries`` (3) more tries, waiting ``Retry-After`` when the
+  response carries one (seconds or an HTTP date, capped at ``max_backoff_s``), otherwise
+  ``backoff_s * 2**(n-1)``. POST-create included: Replicate's own client never retries POST,
+  so we do it here; a 429 means nothing was created.
+- 5xx: one more try (``backoff_s`` later), then a transient GenerationError.
+- Transport errors: a connect failure (nothing sent) gets one more try; a timeout or a
+  dropped connection after a POST-create was sent is *not* retried (it may have created a
+  paid prediction) and surfaces as a transient GenerationError. GETs are retried once.
+- 401/403: permanent, naming the variable that holds the token. Other 4xx: permanent, with
+  Replicate's ``detail``.
+- The output download (``output`` is a URL or a list of URLs; the first is taken) happens
+  immediately after ``succeeded`` because outputs expire; any failure is retried once, then
+  is transient (a new run makes a new output).
+
+A prediction that ended ``failed`` raises GenerationError with Replicate's ``error`` text.
+Classification rule: *transient* when the text matches one of TRANSIENT_FAILURE_PATTERNS
+(timeouts, CUDA/GPU out-of-memory, CUDA errors, connection resets, "temporarily
+unavailable", internal server errors), *permanent* otherwise (NSFW filter, invalid input,
+unknown). ``canceled``/``aborted`` without us asking (Cancel-After deadline, web UI) are
+transient.
+
+Cancellation: once a prediction id is known, leaving ``generate`` by any exception other
+than a terminal status (trio.Cancelled, our own timeout, an HTTP error while polling) sends
+``POST /v1/predictions/{id}/cancel`` inside a shielded ``move_on_after(cancel_timeout_s)``
+and re-raises. ``Cancel-After`` on the create request is a server-side backstop for the one
+window we cannot cover (cancelled while the create POST is in flight, id unknown).
+
+``Prefer: wait=N`` is supported by the API (§2.1) but off by default (``prefer_wait_s: 0``):
+while the create request is held, a cancellation cannot name the prediction to cancel. Set
+``prefer_wait_s`` (1..60) to trade that for lower latency on fast models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+import trio
+
+from imagen_actors import pricing
+from imagen_actors.backends.base import (
+    BackendStatus,
+    GenerationRequest,
+    GenerationResult,
+    ProgressCallback,
+    adapter_config,
+)
+from imagen_actors.config import secret_from_env
+from imagen_actors.errors import ConfigError, ErrorClass, GenerationError
+
+DEFAULT_TOKEN_ENV: Final = "REPLICATE_API_TOKEN"
+DEFAULT_BASE_URL: Final = "https://api.replicate.com"
+
+# Replicate's flux aspect ratios (cog-flux predict.py), as (label, width, height) at 1 MP.
+ASPECT_RATIOS: Final[tuple[tuple[str, int, int], ...]] = (
+    ("1:1", 1024, 1024),
+    ("16:9", 1344, 768),
+    ("21:9", 1536, 640),
+    ("3:2", 1216, 832),
+    ("2:3", 832, 1216),
+    ("4:5", 896, 1088),
+    ("5:4", 1088, 896),
+    ("3:4", 896, 1152),
+    ("4:3", 1152, 896),
+    ("9:16", 768, 1344),
+    ("9:21", 640, 1536),
+)
+
+TERMINAL: Final = frozenset({"succeeded", "failed", "canceled", "aborted"})
+
+TRANSIENT_FAILURE_PATTERNS: Final[tuple[str, ...]] = (
+    r"timed? ?out",
+    r"timeout",
+    r"out of memory",
+    r"\boom\b",
+    r"cuda error",
+    r"connection (reset|refused|aborted|error)",
+    r"temporar(il)?y unavailable",
+    r"service unavailable",
+    r"internal server error",
+)
+_TRANSIENT_FAILURE: Final = re.compile("|".join(TRANSIENT_FAILURE_PATTERNS), re.IGNORECASE)
+
+_MODEL_REF: Final = re.compile(
+    r"^(?P<owner>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)(?::(?P<version>[0-9a-f]+))?$"
+)
+_HEX_VERSION: Final = re.compile(r"^[0-9a-f]{64}$")
+_TQDM: Final = re.compile(r"(\d+)/(\d+) \[")
+
+
+class ReplicateConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    model: str
+    api_token_env: str = DEFAULT_TOKEN_ENV
+    base_url: str = DEFAULT_BASE_URL
+    default_steps: int | None = None
+    timeout_s: float | None = None  # whole prediction; None -> default_timeout_s(model)
+    poll_interval_s: float = 0.5
+    prefer_wait_s: int = 0  # 0 = plain polling; 1..60 sends "Prefer: wait=N"
+    http_timeout_s: float = 30.0  # one HTTP request
+    max_rate_limit_retries: int = 3
+    backoff_s: float = 0.5  # first 429/5xx backoff; doubles per 429 retry
+    max_backoff_s: float = 60.0
+    cancel_timeout_s: float = 5.0
+    cost_usd_per_image: float | None = None  # overrides imagen_actors.pricing
+    opts: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+def default_timeout_s(model: str) -> float:
+    """60 s for *schnell* models, 120 s for *dev* and everything else."""
+    name = pricing.model_name(model)
+    return 60.0 if "schnell" in name else 120.0
+
+
+def nearest_aspect_ratio(width: int, height: int) -> str:
+    """The supported flux ratio closest to width:height (log-ratio distance; ties -> first)."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"size must be positive, got {width}x{height}")
+    target = math.log(width / height)
+    return min(ASPECT_RATIOS, key=lambda row: abs(math.log(row[1] / row[2]) - target))[0]
+
+
+def classify_failure(error: str | None) -> ErrorClass:
+    """The module docstring's rule: transient only when the text looks like a retryable fault."""
+    if error and _TRANSIENT_FAILURE.search(error):
+        return "transient"
+    return "permanent"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent/bad."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _problem_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason_phrase
+    if isinstance(body, dict):
+        for key in ("detail", "title", "error"):
+            if body.get(key):
+                return str(body[key])
+    return response.text[:200].strip()
+
+
+class ReplicateBackend:
+    type = "replicate"
+
+    def __init__(self, name: str, cfg: ReplicateConfig) -> None:
+        self.name = name
+        self._cfg = cfg
+        match = _MODEL_REF.match(cfg.model)
+        if match is None and not _HEX_VERSION.match(cfg.model):
+            raise ConfigError(
+                f"backends.{name}.model {cfg.model!r} is not a Replicate model ref; "
+                "use owner/name, owner/name:<version> or a 64-hex version id"
+            )
+        base = cfg.base_url.rstrip("/")
+        if base.endswith("/v1"):
+            base = base[: -len("/v1")]
+        self._api = base + "/v1"
+        self._api_host = urlsplit(self._api).hostname or ""
+        if match is not None and match["version"] is None:
+            self._create_url = f"{self._api}/models/{match['owner']}/{match['name']}/predictions"
+            self._version: str | None = None
+        else:
+            self._create_url = f"{self._api}/predictions"
+            self._version = cfg.model
+        self._timeout = cfg.timeout_s if cfg.timeout_s is not None else default_timeout_s(
+            cfg.model)
+        self._client: httpx.AsyncClient | None = None
+
+    # -- public -------------------------------------------------------------------------
+
+    def build_input(self, request: GenerationRequest) -> dict[str, Any]:
+        """The prediction ``input``: mapped fields, then config opts, then request opts."""
+        body: dict[str, Any] = {
+            "prompt": request.prompt,
+            "seed": request.seed,
+            "aspect_ratio": nearest_aspect_ratio(request.width, request.height),
+            "output_format": "png",
+        }
+        steps = request.steps or self._cfg.default_steps
+        if steps:
+            body["num_inference_steps"] = steps
+        body.update(self._cfg.opts)
+        body.update(request.opts)
+        return body
+
+    async def generate(self, request: GenerationRequest, progress: ProgressCallback
+                       ) -> GenerationResult:
+        token = self._token()
+        started = time.perf_counter()
+        body = self.build_input(request)
+        with trio.move_on_after(self._timeout) as deadline:
+            prediction, image, mime = await self._run(token, body, progress)
+        if deadline.cancelled_caught:
+            raise GenerationError(
+                f"Replicate prediction on {self.name!r} did not finish within "
+                f"{self._timeout:g}s (timeout_s); it was cancelled",
+                error_class="transient",
+            )
+        images = int(body.get("num_outputs") or 1)
+        per_image = self._cfg.cost_usd_per_image
+        cost = (per_image * images if per_image is not None
+                else pricing.estimate_cost(self._cfg.model, images))
+        metrics = prediction.get("metrics") or {}
+        return GenerationResult(
+            image=image,
+            mime=mime,
+            model=str(prediction.get("model") or self._cfg.model),
+            seed=request.seed,
+            latency_ms=int((time.perf_counter() - started) * 1000),
+            cost_usd_estimate=cost,
+            metadata={
+                "prediction_id": prediction.get("id"),
+                "model_ref": self._cfg.model,
+                "aspect_ratio": body["aspect_ratio"],
+                "steps": body.get("num_inference_steps"),
+                "predict_time_s": metrics.get("predict_time"),
+                "cost_priced": per_image is not None or pricing.is_priced(self._cfg.model),
+                "web_url": (prediction.get("urls") or {}).get("web"),
+            },
+        )
+
+    async def check(self) -> BackendStatus:
+        try:
+            token = self._token()
+        except ConfigError:
+            return BackendStatus(False, f"not configured (set {self._cfg.api_token_env})")
+        try:
+            with trio.fail_after(min(10.0, self._cfg.http_timeout_s)):
+                response = await self._http().get(
+                    f"{self._api}/predictions", headers=self._headers(token))
+        except (httpx.HTTPError, trio.TooSlowError) as exc:
+            return BackendStatus(False, f"unreachable ({type(exc).__name__}: {exc})")
+        if response.status_code in (401, 403):
+            return BackendStatus(False, self._token_rejected())
+        if response.status_code >= 400:
+            return BackendStatus(
+                False, f"unreachable (HTTP {response.status_code}: {_problem_detail(response)})")
+        return BackendStatus(True, "ok")
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    # -- the run ------------------------------------------------------------------------
+
+    async def _run(self, token: str, body: dict[str, Any], progress: ProgressCallback
+                   ) -> tuple[dict[str, Any], bytes, str]:
+        prediction = await self._create(token, body)
+        prediction_id = str(prediction["id"])
+        total = int(body.get("num_inference_steps") or 0)
+        try:
+            while prediction.get("status") not in TERMINAL:
+                self._report(prediction, total, progress)
+                await trio.sleep(self._cfg.poll_interval_s)
+                prediction = await self._json(
+                    await self._request("GET", f"{self._api}/predictions/{prediction_id}",
+                                        token=token, what="poll prediction"))
+        except BaseException:
+            await self._cancel(token, prediction_id)
+            raise
+        status = prediction.get("status")
+        if status == "failed":
+            error = prediction.get("error")
+            raise GenerationError(
+                f"Replicate prediction {prediction_id} failed: {error or '(no error text)'}",
+                error_class=classify_failure(None if error is None else str(error)),
+            )
+        if status != "succeeded":
+            raise GenerationError(
+                f"Replicate prediction {prediction_id} ended {status}"
+                f"{': ' + str(prediction['error']) if prediction.get('error') else ''}",
+                error_class="transient",
+            )
+        if total:
+            progress(total, total)
+        image, mime = await self._download(token, prediction)
+        return prediction, image, mime
+
+    async def _create(self, token: str, body: dict[str, Any]) -> dict[str, Any]:
+        payload: dict[str, Any] = {"input": body}
+        if self._version is not None:
+            payload["version"] = self._version
+        headers = {"Cancel-After": f"{max(5, math.ceil(self._timeout))}s"}
+        if self._cfg.prefer_wait_s > 0:
+            headers["Prefer"] = f"wait={min(60, self._cfg.prefer_wait_s)}"
+        response = await self._request("POST", self._create_url, token=token,
+                                        what="create prediction", json=payload,
+                                        extra_headers=headers, idempotent=False)
+        prediction = await self._json(response)
+        if not prediction.get("id"):
+            raise GenerationError("Replicate created a prediction without an id",
+                                  error_class="transient")
+        return prediction
+
+    async def _cancel(self, token: str, prediction_id: str) -> None:
+        """Best effort, shielded, bounded: never masks the exception being raised."""
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(self._cfg.cancel_timeout_s),
+            contextlib.suppress(httpx.HTTPError),
+        ):
+            await self._http().post(f"{self._api}/predictions/{prediction_id}/cancel",
+                                    headers=self._headers(token))
+
+    async def _download(self, token: str, prediction: dict[str, Any]) -> tuple[bytes, str]:
+        output = prediction.get("output")
+        url = output[0] if isinstance(output, list) and output else output
+        if not isinstance(url, str) or not url:
+            raise GenerationError(
+                f"Replicate prediction {prediction.get('id')} succeeded without an output URL"
+                f"{' (data removed)' if prediction.get('data_removed') else ''}",
+                error_class="transient",
+            )
+        headers = self._headers(token) if self._send_token_to(url) else {}
+        last = ""
+        for _attempt in range(2):
+            try:
+                response = await self._http().get(url, headers=headers)
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code == 200:
+                return response.content, self._mime(response, url)
+            last = f"HTTP {response.status_code}"
+        raise GenerationError(f"downloading Replicate output {url} failed twice ({last})",
+                              error_class="transient")
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    async def _request(self, method: str, url: str, *, token: str, what: str,
+                       json: Any = None, extra_headers: Mapping[str, str] | None = None,
+                       idempotent: bool = True) -> httpx.Response:
+        headers = self._headers(token)
+        headers.update(extra_headers or {})
+        rate_limited = 0
+        server_errors = 0
+        transport_errors = 0
+        while True:
+            try:
+                response = await self._http().request(method, url, json=json, headers=headers)
+            except httpx.HTTPError as exc:
+                sent_maybe = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if transport_errors or (sent_maybe and not idempotent):
+                    raise GenerationError(
+                        f"Replicate {what}: {type(exc).__name__}: {exc or 'no detail'}",
+                        error_class="transient",
+                    ) from exc
+                transport_errors += 1
+                await trio.sleep(self._cfg.backoff_s)
+                continue
+            status = response.status_code
+            if status < 400:
+                return response
+            if status in (401, 403):
+                raise GenerationError(
+                    f"{self._token_rejected()} (HTTP {status} on {what}: "
+                    f"{_problem_detail(response)})",
+                    error_class="permanent",
+                )
+            if status == 429:
+                if rate_limited >= self._cfg.max_rate_limit_retries:
+                    raise GenerationError(
+                        f"Replicate {what}: rate limited (429) after {rate_limited} retries: "
+                        f"{_problem_detail(response)}",
+                        error_class="transient",
+                    )
+                rate_limited += 1
+                await trio.sleep(self._rate_limit_delay(response, rate_limited))
+                continue
+            if status >= 500:
+                if server_errors >= 1:
+                    raise GenerationError(
+                        f"Replicate {what}: HTTP {status} twice: {_problem_detail(response)}",
+                        error_class="transient",
+                    )
+                server_errors += 1
+                await trio.sleep(self._cfg.backoff_s)
+                continue
+            raise GenerationError(
+                f"Replicate {what} refused (HTTP {status}): {_problem_detail(response)}",
+                error_class="permanent",
+            )
+
+    def _rate_limit_delay(self, response: httpx.Response, attempt: int) -> float:
+        hinted = parse_retry_after(response.headers.get("Retry-After"))
+        delay = hinted if hinted is not None else self._cfg.backoff_s * 2 ** (attempt - 1)
+        return min(delay, self._cfg.max_backoff_s)
+
+    async def _json(self, response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise GenerationError(
+                f"Replicate answered HTTP {response.status_code} with a non-JSON body",
+                error_class="transient",
+            ) from exc
+        if not isinstance(body, dict):
+            raise GenerationError("Replicate answered with a JSON body that is not an object",
+                                  error_class="transient")
+        return body
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._cfg.http_timeout_s)
+        return self._client
+
+    def _headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def _token(self) -> str:
+        return secret_from_env(self._cfg.api_token_env,
+                               key_path=f"backends.{self.name}.api_token_env")
+
+    def _token_rejected(self) -> str:
+        return f"Replicate rejected the token in ${self._cfg.api_token_env}"
+
+    def _send_token_to(self, url: str) -> bool:
+        """Only to the API host and Replicate's file CDN, never to a third party."""
+        host = (urlsplit(url).hostname or "").lower()
+        return host == self._api_host or host == "replicate.delivery" or host.endswith(
+            ".replicate.delivery")
+
+    @staticmethod
+    def _mime(response: httpx.Response, url: str) -> str:
+        content_type = str(response.headers.get("Content-Type", "")).split(";")[0].strip().lower()
+        if content_type.startswith("image/"):
+            return content_type
+        suffix = urlsplit(url).path.rsplit(".", 1)[-1].lower()
+        return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}.get(
+            suffix, "image/png")
+
+    @staticmethod
+    def _report(prediction: Mapping[str, Any], total: int, progress: ProgressCallback) -> None:
+        """Progress from the last tqdm ``n/m [`` line in the logs, when there is one."""
+        logs = prediction.get("logs")
+        if not isinstance(logs, str):
+            return
+        found = _TQDM.findall(logs)
+        if found:
+            step, steps = (int(x) for x in found[-1])
+            if steps:
+                progress(min(step, steps), steps)
+        elif total:
+            progress(0, total)
+
+
+def build(name: str, block: dict[str, Any]) -> ReplicateBackend:
+    return ReplicateBackend(name, adapter_config(block, ReplicateConfig, instance=name))

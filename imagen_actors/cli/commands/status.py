@@ -1,0 +1,42 @@
+"""imagen-actors status: counts by status, running jobs with worker and lease, latest failures."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import trio
+
+from imagen_actors import config, database
+from imagen_actors.cli.main import command
+
+
+def register(sub: Any) -> None:
+    p = command(sub, "status", "show the queue: counts, running jobs, latest failures", run)
+    p.add_argument("--failures", type=int, default=5, help="how many failures to list")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config.load(args.config)
+
+    async def go() -> None:
+        async with database.open_database(cfg, application_name="imagen-actors status") as gw:
+            counts = {r["status"]: r["n"] for r in await gw.fetch("status_counts")}
+            running = await gw.fetch("running_jobs")
+            failures = await gw.fetch("latest_failures", args.failures)
+        order = ["pending", "running", "done", "failed", "cancelled"]
+        print("jobs: " + "  ".join(f"{s} {counts.get(s, 0)}" for s in order))
+        if running:
+            print("running:")
+            for r in running:
+                print(f"  {r['id']}  {r['worker_id']}  attempt {r['attempts']}/"
+                      f"{r['max_attempts']}  lease until {r['lease_expires_at']:%H:%M:%S}  "
+                      f"{r['backend']}  {r['prompt']!r}")
+        if failures:
+            print("latest failures:")
+            for r in failures:
+                print(f"  {r['id']}  {r['finished_at']:%Y-%m-%d %H:%M:%S}  {r['backend']}  "
+                      f"{r['error']}")
+
+    trio.run(go)
+    return 0

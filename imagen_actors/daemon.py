@@ -1,0 +1,138 @@
+"""The worker: six actors under one supervising nursery, wired by Trio memory channels.
+
+Shutdown is two-stage. ``stop_intake`` (first SIGTERM/SIGINT) cancels the Listener,
+Claimer and Reaper; the Executor finishes its job, the Uploader and UsageRecorder drain,
+then the pipeline returns. ``abort`` (second signal, or the grace period running out)
+cancels the pipeline: in-flight jobs are requeued through an event on the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import attrs
+import trio
+
+from imagen_actors.actors.claimer import claimer
+from imagen_actors.actors.executor import ExecutorSettings, ProgressObserver, executor
+from imagen_actors.actors.listener import listener
+from imagen_actors.actors.messages import ClaimedWork, GeneratedImage, ImageCompleted, Wake
+from imagen_actors.actors.reaper import reaper, requeue_own
+from imagen_actors.actors.supervisor import RestartPolicy, supervise
+from imagen_actors.actors.uploader import OutputSettings, UploaderSettings, uploader
+from imagen_actors.actors.usage_recorder import usage_recorder
+from imagen_actors.backends.registry import Backends
+from imagen_actors.caller import caller_identity
+from imagen_actors.config import Config
+from imagen_actors.gateway import Gateway
+from imagen_actors.naming import validate_template
+from imagen_actors.storage.base import ObjectStore
+
+# One Wake buffered is enough: it means "look", and later ones coalesce into it.
+WAKE_BUFFER: Final = 1
+# One finished image may wait while the previous one uploads, so the GPU never waits for
+# an upload; more would hold finished jobs on leases with nobody working on them.
+UPLOAD_BUFFER: Final = 1
+# Usage rows are best-effort bookkeeping; a few may queue behind a slow insert.
+USAGE_BUFFER: Final = 8
+log = logging.getLogger("imagen_actors.daemon")
+
+
+@attrs.define
+class WorkerHandle:
+    """What a running worker exposes to its owner (CLI, tests, health endpoint)."""
+
+    worker_id: str
+    listening: trio.Event = attrs.field(factory=trio.Event)
+    intake: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    pipeline: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    restarts: dict[str, int] = attrs.field(factory=dict)
+
+    def stop_intake(self) -> None:
+        self.intake.cancel()
+
+    def abort(self) -> None:
+        self.intake.cancel()
+        self.pipeline.cancel()
+
+    def _count_restart(self, name: str, _exc: BaseException) -> None:
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+
+
+async def run_worker(
+    cfg: Config,
+    gateway: Gateway,
+    store: ObjectStore,
+    backends: Backends,
+    worker_id: str,
+    *,
+    handle: WorkerHandle | None = None,
+    observer: ProgressObserver | None = None,
+    policy: RestartPolicy = RestartPolicy(),
+    task_status: trio.TaskStatus[WorkerHandle] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until the intake is stopped and the pipeline drains (or is aborted)."""
+    validate_template(cfg.output.naming)
+    handle = handle or WorkerHandle(worker_id)
+    w = cfg.worker
+    await requeue_own(gateway, worker_id)
+
+    wake_send, wake_recv = trio.open_memory_channel[Wake](WAKE_BUFFER)
+    ready_send, ready_recv = trio.open_memory_channel[None](0)
+    work_send, work_recv = trio.open_memory_channel[ClaimedWork](0)
+    upload_send, upload_recv = trio.open_memory_channel[GeneratedImage](UPLOAD_BUFFER)
+    done_send, done_recv = trio.open_memory_channel[ImageCompleted](USAGE_BUFFER)
+
+    def sup(name: str, child: Callable[[], Awaitable[None]]) -> Awaitable[None]:
+        return supervise(name, child, policy=policy, on_restart=handle._count_restart)
+
+    async def stage(name: str, child: Callable[[], Awaitable[None]],
+                    closes: list[trio.abc.AsyncResource]) -> None:
+        """Supervise one pipeline stage; when it ends, close what it fed downstream."""
+        try:
+            await sup(name, child)
+        finally:
+            for resource in closes:
+                await resource.aclose()
+
+    exec_settings = ExecutorSettings(worker_id=worker_id, lease_s=w.lease_s,
+                                     progress_persist_interval_s=w.progress_persist_interval_s)
+    up_settings = UploaderSettings(
+        worker_id=worker_id,
+        output=OutputSettings(directory=cfg.output.resolved_directory(),
+                              naming=cfg.output.naming,
+                              write_metadata_json=cfg.output.write_metadata_json))
+    gpu = trio.Semaphore(1)
+    caller = caller_identity()
+
+    with handle.pipeline:
+        async with trio.open_nursery() as pipeline:
+            pipeline.start_soon(stage, "executor", lambda: executor(
+                gateway, backends, exec_settings, gpu=gpu, ready=ready_send, work=work_recv,
+                uploads=upload_send, observer=observer), [upload_send])
+            pipeline.start_soon(stage, "uploader", lambda: uploader(
+                gateway, store, up_settings, uploads=upload_recv, completed=done_send),
+                [done_send])
+            pipeline.start_soon(stage, "usage_recorder", lambda: usage_recorder(
+                gateway, worker_id=worker_id, caller=caller, completed=done_recv), [])
+
+            async def intake() -> None:
+                with handle.intake:
+                    async with trio.open_nursery() as n:
+                        n.start_soon(sup, "listener", lambda: listener(
+                            gateway, wake_send, poll_interval_s=w.poll_interval_s,
+                            listening=handle.listening))
+                        n.start_soon(sup, "claimer", lambda: claimer(
+                            gateway, worker_id=worker_id, lease_s=w.lease_s,
+                            ready=ready_recv, wakes=wake_recv, work=work_send))
+                        n.start_soon(sup, "reaper", lambda: reaper(
+                            gateway, worker_id=worker_id, interval_s=w.reap_interval_s))
+                # Intake stopped: the Executor finishes its job, then finds no claimer.
+                await ready_recv.aclose()
+                await work_send.aclose()
+                log.info("intake stopped; draining the pipeline")
+
+            pipeline.start_soon(intake)
+            task_status.started(handle)
