@@ -129,11 +129,20 @@ def default_timeout_s(model: str) -> float:
 
 
 def nearest_aspect_ratio(width: int, height: int) -> str:
-    """The supported flux ratio closest to width:height (log-ratio distance; ties -> first)."""
+    """The supported flux ratio closest to width:height.
+
+    Distance is |log(w/h) - log(a/b)| against the nominal ratio a:b of each label (not the
+    rounded 1 MP pixel sizes, which would send an exact 5:4 request to 4:3); ties -> first.
+    """
     if width <= 0 or height <= 0:
         raise ValueError(f"size must be positive, got {width}x{height}")
     target = math.log(width / height)
-    return min(ASPECT_RATIOS, key=lambda row: abs(math.log(row[1] / row[2]) - target))[0]
+    return min(ASPECT_RATIOS, key=lambda row: abs(_log_ratio(row[0]) - target))[0]
+
+
+def _log_ratio(label: str) -> float:
+    a, b = label.split(":")
+    return math.log(int(a) / int(b))
 
 
 def classify_failure(error: str | None) -> ErrorClass:
@@ -194,8 +203,7 @@ class ReplicateBackend:
         else:
             self._create_url = f"{self._api}/predictions"
             self._version = cfg.model
-        self._timeout = cfg.timeout_s if cfg.timeout_s is not None else default_timeout_s(
-            cfg.model)
+        self._timeout = cfg.timeout_s if cfg.timeout_s is not None else default_timeout_s(cfg.model)
         self._client: httpx.AsyncClient | None = None
 
     # -- public -------------------------------------------------------------------------
@@ -215,8 +223,9 @@ class ReplicateBackend:
         body.update(request.opts)
         return body
 
-    async def generate(self, request: GenerationRequest, progress: ProgressCallback
-                       ) -> GenerationResult:
+    async def generate(
+        self, request: GenerationRequest, progress: ProgressCallback
+    ) -> GenerationResult:
         token = self._token()
         started = time.perf_counter()
         body = self.build_input(request)
@@ -230,8 +239,11 @@ class ReplicateBackend:
             )
         images = int(body.get("num_outputs") or 1)
         per_image = self._cfg.cost_usd_per_image
-        cost = (per_image * images if per_image is not None
-                else pricing.estimate_cost(self._cfg.model, images))
+        cost = (
+            per_image * images
+            if per_image is not None
+            else pricing.estimate_cost(self._cfg.model, images)
+        )
         metrics = prediction.get("metrics") or {}
         return GenerationResult(
             image=image,
@@ -259,14 +271,16 @@ class ReplicateBackend:
         try:
             with trio.fail_after(min(10.0, self._cfg.http_timeout_s)):
                 response = await self._http().get(
-                    f"{self._api}/predictions", headers=self._headers(token))
+                    f"{self._api}/predictions", headers=self._headers(token)
+                )
         except (httpx.HTTPError, trio.TooSlowError) as exc:
             return BackendStatus(False, f"unreachable ({type(exc).__name__}: {exc})")
         if response.status_code in (401, 403):
             return BackendStatus(False, self._token_rejected())
         if response.status_code >= 400:
             return BackendStatus(
-                False, f"unreachable (HTTP {response.status_code}: {_problem_detail(response)})")
+                False, f"unreachable (HTTP {response.status_code}: {_problem_detail(response)})"
+            )
         return BackendStatus(True, "ok")
 
     async def aclose(self) -> None:
@@ -276,8 +290,9 @@ class ReplicateBackend:
 
     # -- the run ------------------------------------------------------------------------
 
-    async def _run(self, token: str, body: dict[str, Any], progress: ProgressCallback
-                   ) -> tuple[dict[str, Any], bytes, str]:
+    async def _run(
+        self, token: str, body: dict[str, Any], progress: ProgressCallback
+    ) -> tuple[dict[str, Any], bytes, str]:
         prediction = await self._create(token, body)
         prediction_id = str(prediction["id"])
         total = int(body.get("num_inference_steps") or 0)
@@ -286,8 +301,13 @@ class ReplicateBackend:
                 self._report(prediction, total, progress)
                 await trio.sleep(self._cfg.poll_interval_s)
                 prediction = await self._json(
-                    await self._request("GET", f"{self._api}/predictions/{prediction_id}",
-                                        token=token, what="poll prediction"))
+                    await self._request(
+                        "GET",
+                        f"{self._api}/predictions/{prediction_id}",
+                        token=token,
+                        what="poll prediction",
+                    )
+                )
         except BaseException:
             await self._cancel(token, prediction_id)
             raise
@@ -316,13 +336,20 @@ class ReplicateBackend:
         headers = {"Cancel-After": f"{max(5, math.ceil(self._timeout))}s"}
         if self._cfg.prefer_wait_s > 0:
             headers["Prefer"] = f"wait={min(60, self._cfg.prefer_wait_s)}"
-        response = await self._request("POST", self._create_url, token=token,
-                                        what="create prediction", json=payload,
-                                        extra_headers=headers, idempotent=False)
+        response = await self._request(
+            "POST",
+            self._create_url,
+            token=token,
+            what="create prediction",
+            json=payload,
+            extra_headers=headers,
+            idempotent=False,
+        )
         prediction = await self._json(response)
         if not prediction.get("id"):
-            raise GenerationError("Replicate created a prediction without an id",
-                                  error_class="transient")
+            raise GenerationError(
+                "Replicate created a prediction without an id", error_class="transient"
+            )
         return prediction
 
     async def _cancel(self, token: str, prediction_id: str) -> None:
@@ -332,8 +359,9 @@ class ReplicateBackend:
             trio.move_on_after(self._cfg.cancel_timeout_s),
             contextlib.suppress(httpx.HTTPError),
         ):
-            await self._http().post(f"{self._api}/predictions/{prediction_id}/cancel",
-                                    headers=self._headers(token))
+            await self._http().post(
+                f"{self._api}/predictions/{prediction_id}/cancel", headers=self._headers(token)
+            )
 
     async def _download(self, token: str, prediction: dict[str, Any]) -> tuple[bytes, str]:
         output = prediction.get("output")
@@ -355,14 +383,23 @@ class ReplicateBackend:
             if response.status_code == 200:
                 return response.content, self._mime(response, url)
             last = f"HTTP {response.status_code}"
-        raise GenerationError(f"downloading Replicate output {url} failed twice ({last})",
-                              error_class="transient")
+        raise GenerationError(
+            f"downloading Replicate output {url} failed twice ({last})", error_class="transient"
+        )
 
     # -- HTTP ---------------------------------------------------------------------------
 
-    async def _request(self, method: str, url: str, *, token: str, what: str,
-                       json: Any = None, extra_headers: Mapping[str, str] | None = None,
-                       idempotent: bool = True) -> httpx.Response:
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        token: str,
+        what: str,
+        json: Any = None,
+        extra_headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+    ) -> httpx.Response:
         headers = self._headers(token)
         headers.update(extra_headers or {})
         rate_limited = 0
@@ -428,8 +465,9 @@ class ReplicateBackend:
                 error_class="transient",
             ) from exc
         if not isinstance(body, dict):
-            raise GenerationError("Replicate answered with a JSON body that is not an object",
-                                  error_class="transient")
+            raise GenerationError(
+                "Replicate answered with a JSON body that is not an object", error_class="transient"
+            )
         return body
 
     def _http(self) -> httpx.AsyncClient:
@@ -441,8 +479,9 @@ class ReplicateBackend:
         return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def _token(self) -> str:
-        return secret_from_env(self._cfg.api_token_env,
-                               key_path=f"backends.{self.name}.api_token_env")
+        return secret_from_env(
+            self._cfg.api_token_env, key_path=f"backends.{self.name}.api_token_env"
+        )
 
     def _token_rejected(self) -> str:
         return f"Replicate rejected the token in ${self._cfg.api_token_env}"
@@ -450,8 +489,11 @@ class ReplicateBackend:
     def _send_token_to(self, url: str) -> bool:
         """Only to the API host and Replicate's file CDN, never to a third party."""
         host = (urlsplit(url).hostname or "").lower()
-        return host == self._api_host or host == "replicate.delivery" or host.endswith(
-            ".replicate.delivery")
+        return (
+            host == self._api_host
+            or host == "replicate.delivery"
+            or host.endswith(".replicate.delivery")
+        )
 
     @staticmethod
     def _mime(response: httpx.Response, url: str) -> str:
@@ -460,7 +502,8 @@ class ReplicateBackend:
             return content_type
         suffix = urlsplit(url).path.rsplit(".", 1)[-1].lower()
         return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}.get(
-            suffix, "image/png")
+            suffix, "image/png"
+        )
 
     @staticmethod
     def _report(prediction: Mapping[str, Any], total: int, progress: ProgressCallback) -> None:

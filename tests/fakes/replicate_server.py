@@ -20,6 +20,7 @@ import json
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import attrs
@@ -222,8 +223,11 @@ class FakeReplicate:
 
 
 def _problem(status: int, detail: str) -> Reply:
-    return Reply(status, {"title": "error", "status": status, "detail": detail},
-                 {"content-type": "application/problem+json"})
+    return Reply(
+        status,
+        {"title": "error", "status": status, "detail": detail},
+        {"content-type": "application/problem+json"},
+    )
 
 
 async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> Any:
@@ -242,8 +246,9 @@ async def _send(conn: h11.Connection, stream: trio.SocketStream, reply: Reply) -
         payload = json.dumps(reply.body).encode() if reply.body is not None else b""
         headers = {"content-type": "application/json", **reply.headers}
     headers["content-length"] = str(len(payload))
-    out = conn.send(h11.Response(status_code=reply.status,
-                                 headers=[(k, v) for k, v in headers.items()]))
+    out = conn.send(
+        h11.Response(status_code=reply.status, headers=[(k, v) for k, v in headers.items()])
+    )
     out = (out or b"") + (conn.send(h11.Data(data=payload)) or b"")
     out += conn.send(h11.EndOfMessage()) or b""
     await stream.send_all(out)
@@ -254,7 +259,7 @@ async def fake_replicate() -> AsyncIterator[FakeReplicate]:
     """Serve a FakeReplicate on 127.0.0.1:<free port>; ``base_url`` is set on it."""
     fake = FakeReplicate()
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, fake.serve, 0, host="127.0.0.1")
+        listeners = await nursery.start(partial(trio.serve_tcp, fake.serve, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
         fake.base_url = f"http://127.0.0.1:{port}"
         try:
