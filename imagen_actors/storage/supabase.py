@@ -185,7 +185,7 @@ class SupabaseStore:
         response = await self._exchange(
             "POST", url, key=key, op="upload", headers=headers, content=bytes(data)
         )
-        if response.status_code != 200:
+        if not response.is_success:
             raise self._refused("upload", key, parse_failure(response), content_type)
         return StoredObject(self.bucket, key, url)
 
