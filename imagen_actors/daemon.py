@@ -49,6 +49,7 @@ class WorkerHandle:
     intake: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     pipeline: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     restarts: dict[str, int] = attrs.field(factory=dict)
+    pipeline_done: trio.Event = attrs.field(factory=trio.Event)
 
     def stop_intake(self) -> None:
         self.intake.cancel()
@@ -136,3 +137,4 @@ async def run_worker(
 
             pipeline.start_soon(intake)
             task_status.started(handle)
+    handle.pipeline_done.set()

@@ -161,6 +161,15 @@ async def _append(conn: Any, job_id: uuid.UUID, before: fl.JobState, new: Sequen
         raise ConcurrencyError(f"job {job_id} moved past version {before.version} meanwhile")
 
 
+async def _locked_stream(conn: Any, job_id: uuid.UUID, rows: list[Any]) -> list[Any]:
+    """The job's events as of now, given the rows read together with the row lock."""
+    if rows and len(rows) != rows[0]["locked_version"]:
+        # We waited for the lock while another writer committed: our statement's snapshot
+        # predates its events. A new statement sees them (READ COMMITTED).
+        rows = await conn.fetch(query("load_events_with_clock"), job_id)
+    return rows
+
+
 def _fold_all(state: fl.JobState, new: Sequence[ev.Event]) -> fl.JobState:
     for event in new:
         state = fl.fold(state, event)
@@ -227,7 +236,8 @@ class Gateway:
 
         async def body() -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(query("lock_and_load_events"), job_id)
+                rows = await _locked_stream(
+                    conn, job_id, await conn.fetch(query("lock_and_load_events"), job_id))
                 if not rows:
                     raise JobNotFoundError(f"no job {job_id}")
                 before = fl.replay(_event_from_record(job_id, r) for r in rows)
@@ -249,6 +259,7 @@ class Gateway:
                 if not rows:
                     return None
                 job_id = rows[0]["job_id"]
+                rows = await _locked_stream(conn, job_id, rows)
                 prior = tuple(_event_from_record(job_id, r) for r in rows)
                 before = fl.replay(prior)
                 new = tuple(decide(before, rows[0]["db_now"]))
@@ -266,7 +277,8 @@ class Gateway:
 
         async def body() -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(query("lock_and_load_events"), image.job_id)
+                rows = await _locked_stream(conn, image.job_id, await conn.fetch(
+                    query("lock_and_load_events"), image.job_id))
                 if not rows:
                     raise JobNotFoundError(f"no job {image.job_id}")
                 before = fl.replay(_event_from_record(image.job_id, r) for r in rows)
@@ -294,7 +306,8 @@ class Gateway:
             async with self._pool.acquire() as conn, conn.transaction():
                 rows = None
                 if usage.job_id is not None and decide is not None:
-                    rows = await conn.fetch(query("lock_and_load_events"), usage.job_id)
+                    rows = await _locked_stream(conn, usage.job_id, await conn.fetch(
+                        query("lock_and_load_events"), usage.job_id))
                 usage_id: int = await conn.fetchval(
                     query("insert_usage"), usage.backend, usage.model, usage.seed,
                     usage.prompt_hash, usage.latency_ms, usage.cost_usd_estimate, usage.caller,

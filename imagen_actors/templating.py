@@ -26,6 +26,8 @@ PLACEHOLDERS: Final[dict[str, type]] = {
     "steps": int,
 }
 
+_KIND: Final[dict[type, str]] = {str: "a string", int: "an integer", float: "a number"}
+
 _WHOLE: Final = re.compile(r"\$\{([^{}]*)\}")
 
 Path = tuple[str | int, ...]
@@ -96,7 +98,7 @@ def check_value(name: str, value: object, *, where: str = "") -> object:
         return float(value)
     if isinstance(value, bool) or not isinstance(value, expected):
         raise TemplateError(
-            f"placeholder ${{{name}}}{at} needs a {expected.__name__}, "
+            f"placeholder ${{{name}}}{at} needs {_KIND[expected]}, "
             f"got {type(value).__name__} {value!r}"
         )
     return value

@@ -21,7 +21,13 @@ from imagen_actors import events as ev
 from imagen_actors.actors.messages import ClaimedWork, GeneratedImage
 from imagen_actors.backends.base import GenerationRequest, GenerationResult
 from imagen_actors.backends.registry import Backends
-from imagen_actors.errors import ConfigError, ErrorClass, GenerationError, LeaseLostError
+from imagen_actors.errors import (
+    ConfigError,
+    DatabaseError,
+    ErrorClass,
+    GenerationError,
+    LeaseLostError,
+)
 from imagen_actors.gateway import Gateway
 from imagen_actors.naming import default_seed
 
@@ -134,11 +140,28 @@ async def run_one(
     except LeaseLostError as exc:
         log.warning("job %s: %s; dropping this attempt", sub.job_id, exc)
         return None
-    except trio.Cancelled:
-        with trio.move_on_after(FINAL_WRITE_GRACE_S, shield=True):
-            await gateway.transition(sub.job_id, dc.abort_in_flight(
-                worker, "worker shut down mid-generation", actor="executor"))
-        raise
+    finally:
+        # Cancelled may arrive wrapped in an ExceptionGroup from an inner nursery, so ask
+        # the scope rather than matching the exception: are we being cancelled?
+        if being_cancelled():
+            await give_back(gateway, worker, sub.job_id, "worker shut down mid-generation",
+                            actor="executor")
+
+
+def being_cancelled() -> bool:
+    return trio.current_effective_deadline() == float("-inf")
+
+
+async def give_back(gateway: Gateway, worker: str, job_id: uuid.UUID, reason: str, *,
+                    actor: str) -> None:
+    """Requeue a job we hold (refunding the attempt), even while being cancelled."""
+    with trio.move_on_after(FINAL_WRITE_GRACE_S, shield=True):
+        try:
+            await gateway.transition(job_id, dc.abort_in_flight(worker, reason, actor=actor))
+            log.warning("job %s: %s; requeued", job_id, reason)
+        except (LeaseLostError, DatabaseError) as exc:
+            log.warning("job %s: could not requeue (%s); the Reaper will after its lease",
+                        job_id, exc)
 
 
 async def _fail(gateway: Gateway, worker: str, job_id: uuid.UUID, error: str,

@@ -18,6 +18,7 @@ import trio
 
 from imagen_actors import decisions as dc
 from imagen_actors import events as ev
+from imagen_actors.actors.executor import being_cancelled, give_back
 from imagen_actors.actors.messages import GeneratedImage, ImageCompleted
 from imagen_actors.errors import LeaseLostError, StorageError
 from imagen_actors.gateway import Gateway, ImageRow
@@ -25,7 +26,6 @@ from imagen_actors.naming import disambiguated_key, render_template, storage_key
 from imagen_actors.storage.base import ObjectStore
 from imagen_actors.storage.local import write_atomic
 
-FINAL_WRITE_GRACE_S: Final = 5.0
 log = logging.getLogger("imagen_actors.uploader")
 
 
@@ -140,11 +140,10 @@ async def upload_one(gateway: Gateway, store: ObjectStore, settings: UploaderSet
     except LeaseLostError as exc:
         log.warning("job %s: %s; another worker owns it now", sub.job_id, exc)
         return None
-    except trio.Cancelled:
-        with trio.move_on_after(FINAL_WRITE_GRACE_S, shield=True):
-            await gateway.transition(sub.job_id, dc.abort_in_flight(
-                worker, "worker shut down mid-upload", actor="uploader"))
-        raise
+    finally:
+        if being_cancelled():
+            await give_back(gateway, worker, sub.job_id, "worker shut down mid-upload",
+                            actor="uploader")
     completed = next(e for e in t.events if isinstance(e, ev.JobCompleted))
     log.info("job %s done: %s", sub.job_id, image_path)
     return ImageCompleted(submitted=sub, succeeded=gen, completed=completed,

@@ -11,7 +11,9 @@ Retries inside one ``generate`` (the job-level retry is the supervisor's busines
   response carries one (seconds or an HTTP date, capped at ``max_backoff_s``), otherwise
   ``backoff_s * 2**(n-1)``. POST-create included: Replicate's own client never retries POST,
   so we do it here; a 429 means nothing was created.
-- 5xx: one more try (``backoff_s`` later), then a transient GenerationError.
+- 5xx: one more try (``backoff_s`` later), then a transient GenerationError. This includes
+  POST-create: a 5xx normally means nothing was created; a gateway 502/504 that hides a
+  created prediction is bounded by ``Cancel-After``.
 - Transport errors: a connect failure (nothing sent) gets one more try; a timeout or a
   dropped connection after a POST-create was sent is *not* retried (it may have created a
   paid prediction) and surfaces as a transient GenerationError. GETs are retried once.
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import logging
 import math
 import re
 import time
@@ -64,6 +67,8 @@ from imagen_actors.backends.base import (
 )
 from imagen_actors.config import secret_from_env
 from imagen_actors.errors import ConfigError, ErrorClass, GenerationError
+
+log = logging.getLogger("imagen_actors.backends.replicate")
 
 DEFAULT_TOKEN_ENV: Final = "REPLICATE_API_TOKEN"
 DEFAULT_BASE_URL: Final = "https://api.replicate.com"
@@ -192,6 +197,13 @@ class ReplicateBackend:
                 f"backends.{name}.model {cfg.model!r} is not a Replicate model ref; "
                 "use owner/name, owner/name:<version> or a 64-hex version id"
             )
+        if not 0 <= cfg.prefer_wait_s <= 60:
+            raise ConfigError(f"backends.{name}.prefer_wait_s must be 0 (off) or 1..60")
+        for key in ("poll_interval_s", "http_timeout_s", "cancel_timeout_s"):
+            if getattr(cfg, key) <= 0:
+                raise ConfigError(f"backends.{name}.{key} must be > 0")
+        if cfg.timeout_s is not None and cfg.timeout_s <= 0:
+            raise ConfigError(f"backends.{name}.timeout_s must be > 0")
         base = cfg.base_url.rstrip("/")
         if base.endswith("/v1"):
             base = base[: -len("/v1")]
@@ -205,6 +217,13 @@ class ReplicateBackend:
             self._version = cfg.model
         self._timeout = cfg.timeout_s if cfg.timeout_s is not None else default_timeout_s(cfg.model)
         self._client: httpx.AsyncClient | None = None
+        if cfg.cost_usd_per_image is None and not pricing.is_priced(cfg.model):
+            log.warning(
+                "backends.%s: no price known for %s; cost estimates will be 0.0 "
+                "(set cost_usd_per_image)",
+                name,
+                cfg.model,
+            )
 
     # -- public -------------------------------------------------------------------------
 
@@ -344,6 +363,8 @@ class ReplicateBackend:
             json=payload,
             extra_headers=headers,
             idempotent=False,
+            # A held "Prefer: wait=N" request must outlive N.
+            http_timeout_s=max(self._cfg.http_timeout_s, self._cfg.prefer_wait_s + 10.0),
         )
         prediction = await self._json(response)
         if not prediction.get("id"):
@@ -399,6 +420,7 @@ class ReplicateBackend:
         json: Any = None,
         extra_headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
+        http_timeout_s: float | None = None,
     ) -> httpx.Response:
         headers = self._headers(token)
         headers.update(extra_headers or {})
@@ -407,12 +429,20 @@ class ReplicateBackend:
         transport_errors = 0
         while True:
             try:
-                response = await self._http().request(method, url, json=json, headers=headers)
+                response = await self._http().request(
+                    method,
+                    url,
+                    json=json,
+                    headers=headers,
+                    timeout=self._cfg.http_timeout_s if http_timeout_s is None else http_timeout_s,
+                )
             except httpx.HTTPError as exc:
-                sent_maybe = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                sent_maybe = not isinstance(
+                    exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+                )
                 if transport_errors or (sent_maybe and not idempotent):
                     raise GenerationError(
-                        f"Replicate {what}: {type(exc).__name__}: {exc or 'no detail'}",
+                        f"Replicate {what}: {type(exc).__name__}: {str(exc) or 'no detail'}",
                         error_class="transient",
                     ) from exc
                 transport_errors += 1

@@ -2,25 +2,34 @@
 
 -- name: lock_and_load_events
 -- Locks the job row and returns its whole stream (plus the transaction's clock) in one trip.
+-- locked_version comes from the row as re-read after any lock wait; the events come from
+-- the statement's snapshot, taken before the wait. When they disagree (another writer
+-- committed while we waited) the gateway re-reads the events in a fresh statement.
 WITH locked AS (
-    SELECT id FROM imagen.jobs WHERE id = $1 FOR UPDATE
+    SELECT id, version FROM imagen.jobs WHERE id = $1 FOR UPDATE
 )
-SELECT e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at, now() AS db_now
+SELECT e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at, now() AS db_now,
+       l.version AS locked_version
 FROM imagen.job_events e JOIN locked l ON e.job_id = l.id
 ORDER BY e.seq;
 
 -- name: claim_next_and_load_events
 -- The oldest claimable pending job, skipping rows another worker has locked.
 WITH next AS (
-    SELECT id FROM imagen.jobs
+    SELECT id, version FROM imagen.jobs
     WHERE status = 'pending' AND (run_after IS NULL OR run_after <= now())
     ORDER BY created_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
-SELECT e.job_id, e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at, now() AS db_now
+SELECT e.job_id, e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at, now() AS db_now,
+       n.version AS locked_version
 FROM imagen.job_events e JOIN next n ON e.job_id = n.id
 ORDER BY e.seq;
+
+-- name: load_events_with_clock
+SELECT seq, type, data, actor, worker_id, occurred_at, now() AS db_now
+FROM imagen.job_events WHERE job_id = $1 ORDER BY seq;
 
 -- name: append_and_project
 -- Appends events (parallel arrays) and writes the folded projection in one statement.

@@ -25,10 +25,16 @@ async def insert_job(gw: Gateway, prompt: str = "a tiny owl", *, backend: str = 
 
 async def assert_replay_matches(gw: Gateway, job_id: uuid.UUID) -> fold.JobState:
     """Replaying the job's stored events reproduces its imagen.jobs row exactly."""
-    events = await gw.load_events(job_id)
+    # Events and row are two reads; an actor may append in between, so retry until both
+    # describe the same version.
+    for _ in range(50):
+        events = await gw.load_events(job_id)
+        row = await gw.fetchrow("load_job", job_id)
+        assert row is not None
+        if row["version"] == len(events):
+            break
     state = fold.replay(events)
-    row = await gw.fetchrow("load_job", job_id)
-    assert row is not None
     projected = {k: row[k] for k in fold.PROJECTED_COLUMNS}
-    assert state.projection() == projected
+    diff = {k: (v, projected[k]) for k, v in state.projection().items() if v != projected[k]}
+    assert not diff, f"replay differs from the projection: {diff}"
     return state
