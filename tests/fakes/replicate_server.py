@@ -8,7 +8,8 @@ Scenarios are knobs on the FakeReplicate object, set before or during a test:
 - ``output_as_list``: ``output`` is ``[url]`` (flux) or a bare URL string;
 - ``prefer_wait``: honour ``Prefer: wait`` by answering the create with the final object;
 - ``faults[route]``: scripted responses served first, in order, for a route
-  (``create``, ``get``, ``cancel``, ``output``, ``list``) — e.g. a 429 with Retry-After.
+  (``create``, ``get``, ``cancel``, ``output``, ``list``) — e.g. a 429 with Retry-After,
+  or ``DROP`` to close the connection without an answer.
 
 Every request is recorded in ``requests`` (method, path, headers, JSON body).
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -40,6 +41,10 @@ class Reply:
     status: int
     body: Any = None  # dict -> JSON, bytes -> raw
     headers: dict[str, str] = attrs.field(factory=dict)
+
+
+DROP = Reply(0)
+"""Scripted reply that closes the connection without answering (a dropped request)."""
 
 
 @attrs.frozen
@@ -92,7 +97,8 @@ class FakeReplicate:
             return _problem(401, "You did not pass a valid authentication token")
         if self.faults[name]:
             return self.faults[name].popleft()
-        return getattr(self, f"_on_{name}")(*args, headers=headers, body=body)
+        handler: Callable[..., Reply] = getattr(self, f"_on_{name}")
+        return handler(*args, headers=headers, body=body)
 
     def _match(self, method: str, path: str) -> tuple[str | None, tuple[str, ...]]:
         parts = path.strip("/").split("/")
@@ -212,6 +218,8 @@ class FakeReplicate:
                 headers = {k.decode().lower(): v.decode() for k, v in event.headers}
                 body = json.loads(raw) if raw else None
                 reply = self.route(event.method.decode(), event.target.decode(), headers, body)
+                if reply.status == 0:
+                    return
                 await _send(conn, stream, reply)
                 if conn.our_state is h11.MUST_CLOSE:
                     return

@@ -12,7 +12,7 @@ import trio
 from imagen_actors.backends.base import GenerationRequest
 from imagen_actors.backends.replicate import ReplicateBackend, build
 from imagen_actors.errors import ConfigError, GenerationError
-from tests.fakes.replicate_server import PNG, TOKEN, FakeReplicate, Reply, fake_replicate
+from tests.fakes.replicate_server import DROP, PNG, TOKEN, FakeReplicate, Reply, fake_replicate
 
 ENV = "IMAGEN_TEST_REPLICATE_TOKEN"
 VERSION = "5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637"
@@ -207,6 +207,25 @@ async def test_create_server_error_twice_is_transient() -> None:
         assert not fake.predictions
 
 
+async def test_dropped_create_is_not_retried() -> None:
+    """A create whose connection drops after sending is not re-sent (could double-bill)."""
+    async with fake_replicate() as fake, backend(fake) as b:
+        fake.script("create", DROP)
+        with pytest.raises(GenerationError, match="create prediction") as info:
+            await b.generate(request(), lambda s, t: None)
+        assert info.value.error_class == "transient"
+        assert len(fake.hits("POST", "/v1/models/")) == 1
+
+
+async def test_dropped_poll_is_retried_once() -> None:
+    """A poll whose connection drops is retried once (GET is idempotent)."""
+    async with fake_replicate() as fake, backend(fake) as b:
+        fake.script("get", DROP)
+        result = await b.generate(request(), lambda s, t: None)
+        assert result.image == PNG
+        assert len(fake.hits("GET", "/v1/predictions/")) == 2
+
+
 async def test_output_download_500_once_then_ok() -> None:
     """The output download is retried once after a 500."""
     async with fake_replicate() as fake, backend(fake) as b:
@@ -314,9 +333,27 @@ async def test_check_unreachable() -> None:
     assert status.detail.startswith("unreachable")
 
 
+async def test_unpriced_model_is_flagged_and_override_wins(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unknown model costs 0.0 with cost_priced False (and a warning); an override prices it."""
+    async with fake_replicate() as fake:
+        async with backend(fake, model="someone/custom-flux") as b:
+            result = await b.generate(request(), lambda s, t: None)
+            assert result.cost_usd_estimate == 0.0
+            assert result.metadata["cost_priced"] is False
+        assert "no price known" in caplog.text
+        async with backend(fake, model="someone/custom-flux", cost_usd_per_image=0.01) as b:
+            result = await b.generate(request(opts={"num_outputs": 2}), lambda s, t: None)
+            assert result.cost_usd_estimate == pytest.approx(0.02)
+            assert result.metadata["cost_priced"] is True
+
+
 def test_config_rejects_unknown_fields_and_bad_refs() -> None:
     """Unknown keys and malformed model refs raise ConfigError naming the key."""
     with pytest.raises(ConfigError, match=r"backends\.r"):
         build("r", {"type": "replicate", "model": "a/b", "api_token": "inline"})
     with pytest.raises(ConfigError, match=r"backends\.r\.model"):
         build("r", {"type": "replicate", "model": "not a ref"})
+    with pytest.raises(ConfigError, match="prefer_wait_s"):
+        build("r", {"type": "replicate", "model": "a/b", "prefer_wait_s": 61})
