@@ -71,8 +71,11 @@ async def wait_all_terminal(gw: Gateway, timeout: float = 60) -> None:
 
 
 def worker_process(config_path: Path, *, name: str) -> subprocess.Popen[bytes]:
+    """A real worker process; its stderr goes to ``<config>.<name>.log`` beside the config."""
     env = {**os.environ, "IMAGEN_WORKER_NAME": name, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "imagen_actors", "worker", "--config", str(config_path)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    log_path = config_path.with_suffix(f".{name.replace(':', '_')}.log")
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "imagen_actors", "worker", "--config", str(config_path)],
+            env=env, stdout=subprocess.DEVNULL, stderr=log,
+        )
