@@ -74,13 +74,25 @@ class _Run:
     finished: bool = False  # the server no longer runs it (done, failed, interrupted)
 
 
+def _refused(exc: BaseException | None) -> bool:
+    """Whether a ConnectionRefusedError sits anywhere in the cause chain or groups."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ConnectionRefusedError):
+            return True
+        if isinstance(exc, BaseExceptionGroup) and any(_refused(e) for e in exc.exceptions):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    if isinstance(exc, httpx.ConnectError) and "refused" in text.lower():
+    if _refused(exc):
         return "connection refused"
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
-    return text or type(exc).__name__
+    return str(exc) or type(exc).__name__
 
 
 class ComfyUIBackend:
@@ -92,13 +104,15 @@ class ComfyUIBackend:
         self._workflow = workflow
         self._url = cfg.url.rstrip("/")
         self._client = httpx.AsyncClient(
-            base_url=self._url, timeout=httpx.Timeout(60.0, connect=10.0))
+            base_url=self._url, timeout=httpx.Timeout(60.0, connect=10.0)
+        )
         self.model = cfg.model or workflow.meta.model or workflow.name
 
     def _error(self, message: str, error_class: str) -> GenerationError:
-        return GenerationError(f"comfyui {self.name}: {message}",
-                               error_class="transient" if error_class == "transient"
-                               else "permanent")
+        return GenerationError(
+            f"comfyui {self.name}: {message}",
+            error_class="transient" if error_class == "transient" else "permanent",
+        )
 
     # -- request building -------------------------------------------------------------
 
@@ -117,13 +131,14 @@ class ComfyUIBackend:
             return wf.render(values), values
         except TemplateError as exc:
             raise self._error(
-                f"workflow {wf.name}: {exc} (set default_steps / cfg in the config)",
-                "permanent") from exc
+                f"workflow {wf.name}: {exc} (set default_steps / cfg in the config)", "permanent"
+            ) from exc
 
     # -- generate ---------------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest, progress: ProgressCallback
-                       ) -> GenerationResult:
+    async def generate(
+        self, request: GenerationRequest, progress: ProgressCallback
+    ) -> GenerationResult:
         started = time.perf_counter()
         graph, values = self.render(request)
         run = _Run()
@@ -134,7 +149,9 @@ class ComfyUIBackend:
         except trio.TooSlowError:
             raise self._error(
                 f"no result within timeout_s={self._cfg.timeout_s:g}s "
-                f"(prompt {run.prompt_id or 'not queued'})", "transient") from None
+                f"(prompt {run.prompt_id or 'not queued'})",
+                "transient",
+            ) from None
         finally:
             if run.prompt_id is not None and not run.finished:
                 await self._interrupt(run.prompt_id)
@@ -144,46 +161,63 @@ class ComfyUIBackend:
             model=self.model,
             seed=request.seed,
             latency_ms=int((time.perf_counter() - started) * 1000),
-            metadata={"workflow": self._workflow.name, "prompt_id": run.prompt_id,
-                      "steps": values["steps"], "cfg": values["cfg"], "url": self._url},
+            metadata={
+                "workflow": self._workflow.name,
+                "prompt_id": run.prompt_id,
+                "steps": values["steps"],
+                "cfg": values["cfg"],
+                "url": self._url,
+            },
         )
 
-    async def _execute(self, graph: dict[str, Any], client_id: str, run: _Run,
-                       progress: ProgressCallback) -> dict[str, Any]:
+    async def _execute(
+        self, graph: dict[str, Any], client_id: str, run: _Run, progress: ProgressCallback
+    ) -> dict[str, Any]:
         """Queue the graph, wait for it to end; the image reference from its history."""
         failure: GenerationError | None = None
         try:
-            async with aconnect_ws("/ws", self._client, params={"clientId": client_id},
-                                   session_class=AsyncWebSocketSession) as ws:
+            async with aconnect_ws(
+                "/ws",
+                self._client,
+                params={"clientId": client_id},
+                session_class=AsyncWebSocketSession,
+            ) as ws:
                 try:
                     run.prompt_id = await self._submit(graph, client_id)
                     await self._follow(ws, run, progress)
                 except GenerationError as exc:
                     failure = exc
         except* (HTTPXWSException, httpx.HTTPError, OSError) as group:
-            log.info("comfyui %s: websocket unavailable (%s); polling /history",
-                     self.name, "; ".join(_reason(e) for e in group.exceptions))
+            log.info(
+                "comfyui %s: websocket unavailable (%s); polling /history",
+                self.name,
+                "; ".join(_reason(e) for e in group.exceptions),
+            )
         if failure is not None:
             raise failure
         if run.prompt_id is None:
             run.prompt_id = await self._submit(graph, client_id)
-        entry = await self._wait_history(run.prompt_id)
+        entry = await self._wait_history(run)
         run.finished = True
         return self._image_ref(entry)
 
     async def _submit(self, graph: dict[str, Any], client_id: str) -> str:
         try:
             resp = await self._client.post(
-                "/prompt", json={"prompt": graph, "client_id": client_id})
+                "/prompt", json={"prompt": graph, "client_id": client_id}
+            )
         except httpx.HTTPError as exc:
-            raise self._error(f"POST /prompt: {self._url}: {_reason(exc)}",
-                              "transient") from exc
+            raise self._error(f"POST /prompt: {self._url}: {_reason(exc)}", "transient") from exc
         body = _json(resp)
-        if resp.status_code == 200 and isinstance(body, dict) \
-                and isinstance(body.get("prompt_id"), str):
+        if (
+            resp.status_code == 200
+            and isinstance(body, dict)
+            and isinstance(body.get("prompt_id"), str)
+        ):
             if body.get("node_errors"):
-                log.warning("comfyui %s: some outputs were dropped: %s", self.name,
-                            validation_message(body))
+                log.warning(
+                    "comfyui %s: some outputs were dropped: %s", self.name, validation_message(body)
+                )
             prompt_id: str = body["prompt_id"]
             return prompt_id
         if resp.status_code == 400:
@@ -191,10 +225,13 @@ class ComfyUIBackend:
         detail = resp.text.strip().replace("\n", " ")[:300] or resp.reason_phrase
         if resp.status_code >= 500:
             raise self._error(f"POST /prompt: HTTP {resp.status_code}: {detail}", "transient")
-        raise self._error(f"POST /prompt: HTTP {resp.status_code}: {detail or 'no body'}",
-                          "permanent")
+        raise self._error(
+            f"POST /prompt: HTTP {resp.status_code}: {detail or 'no body'}", "permanent"
+        )
 
-    async def _follow(self, ws: AsyncWebSocketSession, run: _Run, progress: ProgressCallback) -> None:
+    async def _follow(
+        self, ws: AsyncWebSocketSession, run: _Run, progress: ProgressCallback
+    ) -> None:
         """Read frames until our prompt ends; return quietly if the socket fails."""
         prompt_id = run.prompt_id
         succeeded = False
@@ -226,39 +263,46 @@ class ComfyUIBackend:
                     run.finished = True
                     raise self._run_failure(kind, data)
         except (HTTPXWSException, OSError) as exc:
-            log.info("comfyui %s: websocket dropped (%s); polling /history",
-                     self.name, _reason(exc))
+            log.info(
+                "comfyui %s: websocket dropped (%s); polling /history", self.name, _reason(exc)
+            )
 
     def _run_failure(self, kind: str, data: dict[str, Any]) -> GenerationError:
         if kind == "execution_interrupted":
             return self._error(interrupted_message(data), "transient")
-        return self._error(execution_error_message(data),
-                           "transient" if is_transient_failure(data) else "permanent")
+        return self._error(
+            execution_error_message(data),
+            "transient" if is_transient_failure(data) else "permanent",
+        )
 
     async def _history_entry(self, prompt_id: str) -> dict[str, Any] | None:
         try:
             resp = await self._client.get(f"/history/{prompt_id}")
         except httpx.HTTPError as exc:
-            raise self._error(f"GET /history: {self._url}: {_reason(exc)}",
-                              "transient") from exc
+            raise self._error(f"GET /history: {self._url}: {_reason(exc)}", "transient") from exc
         if resp.status_code >= 400:
-            raise self._error(f"GET /history/{prompt_id}: HTTP {resp.status_code}",
-                              "transient" if resp.status_code >= 500 else "permanent")
+            raise self._error(
+                f"GET /history/{prompt_id}: HTTP {resp.status_code}",
+                "transient" if resp.status_code >= 500 else "permanent",
+            )
         body = _json(resp)
         entry = body.get(prompt_id) if isinstance(body, dict) else None
         return entry if isinstance(entry, dict) else None
 
-    async def _wait_history(self, prompt_id: str) -> dict[str, Any]:
+    async def _wait_history(self, run: _Run) -> dict[str, Any]:
         """Poll until the history entry exists (``{}`` means not finished yet)."""
+        prompt_id = str(run.prompt_id)
         delay = min(0.05, self._cfg.poll_interval_s)
         while (entry := await self._history_entry(prompt_id)) is None:
             await trio.sleep(delay)
             delay = min(delay * 2, self._cfg.poll_interval_s)
         status = entry.get("status")
         if isinstance(status, dict) and status.get("status_str") == "error":
+            run.finished = True
             for message in status.get("messages") or []:
-                if not (isinstance(message, list) and len(message) == 2
-                        and isinstance(message[1], dict)):
+                if not (
+                    isinstance(message, list) and len(message) == 2 and isinstance(message[1], dict)
+                ):
                     continue
                 event, data = message
                 if event in ("execution_error", "execution_interrupted"):
@@ -272,24 +316,32 @@ class ComfyUIBackend:
         if isinstance(outputs, dict):
             for output in outputs.values():
                 if isinstance(output, dict):
-                    images += [i for i in output.get("images") or []
-                               if isinstance(i, dict) and isinstance(i.get("filename"), str)]
+                    images += [
+                        i
+                        for i in output.get("images") or []
+                        if isinstance(i, dict) and isinstance(i.get("filename"), str)
+                    ]
         images.sort(key=lambda i: i.get("type") != "output")
         if not images:
-            raise self._error(f"workflow {self._workflow.name} produced no image "
-                              "(does it end in a SaveImage node?)", "permanent")
+            raise self._error(
+                f"workflow {self._workflow.name} produced no image "
+                "(does it end in a SaveImage node?)",
+                "permanent",
+            )
         return images[0]
 
     async def _download(self, ref: dict[str, Any]) -> tuple[bytes, str]:
-        params = {"filename": ref["filename"], "subfolder": ref.get("subfolder") or "",
-                  "type": ref.get("type") or "output"}
+        params = {
+            "filename": ref["filename"],
+            "subfolder": ref.get("subfolder") or "",
+            "type": ref.get("type") or "output",
+        }
         try:
             resp = await self._client.get("/view", params=params)
         except httpx.HTTPError as exc:
             raise self._error(f"GET /view: {self._url}: {_reason(exc)}", "transient") from exc
         if resp.status_code != 200:
-            raise self._error(f"GET /view {ref['filename']}: HTTP {resp.status_code}",
-                              "transient")
+            raise self._error(f"GET /view {ref['filename']}: HTTP {resp.status_code}", "transient")
         mime = resp.headers.get("content-type", "").split(";")[0].strip()
         return resp.content, mime if mime.startswith("image/") else "image/png"
 
@@ -301,8 +353,9 @@ class ComfyUIBackend:
                 await self._client.post("/interrupt", json={"prompt_id": prompt_id})
                 await self._client.post("/queue", json={"delete": [prompt_id]})
             except httpx.HTTPError as exc:
-                log.warning("comfyui %s: could not interrupt %s: %s", self.name, prompt_id,
-                            _reason(exc))
+                log.warning(
+                    "comfyui %s: could not interrupt %s: %s", self.name, prompt_id, _reason(exc)
+                )
 
     # -- health / lifecycle -----------------------------------------------------------
 

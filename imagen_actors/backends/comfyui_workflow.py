@@ -89,20 +89,22 @@ def parse_workflow(tree: Any, *, name: str, source: str, key: str) -> Workflow:
     if not graph:
         raise ConfigError(f"{key}: {source} has no nodes")
     for node_id, node in graph.items():
-        if (not isinstance(node, dict) or not isinstance(node.get("class_type"), str)
-                or not isinstance(node.get("inputs"), dict)):
+        if (
+            not isinstance(node, dict)
+            or not isinstance(node.get("class_type"), str)
+            or not isinstance(node.get("inputs"), dict)
+        ):
             raise ConfigError(
-                f"{key}: {source}: node {node_id} needs \"class_type\" (string) and "
-                "\"inputs\" (object); is this an API-format export (Save (API))?"
+                f'{key}: {source}: node {node_id} needs "class_type" (string) and '
+                '"inputs" (object); is this an API-format export (Save (API))?'
             )
     try:
         used = templating.check_template(graph)
     except templating.TemplateError as exc:
         raise ConfigError(f"{key}: {source}: {exc}") from exc
     if "prompt" not in used:
-        raise ConfigError(f"{key}: {source} has no \"${{prompt}}\" input to put the prompt in")
-    return Workflow(name=name, source=source, graph=graph, meta=meta,
-                    placeholders=frozenset(used))
+        raise ConfigError(f'{key}: {source} has no "${{prompt}}" input to put the prompt in')
+    return Workflow(name=name, source=source, graph=graph, meta=meta, placeholders=frozenset(used))
 
 
 def _text(value: object) -> str:
@@ -161,12 +163,22 @@ def execution_error_message(data: dict[str, Any]) -> str:
 
 
 def interrupted_message(data: dict[str, Any]) -> str:
-    return (f"run interrupted at node {data.get('node_id', '?')} "
-            f"({data.get('node_type', '?')}) by someone else")
+    return (
+        f"run interrupted at node {data.get('node_id', '?')} "
+        f"({data.get('node_type', '?')}) by someone else"
+    )
 
 
 def is_transient_failure(data: dict[str, Any]) -> bool:
     """Out-of-memory and similar resource errors may pass on a retry; others will not."""
     text = f"{data.get('exception_type', '')} {data.get('exception_message', '')}".lower()
-    return any(s in text for s in ("out of memory", "outofmemory", "cuda error",
-                                   "connection reset", "temporarily unavailable"))
+    return any(
+        s in text
+        for s in (
+            "out of memory",
+            "outofmemory",
+            "cuda error",
+            "connection reset",
+            "temporarily unavailable",
+        )
+    )
