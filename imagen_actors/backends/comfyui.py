@@ -22,7 +22,7 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import attrs
 import httpx
@@ -44,9 +44,10 @@ from imagen_actors.backends.comfyui_workflow import (
     interrupted_message,
     is_transient_failure,
     load_workflow,
+    network_reason,
     validation_message,
 )
-from imagen_actors.errors import GenerationError
+from imagen_actors.errors import ConfigError, GenerationError
 from imagen_actors.templating import TemplateError
 
 log = logging.getLogger("imagen_actors.backends.comfyui")
@@ -57,42 +58,25 @@ INTERRUPT_TIMEOUT_S: Final = 5.0
 DONE_GRACE_S: Final = 2.0
 
 
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
 class ComfyUIConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     url: str = "http://127.0.0.1:8188"
-    workflow: str = "flux1-schnell"
-    timeout_s: float = 300.0
-    default_steps: int | None = None
-    cfg: float | None = None
-    model: str | None = None
-    poll_interval_s: float = 0.5  # /history polling when the websocket is unavailable
-    silence_check_s: float = 10.0  # websocket quiet this long: look at /history anyway
+    workflow: str = "flux1-schnell"  # bundled name or path to an API-format JSON file
+    timeout_s: Seconds = 300.0
+    default_steps: Annotated[int, msgspec.Meta(ge=1)] | None = None  # else the workflow's
+    cfg: float | None = None  # else the workflow's
+    model: str | None = None  # label in results; else the workflow's, else its name
+    poll_interval_s: Seconds = 0.5  # /history polling when the websocket is unavailable
+    silence_check_s: Seconds = 10.0  # websocket quiet this long: look at /history anyway
 
 
 @attrs.define
 class _Run:
     prompt_id: str | None = None
+    pending_id: str | None = None  # the id we asked for while POST /prompt is in flight
     finished: bool = False  # the server no longer runs it (done, failed, interrupted)
-
-
-def _refused(exc: BaseException | None) -> bool:
-    """Whether a ConnectionRefusedError sits anywhere in the cause chain or groups."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, ConnectionRefusedError):
-            return True
-        if isinstance(exc, BaseExceptionGroup) and any(_refused(e) for e in exc.exceptions):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _reason(exc: BaseException) -> str:
-    if _refused(exc):
-        return "connection refused"
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    return str(exc) or type(exc).__name__
 
 
 class ComfyUIBackend:
@@ -130,9 +114,10 @@ class ComfyUIBackend:
         try:
             return wf.render(values), values
         except TemplateError as exc:
-            raise self._error(
-                f"workflow {wf.name}: {exc} (set default_steps / cfg in the config)", "permanent"
-            ) from exc
+            hint = ""
+            if values["steps"] is None or values["cfg"] is None:
+                hint = f" (set default_steps / cfg under backends.{self.name})"
+            raise self._error(f"workflow {wf.name}: {exc}{hint}", "permanent") from exc
 
     # -- generate ---------------------------------------------------------------------
 
@@ -153,8 +138,9 @@ class ComfyUIBackend:
                 "transient",
             ) from None
         finally:
-            if run.prompt_id is not None and not run.finished:
-                await self._interrupt(run.prompt_id)
+            target = run.prompt_id or run.pending_id
+            if target is not None and not run.finished:
+                await self._interrupt(target)
         return GenerationResult(
             image=image,
             mime=mime,
@@ -183,7 +169,7 @@ class ComfyUIBackend:
                 session_class=AsyncWebSocketSession,
             ) as ws:
                 try:
-                    run.prompt_id = await self._submit(graph, client_id)
+                    run.prompt_id = await self._submit(graph, client_id, run)
                     await self._follow(ws, run, progress)
                 except GenerationError as exc:
                     failure = exc
@@ -191,23 +177,31 @@ class ComfyUIBackend:
             log.info(
                 "comfyui %s: websocket unavailable (%s); polling /history",
                 self.name,
-                "; ".join(_reason(e) for e in group.exceptions),
+                "; ".join(network_reason(e) for e in group.exceptions),
             )
         if failure is not None:
             raise failure
         if run.prompt_id is None:
-            run.prompt_id = await self._submit(graph, client_id)
+            run.prompt_id = await self._submit(graph, client_id, run)
         entry = await self._wait_history(run)
         run.finished = True
         return self._image_ref(entry)
 
-    async def _submit(self, graph: dict[str, Any], client_id: str) -> str:
+    async def _submit(self, graph: dict[str, Any], client_id: str, run: _Run) -> str:
+        # Servers since 2025 queue under a prompt_id we choose; older ones make their own
+        # (the answer's id is used either way). Asking for one lets a cancel that lands
+        # while this POST is in flight still name the prompt to interrupt.
+        run.pending_id = str(uuid.uuid4())
+        payload = {"prompt": graph, "client_id": client_id, "prompt_id": run.pending_id}
         try:
-            resp = await self._client.post(
-                "/prompt", json={"prompt": graph, "client_id": client_id}
-            )
+            resp = await self._client.post("/prompt", json=payload)
         except httpx.HTTPError as exc:
-            raise self._error(f"POST /prompt: {self._url}: {_reason(exc)}", "transient") from exc
+            if isinstance(exc, httpx.ConnectError):
+                run.pending_id = None  # nothing was sent
+            raise self._error(
+                f"POST /prompt: {self._url}: {network_reason(exc)}", "transient"
+            ) from exc
+        run.pending_id = None
         body = _json(resp)
         if (
             resp.status_code == 200
@@ -264,7 +258,9 @@ class ComfyUIBackend:
                     raise self._run_failure(kind, data)
         except (HTTPXWSException, OSError) as exc:
             log.info(
-                "comfyui %s: websocket dropped (%s); polling /history", self.name, _reason(exc)
+                "comfyui %s: websocket dropped (%s); polling /history",
+                self.name,
+                network_reason(exc),
             )
 
     def _run_failure(self, kind: str, data: dict[str, Any]) -> GenerationError:
@@ -279,7 +275,9 @@ class ComfyUIBackend:
         try:
             resp = await self._client.get(f"/history/{prompt_id}")
         except httpx.HTTPError as exc:
-            raise self._error(f"GET /history: {self._url}: {_reason(exc)}", "transient") from exc
+            raise self._error(
+                f"GET /history: {self._url}: {network_reason(exc)}", "transient"
+            ) from exc
         if resp.status_code >= 400:
             raise self._error(
                 f"GET /history/{prompt_id}: HTTP {resp.status_code}",
@@ -339,7 +337,9 @@ class ComfyUIBackend:
         try:
             resp = await self._client.get("/view", params=params)
         except httpx.HTTPError as exc:
-            raise self._error(f"GET /view: {self._url}: {_reason(exc)}", "transient") from exc
+            raise self._error(
+                f"GET /view: {self._url}: {network_reason(exc)}", "transient"
+            ) from exc
         if resp.status_code != 200:
             raise self._error(f"GET /view {ref['filename']}: HTTP {resp.status_code}", "transient")
         mime = resp.headers.get("content-type", "").split(";")[0].strip()
@@ -354,7 +354,10 @@ class ComfyUIBackend:
                 await self._client.post("/queue", json={"delete": [prompt_id]})
             except httpx.HTTPError as exc:
                 log.warning(
-                    "comfyui %s: could not interrupt %s: %s", self.name, prompt_id, _reason(exc)
+                    "comfyui %s: could not interrupt %s: %s",
+                    self.name,
+                    prompt_id,
+                    network_reason(exc),
                 )
 
     # -- health / lifecycle -----------------------------------------------------------
@@ -363,7 +366,7 @@ class ComfyUIBackend:
         try:
             resp = await self._client.get("/system_stats", timeout=5.0)
         except httpx.HTTPError as exc:
-            return BackendStatus(False, f"unreachable ({self._url}: {_reason(exc)})")
+            return BackendStatus(False, f"unreachable ({self._url}: {network_reason(exc)})")
         if resp.status_code != 200 or not isinstance(_json(resp), dict):
             return BackendStatus(False, f"unhealthy ({self._url}: HTTP {resp.status_code})")
         return BackendStatus(True, "ok")
@@ -393,4 +396,9 @@ def _json(resp: httpx.Response) -> Any:
 
 def build(name: str, block: dict[str, Any]) -> ComfyUIBackend:
     cfg = adapter_config(block, ComfyUIConfig, instance=name)
+    if not cfg.url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"backends.{name}.url: {cfg.url!r} must start with http:// or https:// "
+            "(e.g. http://127.0.0.1:8188; the websocket URL is derived from it)"
+        )
     return ComfyUIBackend(name, cfg, load_workflow(cfg.workflow, instance=name))

@@ -1,4 +1,4 @@
-"""ComfyUI workflow templates (loading, checking, rendering) and ComfyUI error texts.
+"""ComfyUI workflow templates (loading, checking, rendering) and error texts.
 
 A workflow is an API-format graph (``{node_id: {"class_type", "inputs"}}``) with
 whole-value placeholders (see ``imagen_actors.templating``). One optional top-level key,
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
+import httpx
 import msgspec
 
 from imagen_actors import templating
@@ -182,3 +183,24 @@ def is_transient_failure(data: dict[str, Any]) -> bool:
             "temporarily unavailable",
         )
     )
+
+
+def _refused(exc: BaseException | None) -> bool:
+    """Whether a ConnectionRefusedError sits anywhere in the cause chain or groups."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ConnectionRefusedError):
+            return True
+        if isinstance(exc, BaseExceptionGroup) and any(_refused(e) for e in exc.exceptions):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def network_reason(exc: BaseException) -> str:
+    if _refused(exc):
+        return "connection refused"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return str(exc) or type(exc).__name__

@@ -61,6 +61,7 @@ async def test_ok_run_returns_image_and_reports_progress() -> None:
     assert steps == [(0, 2), (1, 2)]
     [body] = posted_prompts(server)
     assert re.fullmatch(r"[0-9a-f]{32}", body["client_id"])
+    assert re.fullmatch(r"[0-9a-f-]{36}", body["prompt_id"])  # ours; the server's answer wins
     ws_paths = [(m, p) for m, p, _ in server.requests if p == "/ws"]
     assert ws_paths == [("GET", "/ws")]
     graph = body["prompt"]
@@ -247,3 +248,7 @@ async def test_workflow_from_path_and_config_errors(tmp_path: Path) -> None:
         build("x", {"type": "comfyui", "workflow": str(path)})
     with pytest.raises(ConfigError, match=r"backends\.x"):
         build("x", {"type": "comfyui", "wrkflow": "flux1-schnell"})
+    with pytest.raises(ConfigError, match=r"backends\.x\.url"):
+        build("x", {"type": "comfyui", "url": "ws://127.0.0.1:8188"})
+    with pytest.raises(ConfigError, match=r"backends\.x\.timeout_s"):
+        build("x", {"type": "comfyui", "timeout_s": 0})
