@@ -16,7 +16,10 @@ def caller_identity() -> str:
         try:
             out = subprocess.run(
                 ["tmux", "show-options", "-pqv", "-t", os.environ["TMUX_PANE"], "@mai-name"],
-                capture_output=True, text=True, timeout=2, check=False,
+                capture_output=True,
+                text=True,
+                timeout=2,
+                check=False,
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             out = ""

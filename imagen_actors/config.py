@@ -117,8 +117,10 @@ def _validate(cfg: Config) -> Config:
         (1 <= w.max_attempts <= 20, "worker.max_attempts must be between 1 and 20 (default 3)"),
         (w.shutdown_grace_s >= 0, "worker.shutdown_grace_s must be >= 0 (default 120)"),
         (w.reap_interval_s > 0, "worker.reap_interval_s must be > 0 (default 5)"),
-        (bool(re.fullmatch(r"[A-Za-z0-9._-]{1,40}", w.name)),
-         "worker.name must be 1-40 characters of letters, digits, '.', '_' or '-'"),
+        (
+            bool(re.fullmatch(r"[A-Za-z0-9._-]{1,40}", w.name)),
+            "worker.name must be 1-40 characters of letters, digits, '.', '_' or '-'",
+        ),
         (cfg.database.pool_size >= 2, "database.pool_size must be >= 2 (default 4)"),
         (bool(cfg.backends), "backends: must name at least one backend instance"),
     ]
@@ -164,7 +166,9 @@ def parse(text: str, *, source: str) -> Config:
         cfg = msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
         message = str(exc).replace("$.", "").replace("`$`", "the top level")
-        raise ConfigError(f"{source}: {message}; see 'imagen-actors config init' for a sample") from exc
+        raise ConfigError(
+            f"{source}: {message}; see 'imagen-actors config init' for a sample"
+        ) from exc
     return _validate(msgspec.structs.replace(cfg, source=source))
 
 

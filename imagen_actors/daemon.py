@@ -9,7 +9,7 @@ cancels the pipeline: in-flight jobs are requeued through an event on the way ou
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 import attrs
@@ -20,7 +20,7 @@ from imagen_actors.actors.executor import ExecutorSettings, ProgressObserver, ex
 from imagen_actors.actors.listener import listener
 from imagen_actors.actors.messages import ClaimedWork, GeneratedImage, ImageCompleted, Wake
 from imagen_actors.actors.reaper import reaper, requeue_own
-from imagen_actors.actors.supervisor import RestartPolicy, supervise
+from imagen_actors.actors.supervisor import DEFAULT_POLICY, RestartPolicy, supervise
 from imagen_actors.actors.uploader import OutputSettings, UploaderSettings, uploader
 from imagen_actors.actors.usage_recorder import usage_recorder
 from imagen_actors.backends.registry import Backends
@@ -71,7 +71,7 @@ async def run_worker(
     *,
     handle: WorkerHandle | None = None,
     observer: ProgressObserver | None = None,
-    policy: RestartPolicy = RestartPolicy(),
+    policy: RestartPolicy = DEFAULT_POLICY,
     task_status: trio.TaskStatus[WorkerHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until the intake is stopped and the pipeline drains (or is aborted)."""
@@ -89,8 +89,9 @@ async def run_worker(
     def sup(name: str, child: Callable[[], Awaitable[None]]) -> Awaitable[None]:
         return supervise(name, child, policy=policy, on_restart=handle._count_restart)
 
-    async def stage(name: str, child: Callable[[], Awaitable[None]],
-                    closes: list[trio.abc.AsyncResource]) -> None:
+    async def stage(
+        name: str, child: Callable[[], Awaitable[None]], closes: Sequence[trio.abc.AsyncResource]
+    ) -> None:
         """Supervise one pipeline stage; when it ends, close what it fed downstream."""
         try:
             await sup(name, child)
@@ -98,38 +99,88 @@ async def run_worker(
             for resource in closes:
                 await resource.aclose()
 
-    exec_settings = ExecutorSettings(worker_id=worker_id, lease_s=w.lease_s,
-                                     progress_persist_interval_s=w.progress_persist_interval_s)
+    exec_settings = ExecutorSettings(
+        worker_id=worker_id,
+        lease_s=w.lease_s,
+        progress_persist_interval_s=w.progress_persist_interval_s,
+    )
     up_settings = UploaderSettings(
         worker_id=worker_id,
-        output=OutputSettings(directory=cfg.output.resolved_directory(),
-                              naming=cfg.output.naming,
-                              write_metadata_json=cfg.output.write_metadata_json))
+        output=OutputSettings(
+            directory=cfg.output.resolved_directory(),
+            naming=cfg.output.naming,
+            write_metadata_json=cfg.output.write_metadata_json,
+        ),
+    )
     gpu = trio.Semaphore(1)
     caller = caller_identity()
 
     with handle.pipeline:
         async with trio.open_nursery() as pipeline:
-            pipeline.start_soon(stage, "executor", lambda: executor(
-                gateway, backends, exec_settings, gpu=gpu, ready=ready_send, work=work_recv,
-                uploads=upload_send, observer=observer), [upload_send])
-            pipeline.start_soon(stage, "uploader", lambda: uploader(
-                gateway, store, up_settings, uploads=upload_recv, completed=done_send),
-                [done_send])
-            pipeline.start_soon(stage, "usage_recorder", lambda: usage_recorder(
-                gateway, worker_id=worker_id, caller=caller, completed=done_recv), [])
+            pipeline.start_soon(
+                stage,
+                "executor",
+                lambda: executor(
+                    gateway,
+                    backends,
+                    exec_settings,
+                    gpu=gpu,
+                    ready=ready_send,
+                    work=work_recv,
+                    uploads=upload_send,
+                    observer=observer,
+                ),
+                [upload_send],
+            )
+            pipeline.start_soon(
+                stage,
+                "uploader",
+                lambda: uploader(
+                    gateway, store, up_settings, uploads=upload_recv, completed=done_send
+                ),
+                [done_send],
+            )
+            pipeline.start_soon(
+                stage,
+                "usage_recorder",
+                lambda: usage_recorder(
+                    gateway, worker_id=worker_id, caller=caller, completed=done_recv
+                ),
+                [],
+            )
 
             async def intake() -> None:
                 with handle.intake:
                     async with trio.open_nursery() as n:
-                        n.start_soon(sup, "listener", lambda: listener(
-                            gateway, wake_send, poll_interval_s=w.poll_interval_s,
-                            listening=handle.listening))
-                        n.start_soon(sup, "claimer", lambda: claimer(
-                            gateway, worker_id=worker_id, lease_s=w.lease_s,
-                            ready=ready_recv, wakes=wake_recv, work=work_send))
-                        n.start_soon(sup, "reaper", lambda: reaper(
-                            gateway, worker_id=worker_id, interval_s=w.reap_interval_s))
+                        n.start_soon(
+                            sup,
+                            "listener",
+                            lambda: listener(
+                                gateway,
+                                wake_send,
+                                poll_interval_s=w.poll_interval_s,
+                                listening=handle.listening,
+                            ),
+                        )
+                        n.start_soon(
+                            sup,
+                            "claimer",
+                            lambda: claimer(
+                                gateway,
+                                worker_id=worker_id,
+                                lease_s=w.lease_s,
+                                ready=ready_recv,
+                                wakes=wake_recv,
+                                work=work_send,
+                            ),
+                        )
+                        n.start_soon(
+                            sup,
+                            "reaper",
+                            lambda: reaper(
+                                gateway, worker_id=worker_id, interval_s=w.reap_interval_s
+                            ),
+                        )
                 # Intake stopped: the Executor finishes its job, then finds no claimer.
                 await ready_recv.aclose()
                 await work_send.aclose()

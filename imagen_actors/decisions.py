@@ -28,7 +28,7 @@ RETRY_JITTER: Final = 0.2
 def retry_delay_s(attempt: int, *, rng: Callable[[], float] = random.random) -> float:
     """Exponential backoff with +-20% jitter before retry number ``attempt`` (1-based)."""
     base = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, attempt - 1))
-    return base * (1 - RETRY_JITTER + 2 * RETRY_JITTER * rng())
+    return float(base * (1 - RETRY_JITTER + 2 * RETRY_JITTER * rng()))
 
 
 def _held(state: JobState, worker_id: str) -> None:
@@ -60,8 +60,12 @@ def start_generation(worker_id: str, seed: int, actor: str = "executor") -> Deci
         _held(state, worker_id)
         return [
             ev.GenerationStarted(
-                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
-                backend=state.backend, seed=seed,
+                job_id=state.id,
+                occurred_at=now,
+                actor=actor,
+                worker_id=worker_id,
+                backend=state.backend,
+                seed=seed,
             )
         ]
 
@@ -73,7 +77,10 @@ def extend_lease(worker_id: str, lease_s: float, actor: str = "executor") -> Dec
         _held(state, worker_id)
         return [
             ev.LeaseExtended(
-                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                job_id=state.id,
+                occurred_at=now,
+                actor=actor,
+                worker_id=worker_id,
                 lease_expires_at=now + timedelta(seconds=lease_s),
             )
         ]
@@ -81,19 +88,27 @@ def extend_lease(worker_id: str, lease_s: float, actor: str = "executor") -> Dec
     return decide
 
 
-def record_progress(worker_id: str, step: int, total: int, lease_s: float,
-                    actor: str = "executor") -> Decide:
+def record_progress(
+    worker_id: str, step: int, total: int, lease_s: float, actor: str = "executor"
+) -> Decide:
     """A throttled progress tick; it also renews the lease (the work is visibly alive)."""
 
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
         _held(state, worker_id)
         return [
             ev.GenerationProgress(
-                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
-                step=step, total=total,
+                job_id=state.id,
+                occurred_at=now,
+                actor=actor,
+                worker_id=worker_id,
+                step=step,
+                total=total,
             ),
             ev.LeaseExtended(
-                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                job_id=state.id,
+                occurred_at=now,
+                actor=actor,
+                worker_id=worker_id,
                 lease_expires_at=now + timedelta(seconds=lease_s),
             ),
         ]
@@ -101,8 +116,7 @@ def record_progress(worker_id: str, step: int, total: int, lease_s: float,
     return decide
 
 
-def generation_succeeded(worker_id: str, outcome: ev.GenerationSucceeded,
-                         lease_s: float) -> Decide:
+def generation_succeeded(worker_id: str, outcome: ev.GenerationSucceeded, lease_s: float) -> Decide:
     """Record the result and renew the lease so the upload has a full lease to finish."""
 
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
@@ -117,7 +131,10 @@ def generation_succeeded(worker_id: str, outcome: ev.GenerationSucceeded,
                 }
             ),
             ev.LeaseExtended(
-                job_id=state.id, occurred_at=now, actor=outcome.actor, worker_id=worker_id,
+                job_id=state.id,
+                occurred_at=now,
+                actor=outcome.actor,
+                worker_id=worker_id,
                 lease_expires_at=now + timedelta(seconds=lease_s),
             ),
         ]
@@ -142,17 +159,25 @@ def failure(
         if record_generation_failed:
             out.append(
                 ev.GenerationFailed(
-                    job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
-                    error=error, error_class=error_class,
+                    job_id=state.id,
+                    occurred_at=now,
+                    actor=actor,
+                    worker_id=worker_id,
+                    error=error,
+                    error_class=error_class,
                 )
             )
         if error_class == "transient" and state.attempts < state.max_attempts:
             delay = retry_delay_s(state.attempts, rng=rng)
             out.append(
                 ev.JobRequeued(
-                    job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                    job_id=state.id,
+                    occurred_at=now,
+                    actor=actor,
+                    worker_id=worker_id,
                     reason=f"transient failure on attempt {state.attempts}/{state.max_attempts}",
-                    error=error, retry_at=now + timedelta(seconds=delay),
+                    error=error,
+                    retry_at=now + timedelta(seconds=delay),
                 )
             )
         else:
@@ -162,8 +187,12 @@ def failure(
                 error_text = error
             out.append(
                 ev.JobFailed(
-                    job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
-                    error=error_text, error_class=error_class,
+                    job_id=state.id,
+                    occurred_at=now,
+                    actor=actor,
+                    worker_id=worker_id,
+                    error=error_text,
+                    error_class=error_class,
                 )
             )
         return out
@@ -176,12 +205,22 @@ def complete(worker_id: str, stored: ev.ImageStored, actor: str = "uploader") ->
         _held(state, worker_id)
         return [
             ev.ImageStored(
-                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
-                image_id=image_id, bucket=stored.bucket, storage_path=stored.storage_path,
-                local_path=stored.local_path, bytes=stored.bytes, sha256=stored.sha256,
+                job_id=state.id,
+                occurred_at=now,
+                actor=actor,
+                worker_id=worker_id,
+                image_id=image_id,
+                bucket=stored.bucket,
+                storage_path=stored.storage_path,
+                local_path=stored.local_path,
+                bytes=stored.bytes,
+                sha256=stored.sha256,
             ),
             ev.JobCompleted(
-                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                job_id=state.id,
+                occurred_at=now,
+                actor=actor,
+                worker_id=worker_id,
                 image_id=image_id,
             ),
         ]
@@ -197,8 +236,12 @@ def usage_recorded(
             return []
         return [
             ev.UsageRecorded(
-                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
-                usage_id=usage_id, cost_usd_estimate=cost,
+                job_id=state.id,
+                occurred_at=now,
+                actor=actor,
+                worker_id=worker_id,
+                usage_id=usage_id,
+                cost_usd_estimate=cost,
             )
         ]
 
@@ -238,15 +281,22 @@ def reap(worker_id: str, *, own: bool = False, actor: str = "reaper") -> Decide:
         if state.attempts >= state.max_attempts:
             return [
                 ev.JobFailed(
-                    job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
+                    job_id=state.id,
+                    occurred_at=now,
+                    actor=actor,
+                    worker_id=worker_id,
                     error=f"lease expired after {state.attempts} attempts ({why})",
                     error_class="transient",
                 )
             ]
         return [
             ev.JobRequeued(
-                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
-                reason=why, error=state.error,
+                job_id=state.id,
+                occurred_at=now,
+                actor=actor,
+                worker_id=worker_id,
+                reason=why,
+                error=state.error,
             )
         ]
 
@@ -262,8 +312,12 @@ def abort_in_flight(worker_id: str, reason: str, actor: str = "supervisor") -> D
         # An operator's abort is not the job's fault: the attempt is given back.
         return [
             ev.JobRequeued(
-                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id,
-                reason=reason, refund_attempt=True,
+                job_id=state.id,
+                occurred_at=now,
+                actor=actor,
+                worker_id=worker_id,
+                reason=reason,
+                refund_attempt=True,
             )
         ]
 

@@ -34,7 +34,7 @@ def start(pgdata: Path | None = None, *, cleanup: str | None = None) -> tuple[An
     pgdata = pgdata or pgdata_path()
     pgdata.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(pgdata, cleanup_mode=cleanup)
+        server = pgserver.get_server(pgdata, cleanup_mode=cleanup)  # type: ignore[attr-defined]
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
         if "(1 row)" not in exists:
             server.psql(f"CREATE DATABASE {DATABASE};")

@@ -239,4 +239,5 @@ def decode(raw: bytes | str) -> AnyEvent:
     type_name = str(as_dict["type"])
     lifted = upcast(type_name, {k: v for k, v in as_dict.items() if k != "type"})
     lifted["type"] = type_name
-    return DECODER.decode(msgspec.json.encode(lifted))
+    decoded: AnyEvent = DECODER.decode(msgspec.json.encode(lifted))
+    return decoded

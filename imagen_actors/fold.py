@@ -226,9 +226,7 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
             _require_holder(s, event)
             if s.image_id is None or s.image_id != event.image_id:
                 raise _illegal(s, event, "completion must name the stored image")
-            return _step(
-                s, at, status="done", error=None, lease_expires_at=None, finished_at=at
-            )
+            return _step(s, at, status="done", error=None, lease_expires_at=None, finished_at=at)
         case ev.JobFailed():
             s = _require(state, event, "pending", "running")
             return _step(

@@ -7,6 +7,7 @@ write the projection, commit) is one crossing running one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -129,8 +130,9 @@ async def _init_connection(conn: Any) -> None:
         )
 
 
-async def _append(conn: Any, job_id: uuid.UUID, before: fl.JobState, new: Sequence[ev.Event],
-                  after: fl.JobState) -> None:
+async def _append(
+    conn: Any, job_id: uuid.UUID, before: fl.JobState, new: Sequence[ev.Event], after: fl.JobState
+) -> None:
     """Insert the events after ``before`` and write ``after`` as the projection."""
     persisted = list(new)
     seqs = list(range(before.version + 1, before.version + 1 + len(persisted)))
@@ -237,7 +239,8 @@ class Gateway:
         async def body() -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
                 rows = await _locked_stream(
-                    conn, job_id, await conn.fetch(query("lock_and_load_events"), job_id))
+                    conn, job_id, await conn.fetch(query("lock_and_load_events"), job_id)
+                )
                 if not rows:
                     raise JobNotFoundError(f"no job {job_id}")
                 before = fl.replay(_event_from_record(job_id, r) for r in rows)
@@ -270,24 +273,39 @@ class Gateway:
         return await self._run(body)
 
     async def store_image_and_transition(
-        self, image: ImageRow, decide: Callable[[fl.JobState, datetime, uuid.UUID],
-                                                Sequence[ev.Event]]
+        self,
+        image: ImageRow,
+        decide: Callable[[fl.JobState, datetime, uuid.UUID], Sequence[ev.Event]],
     ) -> Transition:
         """Insert imagen.images (idempotent on job_id) and complete the job, one transaction."""
 
         async def body() -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await _locked_stream(conn, image.job_id, await conn.fetch(
-                    query("lock_and_load_events"), image.job_id))
+                rows = await _locked_stream(
+                    conn,
+                    image.job_id,
+                    await conn.fetch(query("lock_and_load_events"), image.job_id),
+                )
                 if not rows:
                     raise JobNotFoundError(f"no job {image.job_id}")
                 before = fl.replay(_event_from_record(image.job_id, r) for r in rows)
                 # If decide refuses (lease lost), the rollback takes the image row with it.
                 image_id = await conn.fetchval(
                     query("upsert_image"),
-                    image.owner_user_id, image.job_id, image.prompt, image.backend,
-                    image.model, image.seed, image.width, image.height, image.bucket,
-                    image.storage_path, image.mime, image.bytes, image.sha256, image.metadata,
+                    image.owner_user_id,
+                    image.job_id,
+                    image.prompt,
+                    image.backend,
+                    image.model,
+                    image.seed,
+                    image.width,
+                    image.height,
+                    image.bucket,
+                    image.storage_path,
+                    image.mime,
+                    image.bytes,
+                    image.sha256,
+                    image.metadata,
                 )
                 new = tuple(decide(before, rows[0]["db_now"], image_id))
                 after = _fold_all(before, new)
@@ -297,8 +315,9 @@ class Gateway:
         return await self._run(body)
 
     async def record_usage_and_transition(
-        self, usage: UsageRow, decide: Callable[[fl.JobState, datetime, int],
-                                                Sequence[ev.Event]] | None
+        self,
+        usage: UsageRow,
+        decide: Callable[[fl.JobState, datetime, int], Sequence[ev.Event]] | None,
     ) -> int:
         """Insert one usage row; with a job, append its UsageRecorded in the same transaction."""
 
@@ -306,11 +325,20 @@ class Gateway:
             async with self._pool.acquire() as conn, conn.transaction():
                 rows = None
                 if usage.job_id is not None and decide is not None:
-                    rows = await _locked_stream(conn, usage.job_id, await conn.fetch(
-                        query("lock_and_load_events"), usage.job_id))
+                    rows = await _locked_stream(
+                        conn,
+                        usage.job_id,
+                        await conn.fetch(query("lock_and_load_events"), usage.job_id),
+                    )
                 usage_id: int = await conn.fetchval(
-                    query("insert_usage"), usage.backend, usage.model, usage.seed,
-                    usage.prompt_hash, usage.latency_ms, usage.cost_usd_estimate, usage.caller,
+                    query("insert_usage"),
+                    usage.backend,
+                    usage.model,
+                    usage.seed,
+                    usage.prompt_hash,
+                    usage.latency_ms,
+                    usage.cost_usd_estimate,
+                    usage.caller,
                     usage.job_id,
                 )
                 if rows and usage.job_id is not None and decide is not None:
@@ -441,10 +469,9 @@ class Gateway:
                     await conn.close(timeout=2)
 
             with trio.move_on_after(3, shield=True):
-                try:
+                # A connection that is already gone has nothing left to release.
+                with contextlib.suppress(DatabaseError):
                     await self._run(close)
-                except DatabaseError:
-                    pass  # the connection is already gone; nothing left to release
 
     async def ping(self) -> None:
         await self._run(self._pool.fetchval, "SELECT 1")

@@ -12,9 +12,7 @@ from typing import Final
 
 SLUG_MAX: Final = 48
 SEED_SPACE: Final = 2**32
-TEMPLATE_TOKENS: Final = frozenset(
-    {"date", "time", "slug", "seed", "backend", "model", "job_id"}
-)
+TEMPLATE_TOKENS: Final = frozenset({"date", "time", "slug", "seed", "backend", "model", "job_id"})
 
 
 def slugify(text: str, max_len: int = SLUG_MAX) -> str:
@@ -53,16 +51,23 @@ def validate_template(template: str) -> None:
     fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     unknown = fields - TEMPLATE_TOKENS
     if unknown:
-        raise NamingError(
-            f"output.naming uses unknown token(s) {', '.join(sorted('{' + u + '}' for u in unknown))}; "
-            f"known: {', '.join('{' + t + '}' for t in sorted(TEMPLATE_TOKENS))}"
-        )
+        bad = ", ".join(sorted("{" + u + "}" for u in unknown))
+        known = ", ".join("{" + t + "}" for t in sorted(TEMPLATE_TOKENS))
+        raise NamingError(f"output.naming uses unknown token(s) {bad}; known: {known}")
     if template.startswith("/") or ".." in PurePosixPath(template).parts:
         raise NamingError(f"output.naming {template!r} must be a relative path without '..'")
 
 
-def render_template(template: str, *, when: datetime, prompt: str, seed: int, backend: str,
-                    model: str, job_id: uuid.UUID | None) -> str:
+def render_template(
+    template: str,
+    *,
+    when: datetime,
+    prompt: str,
+    seed: int,
+    backend: str,
+    model: str,
+    job_id: uuid.UUID | None,
+) -> str:
     """Relative output path. Each token value is made path-safe on its own, so a model
     name like ``black-forest-labs/flux`` cannot add a directory."""
     validate_template(template)

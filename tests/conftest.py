@@ -13,8 +13,15 @@ from tests.support.pg import Cluster
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Keep every test away from the real ~/.config and data dir and from a real DSN."""
     home = tmp_path_factory.mktemp("imagen-home")
-    saved = {k: os.environ.get(k) for k in ("IMAGEN_HOME", "IMAGEN_CONFIG",
-                                             "IMAGEN_WORKER_DATABASE_URL", "IMAGEN_WORKER_NAME")}
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "IMAGEN_HOME",
+            "IMAGEN_CONFIG",
+            "IMAGEN_WORKER_DATABASE_URL",
+            "IMAGEN_WORKER_NAME",
+        )
+    }
     os.environ["IMAGEN_HOME"] = str(home)
     os.environ["IMAGEN_CONFIG"] = str(home / "no-config.yaml")
     os.environ.pop("IMAGEN_WORKER_DATABASE_URL", None)

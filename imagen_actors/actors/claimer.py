@@ -49,8 +49,12 @@ async def claimer(
             await _wait_for_work(gateway, wakes)
 
 
-async def _hand_over(gateway: Gateway, worker_id: str, transition: Transition,
-                     work: trio.MemorySendChannel[ClaimedWork]) -> None:
+async def _hand_over(
+    gateway: Gateway,
+    worker_id: str,
+    transition: Transition,
+    work: trio.MemorySendChannel[ClaimedWork],
+) -> None:
     (claimed,) = [e for e in transition.events if isinstance(e, ev.JobClaimed)]
     submitted = transition.prior[0]
     assert isinstance(submitted, ev.JobSubmitted)
@@ -62,8 +66,9 @@ async def _hand_over(gateway: Gateway, worker_id: str, transition: Transition,
             pass
     why = "timed out" if handover.cancelled_caught else "the executor is gone"
     log.warning("hand-over of job %s %s; giving it back", claimed.job_id, why)
-    await gateway.transition(claimed.job_id, dc.abort_in_flight(worker_id, f"hand-over {why}",
-                                                               actor="claimer"))
+    await gateway.transition(
+        claimed.job_id, dc.abort_in_flight(worker_id, f"hand-over {why}", actor="claimer")
+    )
 
 
 async def _wait_for_work(gateway: Gateway, wakes: trio.MemoryReceiveChannel[Wake]) -> None:

@@ -104,8 +104,9 @@ async def run_one(
             job_id=sub.job_id,
         )
         try:
-            result = await _generate_with_lease(gateway, settings, backend.generate, request,
-                                                observer)
+            result = await _generate_with_lease(
+                gateway, settings, backend.generate, request, observer
+            )
         except GenerationError as exc:
             await _fail(gateway, worker, sub.job_id, f"{sub.backend}: {exc}", exc.error_class)
             return None
@@ -114,8 +115,13 @@ async def run_one(
         except Exception as exc:
             # A bug or an unexpected library error: retry the job rather than lose it.
             log.exception("backend %s raised unexpectedly for job %s", sub.backend, sub.job_id)
-            await _fail(gateway, worker, sub.job_id,
-                        f"{sub.backend}: internal error {type(exc).__name__}: {exc}", "transient")
+            await _fail(
+                gateway,
+                worker,
+                sub.job_id,
+                f"{sub.backend}: internal error {type(exc).__name__}: {exc}",
+                "transient",
+            )
             return None
         succeeded = ev.GenerationSucceeded(
             job_id=sub.job_id,
@@ -133,10 +139,16 @@ async def run_one(
             metadata=result.metadata,
         )
         t = await gateway.transition(
-            sub.job_id, dc.generation_succeeded(worker, succeeded, settings.lease_s))
+            sub.job_id, dc.generation_succeeded(worker, succeeded, settings.lease_s)
+        )
         recorded = next(e for e in t.events if isinstance(e, ev.GenerationSucceeded))
-        return GeneratedImage(submitted=sub, claimed=item.claimed, succeeded=recorded,
-                              image=result.image, style=sub.style)
+        return GeneratedImage(
+            submitted=sub,
+            claimed=item.claimed,
+            succeeded=recorded,
+            image=result.image,
+            style=sub.style,
+        )
     except LeaseLostError as exc:
         log.warning("job %s: %s; dropping this attempt", sub.job_id, exc)
         return None
@@ -144,28 +156,32 @@ async def run_one(
         # Cancelled may arrive wrapped in an ExceptionGroup from an inner nursery, so ask
         # the scope rather than matching the exception: are we being cancelled?
         if being_cancelled():
-            await give_back(gateway, worker, sub.job_id, "worker shut down mid-generation",
-                            actor="executor")
+            await give_back(
+                gateway, worker, sub.job_id, "worker shut down mid-generation", actor="executor"
+            )
 
 
 def being_cancelled() -> bool:
     return trio.current_effective_deadline() == float("-inf")
 
 
-async def give_back(gateway: Gateway, worker: str, job_id: uuid.UUID, reason: str, *,
-                    actor: str) -> None:
+async def give_back(
+    gateway: Gateway, worker: str, job_id: uuid.UUID, reason: str, *, actor: str
+) -> None:
     """Requeue a job we hold (refunding the attempt), even while being cancelled."""
     with trio.move_on_after(FINAL_WRITE_GRACE_S, shield=True):
         try:
             await gateway.transition(job_id, dc.abort_in_flight(worker, reason, actor=actor))
             log.warning("job %s: %s; requeued", job_id, reason)
         except (LeaseLostError, DatabaseError) as exc:
-            log.warning("job %s: could not requeue (%s); the Reaper will after its lease",
-                        job_id, exc)
+            log.warning(
+                "job %s: could not requeue (%s); the Reaper will after its lease", job_id, exc
+            )
 
 
-async def _fail(gateway: Gateway, worker: str, job_id: uuid.UUID, error: str,
-                error_class: ErrorClass) -> None:
+async def _fail(
+    gateway: Gateway, worker: str, job_id: uuid.UUID, error: str, error_class: ErrorClass
+) -> None:
     log.info("job %s generation failed (%s): %s", job_id, error_class, error)
     await gateway.transition(job_id, dc.failure(worker, error, error_class, "executor"))
 
@@ -200,12 +216,15 @@ async def _generate_with_lease(
             try:
                 if progress.step != progress.persisted_step:
                     step, total = progress.step, progress.total
-                    await gateway.transition(job_id, dc.record_progress(
-                        settings.worker_id, step, total, settings.lease_s))
+                    await gateway.transition(
+                        job_id,
+                        dc.record_progress(settings.worker_id, step, total, settings.lease_s),
+                    )
                     progress.persisted_step = step
                 else:
-                    await gateway.transition(job_id, dc.extend_lease(
-                        settings.worker_id, settings.lease_s))
+                    await gateway.transition(
+                        job_id, dc.extend_lease(settings.worker_id, settings.lease_s)
+                    )
             except LeaseLostError as exc:
                 lost.append(exc)
                 cancel.cancel()

@@ -3,6 +3,7 @@ poll every ``poll_interval_s``, and reconnection with capped backoff when the co
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Final
 
@@ -20,10 +21,8 @@ log = logging.getLogger("imagen_actors.listener")
 
 def wake(send: trio.MemorySendChannel[Wake], reason: str) -> None:
     """Non-blocking: a Wake already buffered covers this one (the channel coalesces)."""
-    try:
+    with contextlib.suppress(trio.WouldBlock):
         send.send_nowait(Wake(reason))
-    except trio.WouldBlock:
-        pass
 
 
 async def listener(

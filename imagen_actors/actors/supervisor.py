@@ -37,7 +37,7 @@ class EscalationError(Exception):
 def backoff_s(restart: int, policy: RestartPolicy, rng: Callable[[], float]) -> float:
     """Delay before restart number ``restart`` (1-based): exponential, full jitter on top half."""
     ceiling = min(policy.backoff_cap_s, policy.backoff_base_s * 2 ** (restart - 1))
-    return ceiling / 2 + ceiling / 2 * rng()
+    return float(ceiling / 2 + ceiling / 2 * rng())
 
 
 async def supervise(
@@ -61,8 +61,12 @@ async def supervise(
             while crashes and crashes[0] < now - policy.period_s:
                 crashes.popleft()
             if len(crashes) > policy.max_restarts:
-                log.error("actor %s crashed %d times in %.0fs; escalating", name,
-                          len(crashes), policy.period_s)
+                log.error(
+                    "actor %s crashed %d times in %.0fs; escalating",
+                    name,
+                    len(crashes),
+                    policy.period_s,
+                )
                 raise EscalationError(
                     f"actor {name} crashed {len(crashes)} times within {policy.period_s:.0f}s; "
                     f"last error: {exc!r}"

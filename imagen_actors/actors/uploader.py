@@ -6,11 +6,12 @@ Runs beside the Executor: job N uploads while job N+1 generates.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import attrs
 import msgspec
@@ -67,9 +68,15 @@ def sidecar(item: GeneratedImage, *, key: str, bucket: str, image_path: Path) ->
 def write_output(out: OutputSettings, item: GeneratedImage) -> Path:
     """Write the PNG (and sidecar) under the naming template; never overwrite another image."""
     sub, gen = item.submitted, item.succeeded
-    relative = render_template(out.naming, when=sub.occurred_at.astimezone(UTC), prompt=sub.prompt,
-                               seed=gen.seed, backend=gen.backend, model=gen.model,
-                               job_id=sub.job_id)
+    relative = render_template(
+        out.naming,
+        when=sub.occurred_at.astimezone(UTC),
+        prompt=sub.prompt,
+        seed=gen.seed,
+        backend=gen.backend,
+        model=gen.model,
+        job_id=sub.job_id,
+    )
     target = out.directory / relative
     if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() != gen.sha256:
         target = target.with_name(f"{target.stem}-{sub.job_id.hex[:8]}{target.suffix}")
@@ -100,8 +107,9 @@ async def choose_key(gateway: Gateway, store: ObjectStore, item: GeneratedImage)
     return key
 
 
-async def upload_one(gateway: Gateway, store: ObjectStore, settings: UploaderSettings,
-                     item: GeneratedImage) -> ImageCompleted | None:
+async def upload_one(
+    gateway: Gateway, store: ObjectStore, settings: UploaderSettings, item: GeneratedImage
+) -> ImageCompleted | None:
     sub, gen = item.submitted, item.succeeded
     worker = settings.worker_id
     try:
@@ -110,41 +118,71 @@ async def upload_one(gateway: Gateway, store: ObjectStore, settings: UploaderSet
         if settings.output.write_metadata_json:
             meta = sidecar(item, key=key, bucket=store.bucket, image_path=image_path)
             await trio.to_thread.run_sync(
-                write_atomic, image_path.with_suffix(".json"),
-                msgspec.json.format(msgspec.json.encode(meta), indent=2))
+                write_atomic,
+                image_path.with_suffix(".json"),
+                msgspec.json.format(msgspec.json.encode(meta), indent=2),
+            )
         stored = await store.put(key, item.image, gen.mime)
         image = ImageRow(
-            owner_user_id=sub.owner_user_id, job_id=sub.job_id, prompt=sub.prompt,
-            backend=gen.backend, model=gen.model, seed=gen.seed, width=sub.width,
-            height=sub.height, bucket=stored.bucket, storage_path=stored.key, mime=gen.mime,
-            bytes=gen.bytes, sha256=gen.sha256,
-            metadata={"local_path": str(image_path), "location": stored.location,
-                      "latency_ms": gen.latency_ms, "style": sub.style,
-                      "negative_prompt": sub.negative_prompt, **gen.metadata},
+            owner_user_id=sub.owner_user_id,
+            job_id=sub.job_id,
+            prompt=sub.prompt,
+            backend=gen.backend,
+            model=gen.model,
+            seed=gen.seed,
+            width=sub.width,
+            height=sub.height,
+            bucket=stored.bucket,
+            storage_path=stored.key,
+            mime=gen.mime,
+            bytes=gen.bytes,
+            sha256=gen.sha256,
+            metadata={
+                "local_path": str(image_path),
+                "location": stored.location,
+                "latency_ms": gen.latency_ms,
+                "style": sub.style,
+                "negative_prompt": sub.negative_prompt,
+                **gen.metadata,
+            },
         )
         template = ev.ImageStored(
-            job_id=sub.job_id, occurred_at=datetime.now(UTC), actor="uploader", worker_id=worker,
-            image_id=sub.job_id, bucket=stored.bucket, storage_path=stored.key,
-            local_path=str(image_path), bytes=gen.bytes, sha256=gen.sha256,
+            job_id=sub.job_id,
+            occurred_at=datetime.now(UTC),
+            actor="uploader",
+            worker_id=worker,
+            image_id=sub.job_id,
+            bucket=stored.bucket,
+            storage_path=stored.key,
+            local_path=str(image_path),
+            bytes=gen.bytes,
+            sha256=gen.sha256,
         )
         t = await gateway.store_image_and_transition(image, dc.complete(worker, template))
     except StorageError as exc:
         log.warning("job %s: storing failed (%s): %s", sub.job_id, exc.error_class, exc)
-        try:
-            await gateway.transition(sub.job_id, dc.failure(
-                worker, f"storage: {exc}", exc.error_class, "uploader",
-                record_generation_failed=False))
-        except LeaseLostError:
-            pass
+        with contextlib.suppress(LeaseLostError):
+            await gateway.transition(
+                sub.job_id,
+                dc.failure(
+                    worker,
+                    f"storage: {exc}",
+                    exc.error_class,
+                    "uploader",
+                    record_generation_failed=False,
+                ),
+            )
         return None
     except LeaseLostError as exc:
         log.warning("job %s: %s; another worker owns it now", sub.job_id, exc)
         return None
     finally:
         if being_cancelled():
-            await give_back(gateway, worker, sub.job_id, "worker shut down mid-upload",
-                            actor="uploader")
+            await give_back(
+                gateway, worker, sub.job_id, "worker shut down mid-upload", actor="uploader"
+            )
     completed = next(e for e in t.events if isinstance(e, ev.JobCompleted))
     log.info("job %s done: %s", sub.job_id, image_path)
-    return ImageCompleted(submitted=sub, succeeded=gen, completed=completed,
-                          image_path=str(image_path))
+    return ImageCompleted(
+        submitted=sub, succeeded=gen, completed=completed, image_path=str(image_path)
+    )

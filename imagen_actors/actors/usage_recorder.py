@@ -34,17 +34,24 @@ async def usage_recorder(
         await record_one(gateway, worker_id=worker_id, caller=caller, item=item)
 
 
-async def record_one(gateway: Gateway, *, worker_id: str, caller: str,
-                     item: ImageCompleted) -> None:
+async def record_one(
+    gateway: Gateway, *, worker_id: str, caller: str, item: ImageCompleted
+) -> None:
     gen, sub = item.succeeded, item.submitted
     row = UsageRow(
-        backend=gen.backend, model=gen.model, seed=gen.seed, prompt_hash=prompt_hash(sub.prompt),
-        latency_ms=gen.latency_ms, cost_usd_estimate=gen.cost_usd_estimate, caller=caller,
+        backend=gen.backend,
+        model=gen.model,
+        seed=gen.seed,
+        prompt_hash=prompt_hash(sub.prompt),
+        latency_ms=gen.latency_ms,
+        cost_usd_estimate=gen.cost_usd_estimate,
+        caller=caller,
         job_id=sub.job_id,
     )
     try:
         await gateway.record_usage_and_transition(
-            row, dc.usage_recorded(worker_id, gen.cost_usd_estimate))
+            row, dc.usage_recorded(worker_id, gen.cost_usd_estimate)
+        )
     except DatabaseError as exc:
         log.warning("job %s: usage not recorded: %s", sub.job_id, exc)
         try:

@@ -52,8 +52,9 @@ class Backend(Protocol):
     name: str  # the configured instance name ("flux-schnell-local")
     type: str  # the adapter type ("comfyui")
 
-    async def generate(self, request: GenerationRequest, progress: ProgressCallback
-                       ) -> GenerationResult: ...
+    async def generate(
+        self, request: GenerationRequest, progress: ProgressCallback
+    ) -> GenerationResult: ...
 
     async def check(self) -> BackendStatus: ...
 
@@ -66,6 +67,7 @@ def adapter_config(block: dict[str, Any], cls: type[C], *, instance: str) -> C:
     try:
         return msgspec.convert(body, cls, strict=False)
     except msgspec.ValidationError as exc:
-        detail = str(exc).replace("$.", f"backends.{instance}.").replace(
-            "`$`", f"backends.{instance}")
+        detail = (
+            str(exc).replace("$.", f"backends.{instance}.").replace("`$`", f"backends.{instance}")
+        )
         raise ConfigError(f"backends.{instance}: {detail}") from exc

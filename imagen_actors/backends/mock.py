@@ -67,8 +67,9 @@ class MockBackend:
         self._failed_once: set[Any] = set()
         self._calls = 0
 
-    async def generate(self, request: GenerationRequest, progress: ProgressCallback
-                       ) -> GenerationResult:
+    async def generate(
+        self, request: GenerationRequest, progress: ProgressCallback
+    ) -> GenerationResult:
         started = time.perf_counter()
         cfg = self._cfg
         if max(request.width, request.height) > cfg.max_size:
@@ -109,15 +110,13 @@ class MockBackend:
         key = request.job_id or prompt
         if "[fail-once]" in prompt and key not in self._failed_once:
             self._failed_once.add(key)
-            raise GenerationError("mock: injected first-attempt failure",
-                                  error_class="transient")
+            raise GenerationError("mock: injected first-attempt failure", error_class="transient")
         if self._cfg.fail_rate > 0:
             roll = random.Random(f"{key}:{self._calls}").random()
             if roll < self._cfg.fail_rate:
                 raise GenerationError(
                     f"mock: injected failure (fail_rate {self._cfg.fail_rate})",
-                    error_class="permanent" if self._cfg.fail_class == "permanent"
-                    else "transient",
+                    error_class="permanent" if self._cfg.fail_class == "permanent" else "transient",
                 )
 
     async def check(self) -> BackendStatus:

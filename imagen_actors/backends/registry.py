@@ -34,9 +34,10 @@ def build(name: str, block: dict[str, Any]) -> Backend:
 
 
 def unknown_backend_message(name: str, cfg: Config) -> str:
+    where = cfg.source if cfg.source != "built-in defaults" else "~/.config/imagen.yaml"
     return (
         f"unknown backend {name!r} (configured: {', '.join(sorted(cfg.backends))}); "
-        f"add it under backends: in {cfg.source if cfg.source != 'built-in defaults' else '~/.config/imagen.yaml'}"
+        f"add it under backends: in {where}"
     )
 
 

@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", metavar="FILE", default=None,
+        "--config",
+        metavar="FILE",
+        default=None,
         help="config file (default: $IMAGEN_CONFIG or ~/.config/imagen.yaml)",
     )
 

@@ -15,8 +15,10 @@ from imagen_actors.storage.base import StoredObject
 def safe_relative(key: str) -> PurePosixPath:
     path = PurePosixPath(key)
     if not key or path.is_absolute() or ".." in path.parts or key.endswith("/"):
-        raise StorageError(f"invalid object key {key!r}: must be a relative file path "
-                           "without '..'", error_class="permanent")
+        raise StorageError(
+            f"invalid object key {key!r}: must be a relative file path without '..'",
+            error_class="permanent",
+        )
     return path
 
 

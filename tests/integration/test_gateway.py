@@ -27,8 +27,12 @@ async def test_claim_sets_lease_and_appends_event(gateway: Gateway) -> None:
     assert t is not None and t.state.id == job
     row = await gateway.fetchrow("load_job", job)
     assert row is not None
-    assert (row["status"], row["worker_id"], row["attempts"], row["version"]) == \
-        ("running", "h:w", 1, 2)
+    assert (row["status"], row["worker_id"], row["attempts"], row["version"]) == (
+        "running",
+        "h:w",
+        1,
+        2,
+    )
     assert (row["lease_expires_at"] - row["started_at"]).total_seconds() == 60
     assert await gateway.claim(dc.claim("h:w", 60)) is None
     await assert_replay_matches(gateway, job)
@@ -52,12 +56,15 @@ async def test_two_concurrent_transitions_one_wins(gateway: Gateway, database_ur
     def slow_decide(expected_version: int):  # type: ignore[no-untyped-def]
         def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
             if state.version != expected_version:
-                raise ConcurrencyError(f"expected version {expected_version}, "
-                                       f"found {state.version}")
+                raise ConcurrencyError(
+                    f"expected version {expected_version}, found {state.version}"
+                )
             return dc.extend_lease("w", 60)(state, now)
+
         return decide
 
     async with Gateway.open(database_url) as other:
+
         async def run(gw: Gateway) -> None:
             await gate.wait()
             try:
@@ -77,13 +84,22 @@ async def test_two_concurrent_transitions_one_wins(gateway: Gateway, database_ur
 
 def test_seq_conflict_maps_to_concurrency_error(database_url: str) -> None:
     """A raw duplicate (job_id, seq) is stopped by the unique constraint."""
-    job = run_as(database_url, None, None,
-                 "INSERT INTO imagen.jobs (owner_user_id, prompt, backend, width, height) "
-                 "VALUES (gen_random_uuid(), 'o', 'mock', 64, 64) RETURNING id")[0]["id"]
+    job = run_as(
+        database_url,
+        None,
+        None,
+        "INSERT INTO imagen.jobs (owner_user_id, prompt, backend, width, height) "
+        "VALUES (gen_random_uuid(), 'o', 'mock', 64, 64) RETURNING id",
+    )[0]["id"]
     with pytest.raises(asyncpg.UniqueViolationError, match="job_events_job_seq_unique"):
-        run_as(database_url, None, None,
-               "INSERT INTO imagen.job_events (job_id, seq, type, actor) "
-               "VALUES ($1, 1, 'JobSubmitted', 'x')", job)
+        run_as(
+            database_url,
+            None,
+            None,
+            "INSERT INTO imagen.job_events (job_id, seq, type, actor) "
+            "VALUES ($1, 1, 'JobSubmitted', 'x')",
+            job,
+        )
 
 
 async def test_gateway_maps_seq_conflict(gateway: Gateway) -> None:
@@ -92,7 +108,9 @@ async def test_gateway_maps_seq_conflict(gateway: Gateway) -> None:
     with pytest.raises(ConcurrencyError):
         await gateway.execute_sql(
             "INSERT INTO imagen.job_events (job_id, seq, type, actor) "
-            "VALUES ($1, 1, 'JobSubmitted', 'x')", job)
+            "VALUES ($1, 1, 'JobSubmitted', 'x')",
+            job,
+        )
 
 
 async def test_lost_lease_writes_nothing(gateway: Gateway) -> None:
@@ -110,8 +128,9 @@ async def test_unknown_job_is_not_found(gateway: Gateway) -> None:
         await gateway.transition(uuid.uuid4(), dc.extend_lease("w", 60))
 
 
-async def test_eight_claimers_over_200_jobs_claim_each_once(gateway: Gateway,
-                                                            database_url: str) -> None:
+async def test_eight_claimers_over_200_jobs_claim_each_once(
+    gateway: Gateway, database_url: str
+) -> None:
     """8 connections claiming concurrently: every job claimed exactly once (SKIP LOCKED)."""
     jobs = [await insert_job(gateway, f"job {i}") for i in range(200)]
     claimed: list[uuid.UUID] = []
@@ -138,8 +157,9 @@ async def test_requeued_job_waits_for_run_after(gateway: Gateway) -> None:
     """A job requeued with backoff is not claimable before retry_at."""
     job = await insert_job(gateway)
     await gateway.claim(dc.claim("w", 60))
-    await gateway.transition(job, dc.failure("w", "HTTP 503", "transient", "executor",
-                                             rng=lambda: 0.5))
+    await gateway.transition(
+        job, dc.failure("w", "HTTP 503", "transient", "executor", rng=lambda: 0.5)
+    )
     assert await gateway.claim(dc.claim("w", 60)) is None
     assert await gateway.fetchval("next_run_after") is not None
     await assert_replay_matches(gateway, job)

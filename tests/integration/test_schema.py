@@ -10,7 +10,7 @@ import trio
 from imagen_actors.errors import ConstraintViolationError, DatabaseError, MigrationError
 from imagen_actors.gateway import Gateway
 from imagen_actors.migrations import discover, migrate
-from tests.support.jobs import OWNER, assert_replay_matches, insert_job
+from tests.support.jobs import OWNER, assert_replay_matches
 from tests.support.pg import Cluster
 
 pytestmark = pytest.mark.db
@@ -43,7 +43,7 @@ async def test_changed_applied_migration_is_refused(empty_url: str, tmp_path: Pa
         await migrate(gw, folder)
         edited = folder / "0002_jobs_and_events.sql"
         edited.write_text(edited.read_text() + "\n-- edited\n")
-        with pytest.raises(MigrationError, match="0002_jobs_and_events.sql was changed"):
+        with pytest.raises(MigrationError, match=r"0002_jobs_and_events\.sql was changed"):
             await migrate(gw, folder)
 
 
@@ -52,8 +52,10 @@ async def test_concurrent_migrators_do_not_race(empty_url: str) -> None:
     results: list[list[str]] = []
     async with Gateway.open(empty_url) as a, Gateway.open(empty_url) as b:
         async with trio.open_nursery() as nursery:
+
             async def run(gw: Gateway) -> None:
                 results.append(await migrate(gw))
+
             nursery.start_soon(run, a)
             nursery.start_soon(run, b)
     assert sorted(len(r) for r in results) == [0, len(discover())]
@@ -64,7 +66,9 @@ async def test_smoke_insert_gives_pending_v1_one_event_and_notify(gateway: Gatew
     async with gateway.listen("imagen_jobs") as notes:
         await gateway.execute_sql(
             "INSERT INTO imagen.jobs (owner_user_id, prompt, backend, width, height) "
-            "VALUES ($1, 'a lighthouse at dusk', 'mock', 512, 512)", OWNER)
+            "VALUES ($1, 'a lighthouse at dusk', 'mock', 512, 512)",
+            OWNER,
+        )
         with trio.fail_after(5):
             payload = await notes.receive()
     job_id = uuid.UUID(payload)
@@ -93,15 +97,20 @@ async def test_smoke_insert_gives_pending_v1_one_event_and_notify(gateway: Gatew
         ("status => 'running'", "jobs_insert_pending_only"),
     ],
 )
-async def test_checks_reject_nonsense_by_name(gateway: Gateway, column_sql: str,
-                                              constraint: str) -> None:
+async def test_checks_reject_nonsense_by_name(
+    gateway: Gateway, column_sql: str, constraint: str
+) -> None:
     """Each bad value is refused by a constraint whose name says what is wrong."""
-    values = {"owner_user_id": f"'{OWNER}'", "prompt": "'owl'", "backend": "'mock'",
-              "width": "64", "height": "64"}
+    values = {
+        "owner_user_id": f"'{OWNER}'",
+        "prompt": "'owl'",
+        "backend": "'mock'",
+        "width": "64",
+        "height": "64",
+    }
     col, expr = column_sql.split(" => ", 1)
     values[col] = expr
-    sql = (f"INSERT INTO imagen.jobs ({', '.join(values)}) "
-           f"VALUES ({', '.join(values.values())})")
+    sql = f"INSERT INTO imagen.jobs ({', '.join(values)}) VALUES ({', '.join(values.values())})"
     with pytest.raises(ConstraintViolationError) as info:
         await gateway.execute_sql(sql)
     assert info.value.constraint == constraint
@@ -112,4 +121,7 @@ async def test_nul_byte_prompt_is_refused(gateway: Gateway) -> None:
     with pytest.raises(DatabaseError):
         await gateway.execute_sql(
             "INSERT INTO imagen.jobs (owner_user_id, prompt, backend, width, height) "
-            "VALUES ($1, $2, 'mock', 64, 64)", OWNER, "nul\x00byte")
+            "VALUES ($1, $2, 'mock', 64, 64)",
+            OWNER,
+            "nul\x00byte",
+        )

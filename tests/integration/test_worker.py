@@ -12,8 +12,16 @@ from tests.support.worker import make_config, running_worker, wait_all_terminal,
 
 pytestmark = pytest.mark.db
 
-DONE_SEQUENCE = ["JobSubmitted", "JobClaimed", "GenerationStarted", "GenerationSucceeded",
-                 "LeaseExtended", "ImageStored", "JobCompleted", "UsageRecorded"]
+DONE_SEQUENCE = [
+    "JobSubmitted",
+    "JobClaimed",
+    "GenerationStarted",
+    "GenerationSucceeded",
+    "LeaseExtended",
+    "ImageStored",
+    "JobCompleted",
+    "UsageRecorded",
+]
 
 
 async def assert_done_job(gw: Gateway, job_id: object, tmp_path: Path) -> None:
@@ -35,13 +43,14 @@ async def assert_done_job(gw: Gateway, job_id: object, tmp_path: Path) -> None:
 async def wait_for_usage(gw: Gateway, job_id: object) -> None:
     with trio.fail_after(10):
         while not await gw.fetch_sql(
-                "SELECT 1 FROM imagen.job_events WHERE job_id = $1 AND type = 'UsageRecorded'",
-                job_id):
+            "SELECT 1 FROM imagen.job_events WHERE job_id = $1 AND type = 'UsageRecorded'", job_id
+        ):
             await trio.sleep(0.02)
 
 
-async def test_job_is_done_with_image_object_usage_and_events(database_url: str,
-                                                              tmp_path: Path) -> None:
+async def test_job_is_done_with_image_object_usage_and_events(
+    database_url: str, tmp_path: Path
+) -> None:
     """INSERT -> done: one image row, the object on disk, sidecar, usage, full event log."""
     async with running_worker(make_config(tmp_path, database_url)) as (_h, gw):
         job = await insert_job(gw, "a lighthouse at dusk", width=128, height=96)
@@ -62,8 +71,11 @@ async def test_permanent_failure_fails_once_with_error(database_url: str, tmp_pa
 
 async def test_unknown_backend_fails_listing_configured(database_url: str, tmp_path: Path) -> None:
     """A job naming an unconfigured backend fails at once, listing the configured ones."""
-    cfg = make_config(tmp_path, database_url, backends={
-        "mock": {"type": "mock"}, "mock-slow": {"type": "mock", "latency_ms": 10}})
+    cfg = make_config(
+        tmp_path,
+        database_url,
+        backends={"mock": {"type": "mock"}, "mock-slow": {"type": "mock", "latency_ms": 10}},
+    )
     async with running_worker(cfg) as (_h, gw):
         job = await insert_job(gw, "owl", backend="flux-dev")
         row = await wait_terminal(gw, job)
@@ -88,7 +100,8 @@ async def test_drains_backlog_inserted_before_start(database_url: str, tmp_path:
         await seed.execute_sql(
             "INSERT INTO imagen.jobs (owner_user_id, prompt, backend, width, height) "
             "SELECT gen_random_uuid(), 'backlog ' || i, 'mock', 64, 64 "
-            "FROM generate_series(1, 25) i")
+            "FROM generate_series(1, 25) i"
+        )
     cfg = make_config(tmp_path, database_url, poll_interval_s=60)
     async with running_worker(cfg) as (_h, gw):
         await wait_all_terminal(gw, timeout=30)
@@ -112,7 +125,8 @@ async def test_listener_survives_pg_terminate_backend(database_url: str, tmp_pat
     async with running_worker(cfg) as (_h, gw):
         killed = await gw.fetch_sql(
             "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity "
-            "WHERE query ILIKE 'LISTEN%' AND datname = current_database()")
+            "WHERE query ILIKE 'LISTEN%' AND datname = current_database()"
+        )
         assert killed and all(k["ok"] for k in killed)
         await trio.sleep(1.0)
         job = await insert_job(gw)
@@ -122,8 +136,9 @@ async def test_listener_survives_pg_terminate_backend(database_url: str, tmp_pat
 
 async def test_stop_intake_finishes_the_job_in_flight(database_url: str, tmp_path: Path) -> None:
     """First signal mid-generation: the job still completes, nothing new is claimed."""
-    cfg = make_config(tmp_path, database_url,
-                      backends={"mock": {"type": "mock", "latency_ms": 800}})
+    cfg = make_config(
+        tmp_path, database_url, backends={"mock": {"type": "mock", "latency_ms": 800}}
+    )
     async with running_worker(cfg) as (handle, gw):
         first = await insert_job(gw, "first")
         second = await insert_job(gw, "second")
@@ -137,8 +152,9 @@ async def test_stop_intake_finishes_the_job_in_flight(database_url: str, tmp_pat
 
 async def test_abort_requeues_the_job_in_flight(database_url: str, tmp_path: Path) -> None:
     """Second signal mid-generation: the job goes back to pending through JobRequeued."""
-    cfg = make_config(tmp_path, database_url,
-                      backends={"mock": {"type": "mock", "latency_ms": 5000}})
+    cfg = make_config(
+        tmp_path, database_url, backends={"mock": {"type": "mock", "latency_ms": 5000}}
+    )
     async with running_worker(cfg) as (handle, gw):
         job = await insert_job(gw, "slow")
         await wait_for_event(gw, job, ev.GenerationStarted)

@@ -12,12 +12,30 @@ OWNER = uuid.UUID("11111111-1111-4111-8111-111111111111")
 OTHER_OWNER = uuid.UUID("22222222-2222-4222-8222-222222222222")
 
 
-async def insert_job(gw: Gateway, prompt: str = "a tiny owl", *, backend: str = "mock",
-                     width: int = 64, height: int = 64, owner: uuid.UUID = OWNER,
-                     seed: int | None = None, max_attempts: int = 3,
-                     opts: dict[str, Any] | None = None) -> uuid.UUID:
+async def insert_job(
+    gw: Gateway,
+    prompt: str = "a tiny owl",
+    *,
+    backend: str = "mock",
+    width: int = 64,
+    height: int = 64,
+    owner: uuid.UUID = OWNER,
+    seed: int | None = None,
+    max_attempts: int = 3,
+    opts: dict[str, Any] | None = None,
+) -> uuid.UUID:
     job_id: uuid.UUID = await gw.fetchval(
-        "insert_job", owner, prompt, backend, width, height, None, None, seed, None, opts,
+        "insert_job",
+        owner,
+        prompt,
+        backend,
+        width,
+        height,
+        None,
+        None,
+        seed,
+        None,
+        opts,
         max_attempts,
     )
     return job_id

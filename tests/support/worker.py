@@ -22,16 +22,30 @@ from imagen_actors.worker_runtime import open_runtime
 TERMINAL = ("done", "failed", "cancelled")
 
 
-def make_config(tmp: Path, dsn: str, *, name: str = "t1", lease_s: float = 30,
-                poll_interval_s: float = 0.5, backends: dict[str, Any] | None = None,
-                max_attempts: int = 3, **worker: Any) -> config.Config:
+def make_config(
+    tmp: Path,
+    dsn: str,
+    *,
+    name: str = "t1",
+    lease_s: float = 30,
+    poll_interval_s: float = 0.5,
+    backends: dict[str, Any] | None = None,
+    max_attempts: int = 3,
+    **worker: Any,
+) -> config.Config:
     doc = {
         "default_backend": "mock",
         "database": {"url": dsn},
         "output": {"directory": str(tmp / "out")},
         "storage": {"type": "local", "root": str(tmp / "objects")},
-        "worker": {"name": name, "lease_s": lease_s, "poll_interval_s": poll_interval_s,
-                   "max_attempts": max_attempts, "reap_interval_s": 0.5, **worker},
+        "worker": {
+            "name": name,
+            "lease_s": lease_s,
+            "poll_interval_s": poll_interval_s,
+            "max_attempts": max_attempts,
+            "reap_interval_s": 0.5,
+            **worker,
+        },
         "backends": backends or {"mock": {"type": "mock", "latency_ms": 0}},
     }
     path = tmp / f"imagen-{name}.yaml"
@@ -42,8 +56,11 @@ def make_config(tmp: Path, dsn: str, *, name: str = "t1", lease_s: float = 30,
 @asynccontextmanager
 async def running_worker(cfg: config.Config) -> AsyncIterator[tuple[WorkerHandle, Gateway]]:
     async with open_runtime(cfg) as rt, trio.open_nursery() as nursery:
-        handle = await nursery.start(lambda task_status: run_worker(
-            cfg, rt.gateway, rt.store, rt.backends, rt.worker_id, task_status=task_status))
+        handle = await nursery.start(
+            lambda task_status: run_worker(
+                cfg, rt.gateway, rt.store, rt.backends, rt.worker_id, task_status=task_status
+            )
+        )
         with trio.fail_after(10):
             await handle.listening.wait()
         yield handle, rt.gateway
@@ -64,7 +81,8 @@ async def wait_all_terminal(gw: Gateway, timeout: float = 60) -> None:
         while True:
             left = await gw.fetch_sql(
                 "SELECT count(*) AS n FROM imagen.jobs WHERE status NOT IN "
-                "('done', 'failed', 'cancelled')")
+                "('done', 'failed', 'cancelled')"
+            )
             if left[0]["n"] == 0:
                 return
             await trio.sleep(0.05)
@@ -77,5 +95,7 @@ def worker_process(config_path: Path, *, name: str) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "imagen_actors", "worker", "--config", str(config_path)],
-            env=env, stdout=subprocess.DEVNULL, stderr=log,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
         )

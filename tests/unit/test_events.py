@@ -15,12 +15,28 @@ JOB = uuid.UUID("33333333-3333-4333-8333-333333333333")
 def test_every_event_round_trips_through_json() -> None:
     """Each event type encodes and decodes to an equal struct through the shared codec."""
     samples: list[ev.Event] = [
-        ev.JobSubmitted(job_id=JOB, occurred_at=NOW, actor="database", owner_user_id=JOB,
-                        prompt="owl", backend="mock", width=64, height=64, opts={"a": 1}),
-        ev.JobClaimed(job_id=JOB, occurred_at=NOW, actor="claimer", worker_id="h:w",
-                      attempt=1, lease_expires_at=NOW),
-        ev.GenerationFailed(job_id=JOB, occurred_at=NOW, actor="executor", error="boom",
-                            error_class="transient"),
+        ev.JobSubmitted(
+            job_id=JOB,
+            occurred_at=NOW,
+            actor="database",
+            owner_user_id=JOB,
+            prompt="owl",
+            backend="mock",
+            width=64,
+            height=64,
+            opts={"a": 1},
+        ),
+        ev.JobClaimed(
+            job_id=JOB,
+            occurred_at=NOW,
+            actor="claimer",
+            worker_id="h:w",
+            attempt=1,
+            lease_expires_at=NOW,
+        ),
+        ev.GenerationFailed(
+            job_id=JOB, occurred_at=NOW, actor="executor", error="boom", error_class="transient"
+        ),
         ev.JobRequeued(job_id=JOB, occurred_at=NOW, actor="reaper", reason="x", retry_at=NOW),
     ]
     for event in samples:
@@ -30,9 +46,20 @@ def test_every_event_round_trips_through_json() -> None:
 def test_all_fifteen_event_types_are_in_the_union() -> None:
     """The union names every event of the job's life."""
     assert set(ev.EVENT_TYPES) == {
-        "JobSubmitted", "JobClaimed", "GenerationStarted", "GenerationProgress",
-        "GenerationSucceeded", "GenerationFailed", "ImageStored", "JobCompleted", "JobFailed",
-        "JobRequeued", "LeaseExtended", "JobCancelRequested", "JobCancelled", "UsageRecorded",
+        "JobSubmitted",
+        "JobClaimed",
+        "GenerationStarted",
+        "GenerationProgress",
+        "GenerationSucceeded",
+        "GenerationFailed",
+        "ImageStored",
+        "JobCompleted",
+        "JobFailed",
+        "JobRequeued",
+        "LeaseExtended",
+        "JobCancelRequested",
+        "JobCancelled",
+        "UsageRecorded",
         "UsageFailed",
     }
 
@@ -40,25 +67,28 @@ def test_all_fifteen_event_types_are_in_the_union() -> None:
 def test_generation_failed_v1_is_upcast_on_read() -> None:
     """A stored v1 GenerationFailed (retryable flag) reads back as v2 with an error class."""
     row_data = {"schema_version": 1, "error": "timeout", "retryable": True}
-    event = ev.from_row("GenerationFailed", row_data, job_id=JOB, occurred_at=NOW,
-                        actor="executor", worker_id="w")
+    event = ev.from_row(
+        "GenerationFailed", row_data, job_id=JOB, occurred_at=NOW, actor="executor", worker_id="w"
+    )
     assert isinstance(event, ev.GenerationFailed)
     assert event.error_class == "transient"
     assert event.schema_version == 2
-    line = b'{"type":"GenerationFailed","job_id":"%s","occurred_at":"2026-11-23T12:00:00Z",' \
-           b'"actor":"x","error":"bad size","retryable":false}' % str(JOB).encode()
+    line = (
+        b'{"type":"GenerationFailed","job_id":"%s","occurred_at":"2026-11-23T12:00:00Z",'
+        b'"actor":"x","error":"bad size","retryable":false}' % str(JOB).encode()
+    )
     decoded = ev.decode(line)
     assert isinstance(decoded, ev.GenerationFailed) and decoded.error_class == "permanent"
 
 
 def test_row_data_excludes_column_fields() -> None:
     """The data jsonb holds only the event's own fields; common ones are columns."""
-    e = ev.JobCompleted(job_id=JOB, occurred_at=NOW, actor="uploader", worker_id="w",
-                        image_id=JOB)
+    e = ev.JobCompleted(job_id=JOB, occurred_at=NOW, actor="uploader", worker_id="w", image_id=JOB)
     data = ev.event_data(e)
     assert data == {"schema_version": 1, "image_id": str(JOB)}
-    back = ev.from_row("JobCompleted", data, job_id=JOB, occurred_at=NOW, actor="uploader",
-                       worker_id="w")
+    back = ev.from_row(
+        "JobCompleted", data, job_id=JOB, occurred_at=NOW, actor="uploader", worker_id="w"
+    )
     assert back == e
 
 

@@ -20,9 +20,17 @@ W = "host:w1"
 
 
 def submitted(max_attempts: int = 3) -> ev.JobSubmitted:
-    return ev.JobSubmitted(job_id=JOB, occurred_at=T0, actor="database", owner_user_id=JOB,
-                           prompt="owl", backend="mock", width=64, height=64,
-                           max_attempts=max_attempts)
+    return ev.JobSubmitted(
+        job_id=JOB,
+        occurred_at=T0,
+        actor="database",
+        owner_user_id=JOB,
+        prompt="owl",
+        backend="mock",
+        width=64,
+        height=64,
+        max_attempts=max_attempts,
+    )
 
 
 def apply(state: JobState, decide: Any, at: datetime, *extra: Any) -> JobState:
@@ -32,14 +40,31 @@ def apply(state: JobState, decide: Any, at: datetime, *extra: Any) -> JobState:
 
 
 def outcome() -> ev.GenerationSucceeded:
-    return ev.GenerationSucceeded(job_id=JOB, occurred_at=T0, actor="executor", backend="mock",
-                                  model="mock-1", seed=7, mime="image/png", bytes=10,
-                                  sha256="0" * 64, latency_ms=5)
+    return ev.GenerationSucceeded(
+        job_id=JOB,
+        occurred_at=T0,
+        actor="executor",
+        backend="mock",
+        model="mock-1",
+        seed=7,
+        mime="image/png",
+        bytes=10,
+        sha256="0" * 64,
+        latency_ms=5,
+    )
 
 
 def stored() -> ev.ImageStored:
-    return ev.ImageStored(job_id=JOB, occurred_at=T0, actor="uploader", image_id=JOB,
-                          bucket="b", storage_path="k", bytes=10, sha256="0" * 64)
+    return ev.ImageStored(
+        job_id=JOB,
+        occurred_at=T0,
+        actor="uploader",
+        image_id=JOB,
+        bucket="b",
+        storage_path="k",
+        bytes=10,
+        sha256="0" * 64,
+    )
 
 
 def test_happy_path_ends_done_with_image() -> None:
@@ -62,18 +87,19 @@ def test_completed_on_pending_job_is_illegal() -> None:
     """JobCompleted without a claim raises the typed error."""
     s = fold(None, submitted())
     with pytest.raises(IllegalTransitionError, match="JobCompleted is not allowed"):
-        fold(s, ev.JobCompleted(job_id=JOB, occurred_at=T0, actor="x", worker_id=W,
-                                image_id=JOB))
+        fold(s, ev.JobCompleted(job_id=JOB, occurred_at=T0, actor="x", worker_id=W, image_id=JOB))
 
 
 def test_nothing_but_usage_after_terminal() -> None:
     """After failed, only usage events are accepted."""
     s = fold(None, submitted())
-    s = fold(s, ev.JobFailed(job_id=JOB, occurred_at=T0, actor="x", error="e",
-                             error_class="permanent"))
+    s = fold(
+        s, ev.JobFailed(job_id=JOB, occurred_at=T0, actor="x", error="e", error_class="permanent")
+    )
     for e in (
-        ev.JobClaimed(job_id=JOB, occurred_at=T0, actor="c", worker_id=W, attempt=1,
-                      lease_expires_at=T0),
+        ev.JobClaimed(
+            job_id=JOB, occurred_at=T0, actor="c", worker_id=W, attempt=1, lease_expires_at=T0
+        ),
         ev.JobCancelled(job_id=JOB, occurred_at=T0, actor="c", reason="r"),
         ev.JobFailed(job_id=JOB, occurred_at=T0, actor="x", error="e", error_class="permanent"),
     ):
@@ -107,8 +133,12 @@ def test_other_worker_cannot_advance_a_job() -> None:
     with pytest.raises(LeaseLostError):
         dc.start_generation("other:w", 1)(s, T0)
     with pytest.raises(IllegalTransitionError, match="lease is held by"):
-        fold(s, ev.GenerationStarted(job_id=JOB, occurred_at=T0, actor="e", worker_id="x",
-                                     backend="mock", seed=1))
+        fold(
+            s,
+            ev.GenerationStarted(
+                job_id=JOB, occurred_at=T0, actor="e", worker_id="x", backend="mock", seed=1
+            ),
+        )
 
 
 def test_reaper_leaves_live_lease_and_requeues_expired() -> None:
@@ -179,8 +209,11 @@ class JobMachine(RuleBasedStateMachine):
 
     @rule(transient=st.booleans())
     def fail(self, transient: bool) -> None:
-        self._do(dc.failure(W, "e", "transient" if transient else "permanent", "executor",
-                            rng=lambda: 0.0))
+        self._do(
+            dc.failure(
+                W, "e", "transient" if transient else "permanent", "executor", rng=lambda: 0.0
+            )
+        )
 
     @precondition(lambda self: self.state.generation is not None)
     @rule()

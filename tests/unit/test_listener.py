@@ -62,6 +62,7 @@ async def run_listener(gw: Any, poll: float, body: Any) -> list[tuple[float, str
 
 async def test_safety_poll_wakes_without_any_notify(autojump_clock: trio.testing.MockClock) -> None:
     """With no NOTIFY at all (a lost notification), a Wake still comes every poll interval."""
+
     async def body(gw: FakeListenGateway, recv: Any) -> Any:
         return await collect(recv, trio.current_time() + 16)
 
@@ -74,6 +75,7 @@ async def test_safety_poll_wakes_without_any_notify(autojump_clock: trio.testing
 
 async def test_notification_wakes_at_once(autojump_clock: trio.testing.MockClock) -> None:
     """A NOTIFY produces a Wake immediately, not at the next poll."""
+
     async def body(gw: FakeListenGateway, recv: Any) -> Any:
         assert (await recv.receive()).reason == "listening"
         await trio.sleep(1)
@@ -88,6 +90,7 @@ async def test_notification_wakes_at_once(autojump_clock: trio.testing.MockClock
 
 async def test_reconnects_with_backoff_and_wakes(autojump_clock: trio.testing.MockClock) -> None:
     """A dropped LISTEN connection is re-opened (after refused attempts) and then wakes."""
+
     async def body(gw: FakeListenGateway, recv: Any) -> Any:
         assert (await recv.receive()).reason == "listening"
         gw.fail_connects = 3

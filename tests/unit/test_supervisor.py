@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import trio
 import trio.testing
@@ -23,15 +25,21 @@ async def test_crashed_child_restarts_with_backoff(autojump_clock: trio.testing.
             raise RuntimeError("boom")
 
     policy = RestartPolicy(max_restarts=5, period_s=30, backoff_base_s=1, backoff_cap_s=10)
-    await supervise("c", child, policy=policy, rng=lambda: 1.0,
-                    on_restart=lambda name, exc: restarts.append(name))
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    await supervise(
+        "c",
+        child,
+        policy=policy,
+        rng=lambda: 1.0,
+        on_restart=lambda name, exc: restarts.append(name),
+    )
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps == pytest.approx([1.0, 2.0])
     assert restarts == ["c", "c"]
 
 
 async def test_escalates_past_restart_intensity(autojump_clock: trio.testing.MockClock) -> None:
     """More crashes than max_restarts within the period escalate to the parent."""
+
     async def child() -> None:
         raise ValueError("always")
 
@@ -41,7 +49,8 @@ async def test_escalates_past_restart_intensity(autojump_clock: trio.testing.Moc
 
 
 async def test_slow_crashes_outside_period_never_escalate(
-        autojump_clock: trio.testing.MockClock) -> None:
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """Crashes spaced wider than the period reset the intensity window."""
     count = 0
 

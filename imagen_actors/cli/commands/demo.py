@@ -24,8 +24,13 @@ PROMPTS: Final = (
 
 
 def register(sub: Any) -> None:
-    p = command(sub, "demo", "start the embedded Postgres and a worker, submit a few jobs "
-                "the way the owner UI does, and show them done", run)
+    p = command(
+        sub,
+        "demo",
+        "start the embedded Postgres and a worker, submit a few jobs "
+        "the way the owner UI does, and show them done",
+        run,
+    )
     p.add_argument("--jobs", type=int, default=len(PROMPTS), help="how many jobs to submit")
     p.add_argument("--size", default="512x512", help="WIDTHxHEIGHT of each image")
 
@@ -37,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with open_runtime(cfg) as rt, trio.open_nursery() as nursery:
             print(f"database: {rt.gateway.dsn}", file=sys.stderr)
-            handle = await nursery.start(lambda task_status: run_worker(
-                cfg, rt.gateway, rt.store, rt.backends, rt.worker_id, task_status=task_status))
+            handle = await nursery.start(
+                lambda task_status: run_worker(
+                    cfg, rt.gateway, rt.store, rt.backends, rt.worker_id, task_status=task_status
+                )
+            )
             await handle.listening.wait()
             ids = []
             for i in range(args.jobs):
@@ -47,7 +55,12 @@ def run(args: argparse.Namespace) -> int:
                 rows = await rt.gateway.fetch_sql(
                     "INSERT INTO imagen.jobs (owner_user_id, prompt, backend, width, height) "
                     "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                    DEMO_OWNER, prompt, cfg.default_backend, width, height)
+                    DEMO_OWNER,
+                    prompt,
+                    cfg.default_backend,
+                    width,
+                    height,
+                )
                 ids.append(rows[0]["id"])
                 print(f"submitted {rows[0]['id']}  {prompt!r}", file=sys.stderr)
             failed = 0
@@ -61,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
                     if row["status"] == "done":
                         img = await rt.gateway.fetch_sql(
                             "SELECT metadata->>'local_path' AS path FROM imagen.images "
-                            "WHERE id = $1", row["image_id"])
+                            "WHERE id = $1",
+                            row["image_id"],
+                        )
                         took = (row["finished_at"] - row["created_at"]).total_seconds() * 1000
                         print(f"done    {job_id}  {took:6.0f} ms  {img[0]['path']}")
                     else:

@@ -29,14 +29,18 @@ def run(args: argparse.Namespace) -> int:
         if running:
             print("running:")
             for r in running:
-                print(f"  {r['id']}  {r['worker_id']}  attempt {r['attempts']}/"
-                      f"{r['max_attempts']}  lease until {r['lease_expires_at']:%H:%M:%S}  "
-                      f"{r['backend']}  {r['prompt']!r}")
+                print(
+                    f"  {r['id']}  {r['worker_id']}  attempt {r['attempts']}/"
+                    f"{r['max_attempts']}  lease until {r['lease_expires_at']:%H:%M:%S}  "
+                    f"{r['backend']}  {r['prompt']!r}"
+                )
         if failures:
             print("latest failures:")
             for r in failures:
-                print(f"  {r['id']}  {r['finished_at']:%Y-%m-%d %H:%M:%S}  {r['backend']}  "
-                      f"{r['error']}")
+                print(
+                    f"  {r['id']}  {r['finished_at']:%Y-%m-%d %H:%M:%S}  {r['backend']}  "
+                    f"{r['error']}"
+                )
 
     trio.run(go)
     return 0

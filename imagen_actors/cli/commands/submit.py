@@ -82,7 +82,8 @@ async def follow(gw: Gateway, job_id: uuid.UUID) -> int:
     """Print each event as it lands; exit code from the final state."""
     seq = 0
     while True:
-        for seq, event in await gw.events_after(job_id, seq):
+        for position, event in await gw.events_after(job_id, seq):
+            seq = position
             line = describe(event)
             if line:
                 print(f"  {line}", file=sys.stderr)
@@ -90,8 +91,9 @@ async def follow(gw: Gateway, job_id: uuid.UUID) -> int:
                 row = await gw.fetchrow("load_job", job_id)
                 if row and row["status"] == "done":
                     img = await gw.fetch_sql(
-                        "SELECT bucket, storage_path, metadata FROM imagen.images "
-                        "WHERE id = $1", row["image_id"])
+                        "SELECT bucket, storage_path, metadata FROM imagen.images WHERE id = $1",
+                        row["image_id"],
+                    )
                     if img:
                         print(img[0]["metadata"].get("local_path", img[0]["storage_path"]))
                     return exitcodes.OK
@@ -111,8 +113,19 @@ def run(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with database.open_database(cfg, application_name="imagen-actors submit") as gw:
             job_id: uuid.UUID = await gw.fetchval(
-                "insert_job", owner, args.prompt, backend, width, height, args.style,
-                args.negative, args.seed, args.steps, None, cfg.worker.max_attempts)
+                "insert_job",
+                owner,
+                args.prompt,
+                backend,
+                width,
+                height,
+                args.style,
+                args.negative,
+                args.seed,
+                args.steps,
+                None,
+                cfg.worker.max_attempts,
+            )
             print(f"submitted job {job_id}", file=sys.stderr)
             if not args.wait:
                 print(job_id)

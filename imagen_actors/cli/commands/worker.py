@@ -31,33 +31,41 @@ async def serve(cfg: config.Config) -> None:
 
                 async def announce() -> None:
                     await handle.listening.wait()
-                    print(f"imagen-actors: worker {rt.worker_id} listening "
-                          f"(backends: {', '.join(rt.backends.names)})", file=sys.stderr)
+                    print(
+                        f"imagen-actors: worker {rt.worker_id} listening "
+                        f"(backends: {', '.join(rt.backends.names)})",
+                        file=sys.stderr,
+                    )
 
                 async def grace_timer() -> None:
                     await trio.sleep(cfg.worker.shutdown_grace_s)
-                    print("imagen-actors: shutdown grace period over; aborting",
-                          file=sys.stderr)
+                    print("imagen-actors: shutdown grace period over; aborting", file=sys.stderr)
                     handle.abort()
 
                 async def on_signals() -> None:
                     async for signum in signals:
                         name = signal.Signals(signum).name
                         if not handle.intake.cancel_called:
-                            print(f"imagen-actors: {name}: finishing the job in flight (up to "
-                                  f"{cfg.worker.shutdown_grace_s:.0f}s); signal again to abort",
-                                  file=sys.stderr)
+                            print(
+                                f"imagen-actors: {name}: finishing the job in flight (up to "
+                                f"{cfg.worker.shutdown_grace_s:.0f}s); signal again to abort",
+                                file=sys.stderr,
+                            )
                             handle.stop_intake()
                             nursery.start_soon(grace_timer)
                         else:
-                            print(f"imagen-actors: second {name}: aborting; in-flight jobs "
-                                  "go back to the queue", file=sys.stderr)
+                            print(
+                                f"imagen-actors: second {name}: aborting; in-flight jobs "
+                                "go back to the queue",
+                                file=sys.stderr,
+                            )
                             handle.abort()
 
                 nursery.start_soon(announce)
                 nursery.start_soon(on_signals)
-                await run_worker(cfg, rt.gateway, rt.store, rt.backends, rt.worker_id,
-                                 handle=handle)
+                await run_worker(
+                    cfg, rt.gateway, rt.store, rt.backends, rt.worker_id, handle=handle
+                )
                 nursery.cancel_scope.cancel()
         print(f"imagen-actors: worker {rt.worker_id} stopped", file=sys.stderr)
 
