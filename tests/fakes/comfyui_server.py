@@ -20,6 +20,7 @@ Scenarios (what POST /prompt and the run look like):
 - ``no_ws``: /ws answers 404; /history answers ``{}`` twice, then the finished run.
 - ``ws_drop``: the socket closes in the middle of the run; history has the result.
 - ``hang``: the run starts and then stays on node 3 until POST /interrupt arrives.
+- ``slow_post``: POST /prompt never answers (a cancel lands while it is in flight).
 
 ``server.requests`` records ``(method, path, json_body)`` for every HTTP request.
 """
@@ -55,6 +56,7 @@ SCENARIOS: Final = (
     "no_ws",
     "ws_drop",
     "hang",
+    "slow_post",
 )
 _WS_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
 _JSON: Final = "application/json; charset=utf-8"
@@ -131,6 +133,9 @@ class FakeComfyUI:
         except ValueError:
             parsed = body.decode(errors="replace")
         self.requests.append((method, split.path, parsed))
+        if self.scenario == "slow_post" and (method, split.path) == ("POST", "/prompt"):
+            self.prompted.set()
+            await trio.sleep_forever()
         if split.path == "/ws" and self.scenario != "no_ws":
             headers = dict(request.headers)
             await self._websocket(stream, conn, headers, query.get("clientId", ""))
@@ -170,6 +175,8 @@ class FakeComfyUI:
                 and isinstance(body, dict)
                 and body.get("prompt_id") == self.prompt_id
             ):
+                self.interrupted.set()
+            if self.scenario == "slow_post":
                 self.interrupted.set()
             return 200, None, b""
         if method == "POST" and path == "/queue":

@@ -188,6 +188,19 @@ async def test_cancellation_sends_interrupt() -> None:
     assert deletes == [{"delete": [SLOW_ID]}]
 
 
+async def test_cancel_during_post_interrupts_the_requested_id() -> None:
+    """Cancelled while POST /prompt is unanswered: the prompt_id we asked for is interrupted."""
+    async with comfyui_server("slow_post") as server, backend_for(server.url) as backend:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(backend.generate, request(), lambda s, t: None)
+            await server.prompted.wait()
+            nursery.cancel_scope.cancel()
+        await server.interrupted.wait()
+    [body] = posted_prompts(server)
+    interrupts = [b for m, p, b in server.requests if m == "POST" and p == "/interrupt"]
+    assert interrupts == [{"prompt_id": body["prompt_id"]}]
+
+
 async def test_timeout_is_transient_and_interrupts() -> None:
     """A run that outlasts timeout_s is a transient error, and the prompt is interrupted."""
     async with comfyui_server("hang") as server, backend_for(server.url, timeout_s=0.3) as backend:
