@@ -1,0 +1,87 @@
+"""GPU duty cycle under a backlog: mock generation of 200 ms (latency_ms 200) and uploads
+delayed 150 ms (the local store wrapped so put() sleeps first), one worker.
+
+  duty cycle = sum(GenerationSucceeded.occurred_at - GenerationStarted.occurred_at)
+               / (last GenerationSucceeded - first GenerationStarted)
+
+over the N jobs (database timestamps). The gap between one job's GenerationSucceeded and
+the next job's GenerationStarted is time the GPU slot sits idle: committing the result,
+claiming the next job and recording its start.
+
+    .venv/bin/python bench/duty_cycle.py [--n 50] [--size 64]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as c  # noqa: E402
+
+from imagen_actors.storage.base import ObjectStore, StoredObject  # noqa: E402
+
+GENERATION_MS = 200
+UPLOAD_DELAY_S = 0.150
+
+
+class SlowStore:
+    """The configured store with a fixed upload delay, standing in for a remote bucket."""
+
+    def __init__(self, inner: ObjectStore, delay_s: float) -> None:
+        self._inner = inner
+        self._delay_s = delay_s
+        self.bucket = inner.bucket
+
+    async def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        await trio.sleep(self._delay_s)
+        return await self._inner.put(key, data, content_type)
+
+    async def exists(self, key: str) -> bool:
+        return await self._inner.exists(key)
+
+    async def check(self) -> str:
+        return await self._inner.check()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def main(n: int, size: int) -> None:
+    with c.temp_dir("imagen-bench-duty-") as tmp, c.private_database(tmp) as (dsn, db):
+        async with c.client(dsn) as gw:
+            settings = await c.pg_settings(gw)
+            await c.insert_backlog(gw, n, size)
+            cfg = c.bench_config(tmp, dsn, latency_ms=GENERATION_MS, poll_interval_s=3600)
+            async with c.running_worker(cfg, wrap_store=lambda s: SlowStore(s, UPLOAD_DELAY_S)):
+                await c.wait_all_settled(gw, n, timeout=n * 2 + 60, label="duty cycle")
+            rows = await gw.fetch_sql(
+                "SELECT s.occurred_at AS started, g.occurred_at AS succeeded"
+                " FROM imagen.job_events s JOIN imagen.job_events g"
+                "   ON g.job_id = s.job_id AND g.type = 'GenerationSucceeded'"
+                " WHERE s.type = 'GenerationStarted' ORDER BY s.occurred_at")
+            counts = await c.status_counts(gw)
+    busy = [(r["succeeded"] - r["started"]).total_seconds() for r in rows]
+    span = (max(r["succeeded"] for r in rows) - min(r["started"] for r in rows)).total_seconds()
+    gaps = [(b["started"] - a["succeeded"]).total_seconds() for a, b in zip(rows, rows[1:])]
+    c.print_header(f"GPU duty cycle ({GENERATION_MS} ms generation, "
+                   f"{UPLOAD_DELAY_S * 1000:.0f} ms upload)", n, db, settings)
+    print(f"jobs by status: {counts}")
+    c.print_table([
+        ("duty cycle", f"{100 * sum(busy) / span:.1f} %"),
+        ("generation interval p50", c.ms(c.percentile(busy, 50))),
+        ("idle gap between jobs p50", c.ms(c.percentile(gaps, 50))),
+        ("idle gap between jobs p99", c.ms(c.percentile(gaps, 99))),
+        ("first start -> last success", f"{span:.2f} s"),
+    ])
+
+
+if __name__ == "__main__":
+    args = c.parser(__doc__.splitlines()[0], default_n=50).parse_args()
+    trio.run(main, args.n, args.size)

@@ -1,0 +1,58 @@
+"""Throughput on a backlog: N jobs inserted in one INSERT ... SELECT generate_series, then
+one worker started; jobs/s from the first JobClaimed to the last jobs.finished_at (both
+database timestamps). Zero-latency mock backend, 64x64 by default.
+
+    .venv/bin/python bench/throughput.py [--n 5000] [--size 64]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as c  # noqa: E402
+
+
+async def main(n: int, size: int, timeout: float) -> None:
+    with c.temp_dir("imagen-bench-throughput-") as tmp, c.private_database(tmp) as (dsn, db):
+        async with c.client(dsn) as gw:
+            settings = await c.pg_settings(gw)
+            await c.insert_backlog(gw, n, size)
+            cfg = c.bench_config(tmp, dsn, latency_ms=0, poll_interval_s=3600)
+            async with c.running_worker(cfg):
+                await c.wait_all_settled(gw, n, timeout=timeout, label="throughput")
+            row = (await gw.fetch_sql(
+                "SELECT (SELECT min(occurred_at) FROM imagen.job_events"
+                "        WHERE type = 'JobClaimed') AS first_claim,"
+                " max(finished_at) AS last_finished,"
+                " count(*) FILTER (WHERE status = 'done') AS done,"
+                " (SELECT max(occurred_at) FROM imagen.job_events WHERE type = 'UsageRecorded')"
+                "   AS last_usage"
+                " FROM imagen.jobs"))[0]
+            stages = (await gw.fetch_sql(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM"
+                "  j.finished_at - e.occurred_at))::float8 AS claim_to_done"
+                " FROM imagen.jobs j JOIN imagen.job_events e"
+                "   ON e.job_id = j.id AND e.type = 'JobClaimed'"))[0]
+            counts = await c.status_counts(gw)
+    span = (row["last_finished"] - row["first_claim"]).total_seconds()
+    usage_span = (row["last_usage"] - row["first_claim"]).total_seconds()
+    c.print_header("throughput (backlog, one worker)", n, db, settings)
+    print(f"jobs by status: {counts}")
+    c.print_table([
+        ("throughput", f"{row['done'] / span:.0f} jobs/s"),
+        ("first claim -> last done", f"{span:.2f} s"),
+        ("per job (span / n)", c.ms(span / row["done"])),
+        ("claim -> done p50", c.ms(stages["claim_to_done"])),
+        ("first claim -> last usage row", f"{usage_span:.2f} s"),
+    ])
+
+
+if __name__ == "__main__":
+    p = c.parser(__doc__.splitlines()[0], default_n=5000)
+    p.add_argument("--timeout", type=float, default=600, help="give up after (s)")
+    args = p.parse_args()
+    trio.run(main, args.n, args.size, args.timeout)
