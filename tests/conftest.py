@@ -23,7 +23,9 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         )
     }
     os.environ["IMAGEN_HOME"] = str(home)
-    os.environ["IMAGEN_CONFIG"] = str(home / "no-config.yaml")
+    # No ~/.config/imagen.yaml under this HOME: every test starts from the defaults.
+    os.environ["HOME"] = str(home)
+    os.environ.pop("IMAGEN_CONFIG", None)
     os.environ.pop("IMAGEN_WORKER_DATABASE_URL", None)
     os.environ.pop("IMAGEN_WORKER_NAME", None)
     yield

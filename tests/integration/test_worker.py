@@ -172,3 +172,72 @@ async def wait_for_event(gw: Gateway, job: object, kind: type[ev.Event]) -> None
     with trio.fail_after(10):
         while not any(isinstance(e, kind) for e in await gw.load_events(job)):  # type: ignore[arg-type]
             await trio.sleep(0.02)
+
+
+async def test_notify_with_missing_or_bogus_id_is_harmless(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A NOTIFY naming no real job (or not a UUID) wakes the worker and changes nothing."""
+    async with running_worker(make_config(tmp_path, database_url)) as (handle, gw):
+        await gw.execute_sql("SELECT pg_notify('imagen_jobs', 'not-a-uuid')")
+        await gw.execute_sql(
+            "SELECT pg_notify('imagen_jobs', '00000000-0000-4000-8000-000000000000')"
+        )
+        job = await insert_job(gw)
+        row = await wait_terminal(gw, job, timeout=5)
+        assert row["status"] == "done" and handle.restarts == {}
+
+
+async def test_only_one_job_running_while_others_wait(database_url: str, tmp_path: Path) -> None:
+    """The Claimer claims only when the GPU slot is free: the rest stay pending."""
+    cfg = make_config(
+        tmp_path, database_url, backends={"mock": {"type": "mock", "latency_ms": 400}}
+    )
+    async with running_worker(cfg) as (_h, gw):
+        jobs = [await insert_job(gw, f"queued {i}") for i in range(3)]
+        await wait_for_event(gw, jobs[0], ev.GenerationStarted)
+        counts = {r["status"]: r["n"] for r in await gw.fetch("status_counts")}
+        assert counts == {"running": 1, "pending": 2}
+        await wait_all_terminal(gw, timeout=20)
+
+
+async def test_worker_id_is_the_application_name(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IMAGEN_WORKER_NAME names the worker; Postgres sees it as application_name."""
+    monkeypatch.setenv("IMAGEN_WORKER_NAME", "gpu-7:main")
+    async with running_worker(make_config(tmp_path, database_url)) as (handle, gw):
+        assert handle.worker_id == "gpu-7:main"
+        names = await gw.fetch_sql(
+            "SELECT DISTINCT application_name FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = 'gpu-7:main'"
+        )
+        assert names == [{"application_name": "gpu-7:main"}]
+        job = await insert_job(gw)
+        row = await wait_terminal(gw, job)
+        assert row["worker_id"] == "gpu-7:main"
+
+
+async def test_usage_failure_is_recorded_and_never_fails_the_job(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A failing usage insert leaves the job done with its image and appends UsageFailed."""
+    async with Gateway.open(database_url) as admin:
+        await admin.execute_sql(
+            "CREATE FUNCTION mai.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'usage table is read-only today'; END $$; "
+            "CREATE TRIGGER refuse BEFORE INSERT ON mai.imagen_usage "
+            "FOR EACH ROW EXECUTE FUNCTION mai.refuse()"
+        )
+    async with running_worker(make_config(tmp_path, database_url)) as (_h, gw):
+        job = await insert_job(gw)
+        row = await wait_terminal(gw, job)
+        assert row["status"] == "done"
+        with trio.fail_after(10):
+            while True:
+                types = [type(e).__name__ for e in await gw.load_events(job)]
+                if types[-1] == "UsageFailed":
+                    break
+                await trio.sleep(0.02)
+        assert len(await gw.fetch_sql("SELECT 1 FROM imagen.images WHERE job_id = $1", job)) == 1
+        await assert_replay_matches(gw, job)

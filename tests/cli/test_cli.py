@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imagen_actors", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+@pytest.mark.db
+def test_migrate_with_no_dsn_creates_embedded_database(tmp_path: Path) -> None:
+    """On a fresh machine, migrate starts the embedded Postgres and prints its DSN."""
+    env = {"IMAGEN_HOME": str(tmp_path / "home")}
+    env.pop("IMAGEN_WORKER_DATABASE_URL", None)
+    first = cli("migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("postgresql://") and "/imagen" in first.stdout
+    assert "applied 4 migration(s)" in first.stderr
+    second = cli("migrate", env=env)
+    assert second.returncode == 0 and "up to date" in second.stderr
+    stop = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pgserver,sys; pgserver.get_server(sys.argv[1], cleanup_mode='stop').cleanup()",
+            str(tmp_path / "home" / "pgdata"),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert stop.returncode == 0
+
+
+def test_bad_size_is_a_config_error_naming_the_flag(tmp_path: Path) -> None:
+    """--size nonsense exits 3 naming --size and an example."""
+    r = cli("submit", "owl", "--size", "big", "--owner", "11111111-1111-4111-8111-111111111111")
+    assert r.returncode == 3 and "--size 'big' is not WIDTHxHEIGHT" in r.stderr
+
+
+def test_submit_without_owner_says_how(tmp_path: Path) -> None:
+    """No --owner and no IMAGEN_OWNER_USER_ID: exit 3 naming both."""
+    env = {k: v for k, v in os.environ.items() if k != "IMAGEN_OWNER_USER_ID"}
+    r = subprocess.run(
+        [sys.executable, "-m", "imagen_actors", "submit", "owl"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 3 and "IMAGEN_OWNER_USER_ID" in r.stderr
+
+
+def test_bad_config_file_exit_code(tmp_path: Path) -> None:
+    """A broken config file exits 3 with the key path."""
+    bad = tmp_path / "c.yaml"
+    bad.write_text("worker: {lease_s: soon}\n")
+    r = cli("status", "--config", str(bad))
+    assert r.returncode == 3 and "worker.lease_s" in r.stderr
+
+
+def test_unknown_command_is_usage_error() -> None:
+    """argparse's usage error code for an unknown verb."""
+    assert cli("teleport").returncode == 2
