@@ -43,6 +43,10 @@ class JobSubmitted(Event, frozen=True, kw_only=True):
     max_attempts: int = 3
 
 
+class GenerateRequested(JobSubmitted, frozen=True, kw_only=True):
+    """``imagen-actors generate``'s submission when there is no database: same fields."""
+
+
 class JobClaimed(Event, frozen=True, kw_only=True):
     attempt: int
     lease_expires_at: datetime
@@ -129,6 +133,7 @@ class UsageFailed(Event, frozen=True, kw_only=True):
 
 AnyEvent = (
     JobSubmitted
+    | GenerateRequested
     | JobClaimed
     | LeaseExtended
     | GenerationStarted
@@ -149,6 +154,7 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
     cls.__name__: cls
     for cls in (
         JobSubmitted,
+        GenerateRequested,
         JobClaimed,
         LeaseExtended,
         GenerationStarted,

@@ -272,6 +272,23 @@ class Gateway:
 
         return await self._run(body)
 
+    async def insert_and_transition(self, job: Sequence[Any], decide: Decide) -> Transition:
+        """INSERT a job (the insert_job columns) and advance it in the same transaction, so
+        no other worker can claim it first (``generate`` with a database)."""
+
+        async def body() -> Transition:
+            async with self._pool.acquire() as conn, conn.transaction():
+                job_id = await conn.fetchval(query("insert_job"), *job)
+                rows = await conn.fetch(query("lock_and_load_events"), job_id)
+                prior = tuple(_event_from_record(job_id, r) for r in rows)
+                before = fl.replay(prior)
+                new = tuple(decide(before, rows[0]["db_now"]))
+                after = _fold_all(before, new)
+                await _append(conn, job_id, before, new, after)
+                return Transition(after, new, prior)
+
+        return await self._run(body)
+
     async def store_image_and_transition(
         self,
         image: ImageRow,
@@ -378,6 +395,11 @@ class Gateway:
             return None if row is None else dict(row)
 
         return await self._run(body)
+
+    async def image_key_owner(self, bucket: str, key: str) -> uuid.UUID | None:
+        """The job whose image already sits at (bucket, key), if any."""
+        owner: uuid.UUID | None = await self.fetchval("image_path_owner", bucket, key)
+        return owner
 
     async def fetchval(self, name: str, *args: Any) -> Any:
         return await self._run(self._pool.fetchval, query(name), *args)

@@ -18,6 +18,7 @@ import trio
 
 from imagen_actors import decisions as dc
 from imagen_actors import events as ev
+from imagen_actors import styles
 from imagen_actors.actors.messages import ClaimedWork, GeneratedImage
 from imagen_actors.backends.base import GenerationRequest, GenerationResult
 from imagen_actors.backends.registry import Backends
@@ -28,7 +29,7 @@ from imagen_actors.errors import (
     GenerationError,
     LeaseLostError,
 )
-from imagen_actors.gateway import Gateway
+from imagen_actors.jobstore import JobStore
 from imagen_actors.naming import default_seed
 
 # Final writes (the abort event) get this long even while the actor is being cancelled.
@@ -52,7 +53,7 @@ class ExecutorSettings:
 
 
 async def executor(
-    gateway: Gateway,
+    gateway: JobStore,
     backends: Backends,
     settings: ExecutorSettings,
     *,
@@ -75,7 +76,7 @@ async def executor(
 
 
 async def run_one(
-    gateway: Gateway,
+    gateway: JobStore,
     backends: Backends,
     settings: ExecutorSettings,
     item: ClaimedWork,
@@ -87,18 +88,19 @@ async def run_one(
     try:
         try:
             backend = backends.get(sub.backend)
+            styled, negative = styles.apply(sub.style, sub.prompt, sub.negative_prompt)
         except ConfigError as exc:
             await _fail(gateway, worker, sub.job_id, str(exc), "permanent")
             return None
         await gateway.transition(sub.job_id, dc.start_generation(worker, seed))
         request = GenerationRequest(
-            prompt=sub.prompt,
+            prompt=styled,
             user_prompt=sub.prompt,
             width=sub.width,
             height=sub.height,
             seed=seed,
             steps=sub.steps,
-            negative_prompt=sub.negative_prompt,
+            negative_prompt=negative,
             style=sub.style,
             opts=dict(sub.opts or {}),
             job_id=sub.job_id,
@@ -166,7 +168,7 @@ def being_cancelled() -> bool:
 
 
 async def give_back(
-    gateway: Gateway, worker: str, job_id: uuid.UUID, reason: str, *, actor: str
+    gateway: JobStore, worker: str, job_id: uuid.UUID, reason: str, *, actor: str
 ) -> None:
     """Requeue a job we hold (refunding the attempt), even while being cancelled."""
     with trio.move_on_after(FINAL_WRITE_GRACE_S, shield=True):
@@ -180,14 +182,14 @@ async def give_back(
 
 
 async def _fail(
-    gateway: Gateway, worker: str, job_id: uuid.UUID, error: str, error_class: ErrorClass
+    gateway: JobStore, worker: str, job_id: uuid.UUID, error: str, error_class: ErrorClass
 ) -> None:
     log.info("job %s generation failed (%s): %s", job_id, error_class, error)
     await gateway.transition(job_id, dc.failure(worker, error, error_class, "executor"))
 
 
 async def _generate_with_lease(
-    gateway: Gateway,
+    gateway: JobStore,
     settings: ExecutorSettings,
     generate: Callable[..., object],
     request: GenerationRequest,

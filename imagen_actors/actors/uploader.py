@@ -22,7 +22,8 @@ from imagen_actors import events as ev
 from imagen_actors.actors.executor import being_cancelled, give_back
 from imagen_actors.actors.messages import GeneratedImage, ImageCompleted
 from imagen_actors.errors import LeaseLostError, StorageError
-from imagen_actors.gateway import Gateway, ImageRow
+from imagen_actors.gateway import ImageRow
+from imagen_actors.jobstore import JobStore
 from imagen_actors.naming import disambiguated_key, render_template, storage_key
 from imagen_actors.storage.base import ObjectStore
 from imagen_actors.storage.local import write_atomic
@@ -85,7 +86,7 @@ def write_output(out: OutputSettings, item: GeneratedImage) -> Path:
 
 
 async def uploader(
-    gateway: Gateway,
+    gateway: JobStore,
     store: ObjectStore,
     settings: UploaderSettings,
     *,
@@ -98,17 +99,17 @@ async def uploader(
             await completed.send(done)
 
 
-async def choose_key(gateway: Gateway, store: ObjectStore, item: GeneratedImage) -> str:
+async def choose_key(gateway: JobStore, store: ObjectStore, item: GeneratedImage) -> str:
     sub = item.submitted
     key = storage_key(sub.occurred_at.astimezone(UTC), sub.prompt, item.succeeded.seed)
-    owner = await gateway.fetchval("image_path_owner", store.bucket, key)
+    owner = await gateway.image_key_owner(store.bucket, key)
     if owner is not None and owner != sub.job_id:
         key = disambiguated_key(key, sub.job_id)
     return key
 
 
 async def upload_one(
-    gateway: Gateway, store: ObjectStore, settings: UploaderSettings, item: GeneratedImage
+    gateway: JobStore, store: ObjectStore, settings: UploaderSettings, item: GeneratedImage
 ) -> ImageCompleted | None:
     sub, gen = item.submitted, item.succeeded
     worker = settings.worker_id

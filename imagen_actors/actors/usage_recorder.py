@@ -14,7 +14,8 @@ import trio
 from imagen_actors import decisions as dc
 from imagen_actors.actors.messages import ImageCompleted
 from imagen_actors.errors import DatabaseError
-from imagen_actors.gateway import Gateway, UsageRow
+from imagen_actors.gateway import UsageRow
+from imagen_actors.jobstore import JobStore
 
 log = logging.getLogger("imagen_actors.usage")
 
@@ -24,7 +25,7 @@ def prompt_hash(prompt: str) -> str:
 
 
 async def usage_recorder(
-    gateway: Gateway,
+    gateway: JobStore,
     *,
     worker_id: str,
     caller: str,
@@ -35,7 +36,7 @@ async def usage_recorder(
 
 
 async def record_one(
-    gateway: Gateway, *, worker_id: str, caller: str, item: ImageCompleted
+    gateway: JobStore, *, worker_id: str, caller: str, item: ImageCompleted
 ) -> None:
     gen, sub = item.succeeded, item.submitted
     row = UsageRow(

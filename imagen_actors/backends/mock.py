@@ -104,18 +104,18 @@ class MockBackend:
     def _inject_failure(self, request: GenerationRequest) -> None:
         prompt = request.user_prompt
         if "[fail:permanent]" in prompt:
-            raise GenerationError("mock: injected permanent failure", error_class="permanent")
+            raise GenerationError("injected permanent failure", error_class="permanent")
         if "[fail:transient]" in prompt:
-            raise GenerationError("mock: injected transient failure", error_class="transient")
+            raise GenerationError("injected transient failure", error_class="transient")
         key = request.job_id or prompt
         if "[fail-once]" in prompt and key not in self._failed_once:
             self._failed_once.add(key)
-            raise GenerationError("mock: injected first-attempt failure", error_class="transient")
+            raise GenerationError("injected first-attempt failure", error_class="transient")
         if self._cfg.fail_rate > 0:
             roll = random.Random(f"{key}:{self._calls}").random()
             if roll < self._cfg.fail_rate:
                 raise GenerationError(
-                    f"mock: injected failure (fail_rate {self._cfg.fail_rate})",
+                    f"injected failure (fail_rate {self._cfg.fail_rate})",
                     error_class="permanent" if self._cfg.fail_class == "permanent" else "transient",
                 )
 
