@@ -7,7 +7,6 @@ With no database configured the events go to a JSONL log beside the output.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import uuid
@@ -71,7 +70,7 @@ async def generate(cfg: config.Config, args: argparse.Namespace) -> int:
     if args.seed is not None and args.seed < 0:
         raise ConfigError("--seed must be 0 or more")
     seed = args.seed if args.seed is not None else random.randrange(naming.SEED_SPACE)
-    out_dir = Path(os.path.expanduser(args.out)) if args.out else cfg.output.resolved_directory()
+    out_dir: Path = args.out_dir
     wid = make_worker_id(cfg)
     backends = Backends(cfg)
     # Fail fast on an unknown backend or style, before any event is written.
@@ -112,7 +111,7 @@ async def generate(cfg: config.Config, args: argparse.Namespace) -> int:
                 owner_user_id=LOCAL_OWNER,
                 max_attempts=1,
                 **request,
-            )  # type: ignore[arg-type]
+            )
             await jobs.submit(submitted)
             claim = await jobs.transition(submitted.job_id, decisions.claim(wid, 3600, "generate"))
             code = await pipeline(
@@ -200,4 +199,5 @@ def report_failure(jobs: JobStore, job_id: uuid.UUID) -> int:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
+    args.out_dir = Path(args.out).expanduser() if args.out else cfg.output.resolved_directory()
     return trio.run(generate, cfg, args)
