@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,18 @@ def cli(
 
 
 @pytest.mark.db
-def test_migrate_with_no_dsn_creates_embedded_database(tmp_path: Path) -> None:
+def test_migrate_with_no_dsn_creates_embedded_database() -> None:
     """On a fresh machine, migrate starts the embedded Postgres and prints its DSN."""
+    # Not tmp_path: as root, pgserver runs initdb as its own user, which cannot enter
+    # pytest's 0700 base temp dir. mkdtemp under /tmp is reachable.
+    base = Path(tempfile.mkdtemp(prefix="imagen-cli-"))
+    try:
+        migrate_twice(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def migrate_twice(tmp_path: Path) -> None:
     env = {"IMAGEN_HOME": str(tmp_path / "home")}
     env.pop("IMAGEN_WORKER_DATABASE_URL", None)
     first = cli("migrate", env=env)
