@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from imagen_actors.migrations import discover
+
 
 def cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120
@@ -41,7 +43,7 @@ def migrate_twice(tmp_path: Path) -> None:
     first = cli("migrate", env=env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("postgresql://") and "/imagen" in first.stdout
-    assert "applied 4 migration(s)" in first.stderr
+    assert f"applied {len(discover())} migration(s)" in first.stderr
     second = cli("migrate", env=env)
     assert second.returncode == 0 and "up to date" in second.stderr
     stop = subprocess.run(
