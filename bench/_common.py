@@ -217,13 +217,14 @@ def machine() -> str:
             f"load average {loadavg()}")
 
 
-def print_header(title: str, n: int, db: str, settings: dict[str, str] | None = None) -> None:
+def print_header(title: str, n: int, db: str, settings: dict[str, str] | None = None,
+                 unit: str = "jobs") -> None:
     print(f"## {title}")
     print(f"machine: {machine()}")
     print(f"database: {db}" + (
         f"; server_version {settings.get('server_version')}, fsync {settings.get('fsync')}, "
         f"synchronous_commit {settings.get('synchronous_commit')}" if settings else ""))
-    print(f"jobs: {n}")
+    print(f"{unit}: {n}")
 
 
 def print_table(rows: Sequence[tuple[str, str]]) -> None:

@@ -16,14 +16,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
 
 
+async def server_counters(gw) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Committed transactions in this database and WAL syncs server-wide (pg_stat_*)."""
+    row = (await gw.fetch_sql(
+        "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())"
+        " AS xacts, (SELECT wal_sync FROM pg_stat_wal) AS wal_sync"))[0]
+    return {"xacts": row["xacts"], "wal_sync": row["wal_sync"]}
+
+
 async def main(n: int, size: int, timeout: float) -> None:
     with c.temp_dir("imagen-bench-throughput-") as tmp, c.private_database(tmp) as (dsn, db):
         async with c.client(dsn) as gw:
             settings = await c.pg_settings(gw)
             await c.insert_backlog(gw, n, size)
+            before = await server_counters(gw)
             cfg = c.bench_config(tmp, dsn, latency_ms=0, poll_interval_s=3600)
             async with c.running_worker(cfg):
                 await c.wait_all_settled(gw, n, timeout=timeout, label="throughput")
+            # The worker's connections are closed now, so their statistics are flushed.
+            await trio.sleep(1.0)
+            after = await server_counters(gw)
             row = (await gw.fetch_sql(
                 "SELECT (SELECT min(occurred_at) FROM imagen.job_events"
                 "        WHERE type = 'JobClaimed') AS first_claim,"
@@ -48,7 +60,10 @@ async def main(n: int, size: int, timeout: float) -> None:
         ("per job (span / n)", c.ms(span / row["done"])),
         ("claim -> done p50", c.ms(stages["claim_to_done"])),
         ("first claim -> last usage row", f"{usage_span:.2f} s"),
+        ("server transactions per job", f"{(after['xacts'] - before['xacts']) / n:.1f}"),
+        ("WAL flushes (fsync) per job", f"{(after['wal_sync'] - before['wal_sync']) / n:.1f}"),
     ])
+    print("(server counters include this script's own progress polls: 4 per second)")
 
 
 if __name__ == "__main__":
