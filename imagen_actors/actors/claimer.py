@@ -19,6 +19,8 @@ from imagen_actors.gateway import Gateway, Transition
 
 # How long the hand-over of a just-claimed job may take before we give it back.
 HANDOVER_TIMEOUT_S: Final = 5.0
+RETRY_BASE_S: Final = 0.1
+RETRY_CAP_S: Final = 10.0
 log = logging.getLogger("imagen_actors.claimer")
 
 
@@ -37,16 +39,29 @@ async def claimer(
             await ready.receive()  # the Executor's slot is free
         except trio.EndOfChannel:
             return
+        failures = 0
         while True:
-            # Claim and hand over as one step: a committed claim must reach the Executor
-            # or go back to the queue, whatever cancellation arrives meanwhile.
-            with trio.CancelScope(shield=True):
-                transition = await gateway.claim(decide)
+            try:
+                # Claim and hand over as one step: a committed claim must reach the Executor
+                # or go back to the queue, whatever cancellation arrives meanwhile.
+                with trio.CancelScope(shield=True):
+                    transition = await gateway.claim(decide)
+                    if transition is not None:
+                        await _hand_over(gateway, worker_id, transition, work)
                 if transition is not None:
-                    await _hand_over(gateway, worker_id, transition, work)
-            if transition is not None:
-                break
-            await _wait_for_work(gateway, wakes)
+                    break
+                await _wait_for_work(gateway, wakes)
+                failures = 0
+            except Exception as exc:
+                # Never crash while holding the Executor's ready token: it sends exactly one
+                # per free slot, so a restarted Claimer would wait for a token that never
+                # comes and the worker would stall. Retry with capped backoff instead.
+                failures += 1
+                delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (failures - 1))
+                log.warning(
+                    "claim failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
+                )
+                await trio.sleep(delay)
 
 
 async def _hand_over(

@@ -231,6 +231,10 @@ async def _generate_with_lease(
                 lost.append(exc)
                 cancel.cancel()
                 return
+            except DatabaseError as exc:
+                # A blip: the lease still has time left; try again at the next tick. If it
+                # really runs out, the next renewal reports the lease lost.
+                log.warning("job %s: lease renewal failed (%s); will retry", job_id, exc)
 
     async def run(cancel: trio.CancelScope) -> None:
         # Errors are carried out of the nursery by hand so callers see the backend's own

@@ -115,14 +115,21 @@ async def upload_one(
     worker = settings.worker_id
     try:
         key = await choose_key(gateway, store, item)
-        image_path = await trio.to_thread.run_sync(write_output, settings.output, item)
-        if settings.output.write_metadata_json:
-            meta = sidecar(item, key=key, bucket=store.bucket, image_path=image_path)
-            await trio.to_thread.run_sync(
-                write_atomic,
-                image_path.with_suffix(".json"),
-                msgspec.json.format(msgspec.json.encode(meta), indent=2),
-            )
+        try:
+            image_path = await trio.to_thread.run_sync(write_output, settings.output, item)
+            if settings.output.write_metadata_json:
+                meta = sidecar(item, key=key, bucket=store.bucket, image_path=image_path)
+                await trio.to_thread.run_sync(
+                    write_atomic,
+                    image_path.with_suffix(".json"),
+                    msgspec.json.format(msgspec.json.encode(meta), indent=2),
+                )
+        except OSError as exc:
+            # A full or read-only disk is the job's failure to report, not an actor crash.
+            raise StorageError(
+                f"could not write to output.directory {settings.output.directory}: "
+                f"{exc.strerror or exc}"
+            ) from exc
         stored = await store.put(key, item.image, gen.mime)
         image = ImageRow(
             owner_user_id=sub.owner_user_id,

@@ -51,7 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     run: Runner = args.run
     try:
-        return run(args)
+        try:
+            return run(args)
+        except BaseExceptionGroup as group:
+            # Errors leave Trio nurseries wrapped; report the first of our own plainly.
+            raise _first_leaf(group) from group
     except ConfigError as exc:
         print(f"imagen-actors: config error: {exc}", file=sys.stderr)
         return exitcodes.CONFIG
@@ -64,6 +68,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("imagen-actors: interrupted", file=sys.stderr)
         return exitcodes.INTERRUPTED
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    ours = [e for e in leaves if isinstance(e, ImagenError | KeyboardInterrupt)]
+    return (ours or leaves)[0]
 
 
 def command(sub: Any, name: str, help_text: str, run: Runner) -> argparse.ArgumentParser:

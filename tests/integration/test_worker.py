@@ -241,3 +241,25 @@ async def test_usage_failure_is_recorded_and_never_fails_the_job(
                 await trio.sleep(0.02)
         assert len(await gw.fetch_sql("SELECT 1 FROM imagen.images WHERE job_id = $1", job)) == 1
         await assert_replay_matches(gw, job)
+
+
+async def test_unwritable_output_directory_fails_the_job_not_the_actor(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Disk trouble is a StorageError on the job (retried, then failed), not an actor crash."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the output directory should be")
+    cfg = make_config(tmp_path, database_url, max_attempts=1)
+    cfg = type(cfg)(
+        **{
+            **{f: getattr(cfg, f) for f in cfg.__struct_fields__},
+            "output": type(cfg.output)(directory=str(blocker)),
+        }
+    )
+    async with running_worker(cfg) as (handle, gw):
+        job = await insert_job(gw)
+        row = await wait_terminal(gw, job)
+        assert row["status"] == "failed"
+        assert "could not write to output.directory" in row["error"]
+        assert "uploader" not in handle.restarts
+        await assert_replay_matches(gw, job)
