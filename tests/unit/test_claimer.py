@@ -63,7 +63,7 @@ async def test_claim_failure_keeps_the_ready_token(autojump_clock: trio.testing.
     """A database error while claiming is retried; the Executor's slot is not forgotten."""
     queue = FakeQueue(jobs=2, failures=3)
     ready_send, ready_recv = trio.open_memory_channel[None](0)
-    wake_send, wake_recv = trio.open_memory_channel[Wake](1)
+    _wake_send, wake_recv = trio.open_memory_channel[Wake](1)
     work_send, work_recv = trio.open_memory_channel[ClaimedWork](0)
     got: list[ClaimedWork] = []
     async with trio.open_nursery() as n:
