@@ -1,0 +1,96 @@
+-- Audit and replay queries (`imagen-actors audit …`, `imagen-actors replay`). Read-only.
+-- Every block is also a recipe in docs/audit.md. $n are asyncpg placeholders; NULL = no filter.
+
+-- name: audit_latency
+-- p50/p95/p99 per backend and stage, from the imagen.job_stage_latency view.
+-- $1 since (timestamptz or NULL), $2 backend (text or NULL).
+SELECT l.backend,
+       s.stage,
+       count(*)::int AS n,
+       percentile_cont(0.50) WITHIN GROUP (ORDER BY s.ms) AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY s.ms) AS p95_ms,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY s.ms) AS p99_ms,
+       max(s.ms) AS max_ms
+FROM imagen.job_stage_latency l
+CROSS JOIN LATERAL (VALUES (1, 'queue_wait', l.queue_wait_ms),
+                           (2, 'generation', l.generation_ms),
+                           (3, 'upload', l.upload_ms),
+                           (4, 'total', l.total_ms)) AS s(ord, stage, ms)
+WHERE s.ms IS NOT NULL
+  AND ($1::timestamptz IS NULL OR l.created_at >= $1::timestamptz)
+  AND ($2::text IS NULL OR l.backend = $2::text)
+GROUP BY l.backend, s.ord, s.stage
+ORDER BY l.backend, s.ord;
+
+-- name: audit_failures
+-- Failures grouped by error class and message. GenerationFailed = one failed attempt;
+-- JobFailed = a job that ended failed. $1 since (timestamptz or NULL).
+SELECT coalesce(e.data ->> 'error_class',
+                CASE WHEN e.data ? 'retryable' THEN
+                    CASE WHEN (e.data ->> 'retryable')::boolean THEN 'transient'
+                         ELSE 'permanent' END
+                END, 'unknown') AS error_class,
+       coalesce(e.data ->> 'error', '') AS error,
+       count(*) FILTER (WHERE e.type = 'GenerationFailed')::int AS attempts_failed,
+       count(*) FILTER (WHERE e.type = 'JobFailed')::int AS jobs_failed,
+       count(DISTINCT e.job_id)::int AS jobs,
+       max(e.occurred_at) AS last_seen
+FROM imagen.job_events e
+WHERE e.type IN ('GenerationFailed', 'JobFailed')
+  AND ($1::timestamptz IS NULL OR e.occurred_at >= $1::timestamptz)
+GROUP BY 1, 2
+ORDER BY count(*) DESC, max(e.occurred_at) DESC;
+
+-- name: audit_stuck
+-- Running past the lease (the Reaper should have taken it back), or pending longer than
+-- $1 seconds. overdue_s: seconds past the lease, or the pending job's age.
+SELECT j.id,
+       CASE WHEN j.status = 'running' THEN 'lease expired' ELSE 'pending too long' END AS reason,
+       j.status,
+       j.backend,
+       j.worker_id,
+       j.attempts,
+       j.max_attempts,
+       j.created_at,
+       j.lease_expires_at,
+       j.run_after,
+       extract(epoch FROM now() - CASE WHEN j.status = 'running' THEN j.lease_expires_at
+                                       ELSE j.created_at END)::float8 AS overdue_s
+FROM imagen.jobs j
+WHERE (j.status = 'running' AND j.lease_expires_at < now())
+   OR (j.status = 'pending' AND j.created_at < now() - make_interval(secs => $1::float8))
+ORDER BY overdue_s DESC;
+
+-- name: audit_throughput
+-- Jobs finished per hour (UTC) by outcome, from the terminal events. $1 since (or NULL).
+SELECT date_trunc('hour', e.occurred_at, 'UTC') AS hour,
+       CASE e.type WHEN 'JobCompleted' THEN 'done'
+                   WHEN 'JobFailed' THEN 'failed'
+                   ELSE 'cancelled' END AS outcome,
+       count(*)::int AS jobs
+FROM imagen.job_events e
+WHERE e.type IN ('JobCompleted', 'JobFailed', 'JobCancelled')
+  AND ($1::timestamptz IS NULL OR e.occurred_at >= $1::timestamptz)
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
+-- name: audit_owner
+-- One owner's jobs, newest first, with the stored image. $1 owner, $2 limit.
+SELECT j.id, j.status, j.backend, j.created_at, j.finished_at, j.attempts, j.error,
+       left(j.prompt, 60) AS prompt,
+       i.bucket, i.storage_path, i.metadata ->> 'local_path' AS local_path
+FROM imagen.jobs j
+LEFT JOIN imagen.images i ON i.id = j.image_id
+WHERE j.owner_user_id = $1
+ORDER BY j.created_at DESC
+LIMIT $2;
+
+-- name: replay_jobs_page
+-- Keyset page of job rows for `replay --verify --all`: ids after $1, at most $2.
+SELECT * FROM imagen.jobs WHERE id > $1 ORDER BY id LIMIT $2;
+
+-- name: replay_events_for
+-- The streams of a page of jobs, in order.
+SELECT job_id, seq, type, data, actor, worker_id, occurred_at
+FROM imagen.job_events WHERE job_id = ANY($1::uuid[])
+ORDER BY job_id, seq;
