@@ -28,6 +28,7 @@ from imagen_actors.caller import caller_identity
 from imagen_actors.config import Config
 from imagen_actors.gateway import Gateway
 from imagen_actors.naming import validate_template
+from imagen_actors.observability.telemetry import Telemetry
 from imagen_actors.storage.base import ObjectStore
 
 # One Wake buffered is enough: it means "look", and later ones coalesce into it.
@@ -50,11 +51,19 @@ class WorkerHandle:
     pipeline: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     restarts: dict[str, int] = attrs.field(factory=dict)
     pipeline_done: trio.Event = attrs.field(factory=trio.Event)
+    # Set by stop_intake/abort: the worker takes no new jobs (readyz 503, STOPPING=1).
+    stopping: trio.Event = attrs.field(factory=trio.Event)
+    # Whether a LISTEN connection is open right now (``listening`` only says it was once).
+    listen_up: bool = False
+    # Where worker.http is served, once bound (port 0 picks a free one).
+    http_address: tuple[str, int] | None = None
 
     def stop_intake(self) -> None:
+        self.stopping.set()
         self.intake.cancel()
 
     def abort(self) -> None:
+        self.stopping.set()
         self.intake.cancel()
         self.pipeline.cancel()
 
@@ -74,9 +83,47 @@ async def run_worker(
     policy: RestartPolicy = DEFAULT_POLICY,
     task_status: trio.TaskStatus[WorkerHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until the intake is stopped and the pipeline drains (or is aborted)."""
+    """Run until the intake is stopped and the pipeline drains (or is aborted).
+
+    Beside the pipeline run the worker's telemetry: metrics fed by the events committed
+    through ``telemetry.gateway``, the ``worker.http`` endpoint and sd_notify (when
+    $NOTIFY_SOCKET is set).
+    """
     validate_template(cfg.output.naming)
     handle = handle or WorkerHandle(worker_id)
+    telemetry = Telemetry(cfg, gateway, handle)
+    async with trio.open_nursery() as beside:
+        await beside.start(telemetry.run)
+        try:
+            await _run_pipeline(
+                cfg,
+                telemetry.gateway,
+                store,
+                backends,
+                handle,
+                worker_id,
+                observer=observer,
+                policy=policy,
+                task_status=task_status,
+            )
+        finally:
+            await telemetry.finish()
+            beside.cancel_scope.cancel()
+    handle.pipeline_done.set()
+
+
+async def _run_pipeline(
+    cfg: Config,
+    gateway: Gateway,
+    store: ObjectStore,
+    backends: Backends,
+    handle: WorkerHandle,
+    worker_id: str,
+    *,
+    observer: ProgressObserver | None,
+    policy: RestartPolicy,
+    task_status: trio.TaskStatus[WorkerHandle],
+) -> None:
     w = cfg.worker
     await requeue_own(gateway, worker_id)
 
@@ -188,4 +235,3 @@ async def run_worker(
 
             pipeline.start_soon(intake)
             task_status.started(handle)
-    handle.pipeline_done.set()

@@ -16,6 +16,7 @@ from imagen_actors import decisions as dc
 from imagen_actors import events as ev
 from imagen_actors.actors.messages import ClaimedWork, Wake
 from imagen_actors.gateway import Gateway, Transition
+from imagen_actors.observability.logs import job_fields
 
 # How long the hand-over of a just-claimed job may take before we give it back.
 HANDOVER_TIMEOUT_S: Final = 5.0
@@ -80,7 +81,12 @@ async def _hand_over(
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
     why = "timed out" if handover.cancelled_caught else "the executor is gone"
-    log.warning("hand-over of job %s %s; giving it back", claimed.job_id, why)
+    log.warning(
+        "hand-over of job %s %s; giving it back",
+        claimed.job_id,
+        why,
+        extra=job_fields(claimed.job_id),
+    )
     await gateway.transition(
         claimed.job_id, dc.abort_in_flight(worker_id, f"hand-over {why}", actor="claimer")
     )

@@ -31,6 +31,7 @@ from imagen_actors.errors import (
 )
 from imagen_actors.jobstore import JobStore
 from imagen_actors.naming import default_seed
+from imagen_actors.observability.logs import job_fields
 
 # Final writes (the abort event) get this long even while the actor is being cancelled.
 FINAL_WRITE_GRACE_S: Final = 5.0
@@ -116,7 +117,12 @@ async def run_one(
             raise
         except Exception as exc:
             # A bug or an unexpected library error: retry the job rather than lose it.
-            log.exception("backend %s raised unexpectedly for job %s", sub.backend, sub.job_id)
+            log.exception(
+                "backend %s raised unexpectedly for job %s",
+                sub.backend,
+                sub.job_id,
+                extra=job_fields(sub.job_id),
+            )
             await _fail(
                 gateway,
                 worker,
@@ -152,7 +158,9 @@ async def run_one(
             style=sub.style,
         )
     except LeaseLostError as exc:
-        log.warning("job %s: %s; dropping this attempt", sub.job_id, exc)
+        log.warning(
+            "job %s: %s; dropping this attempt", sub.job_id, exc, extra=job_fields(sub.job_id)
+        )
         return None
     finally:
         # Cancelled may arrive wrapped in an ExceptionGroup from an inner nursery, so ask
@@ -174,17 +182,26 @@ async def give_back(
     with trio.move_on_after(FINAL_WRITE_GRACE_S, shield=True):
         try:
             await gateway.transition(job_id, dc.abort_in_flight(worker, reason, actor=actor))
-            log.warning("job %s: %s; requeued", job_id, reason)
+            log.warning("job %s: %s; requeued", job_id, reason, extra=job_fields(job_id))
         except (LeaseLostError, DatabaseError) as exc:
             log.warning(
-                "job %s: could not requeue (%s); the Reaper will after its lease", job_id, exc
+                "job %s: could not requeue (%s); the Reaper will after its lease",
+                job_id,
+                exc,
+                extra=job_fields(job_id),
             )
 
 
 async def _fail(
     gateway: JobStore, worker: str, job_id: uuid.UUID, error: str, error_class: ErrorClass
 ) -> None:
-    log.info("job %s generation failed (%s): %s", job_id, error_class, error)
+    log.info(
+        "job %s generation failed (%s): %s",
+        job_id,
+        error_class,
+        error,
+        extra=job_fields(job_id),
+    )
     await gateway.transition(job_id, dc.failure(worker, error, error_class, "executor"))
 
 
@@ -234,7 +251,12 @@ async def _generate_with_lease(
             except DatabaseError as exc:
                 # A blip: the lease still has time left; try again at the next tick. If it
                 # really runs out, the next renewal reports the lease lost.
-                log.warning("job %s: lease renewal failed (%s); will retry", job_id, exc)
+                log.warning(
+                    "job %s: lease renewal failed (%s); will retry",
+                    job_id,
+                    exc,
+                    extra=job_fields(job_id),
+                )
 
     async def run(cancel: trio.CancelScope) -> None:
         # Errors are carried out of the nursery by hand so callers see the backend's own

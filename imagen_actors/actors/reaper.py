@@ -11,6 +11,7 @@ import trio
 
 from imagen_actors import decisions as dc
 from imagen_actors.gateway import Gateway
+from imagen_actors.observability.logs import job_fields
 
 BATCH: Final = 100
 log = logging.getLogger("imagen_actors.reaper")
@@ -21,7 +22,12 @@ async def requeue_own(gateway: Gateway, worker_id: str) -> int:
     for row in rows:
         t = await gateway.transition(row["id"], dc.reap(worker_id, own=True))
         if t.events:
-            log.warning("job %s: requeued at start-up (%s held it)", row["id"], worker_id)
+            log.warning(
+                "job %s: requeued at start-up (%s held it)",
+                row["id"],
+                worker_id,
+                extra=job_fields(row["id"]),
+            )
     return len(rows)
 
 
@@ -33,7 +39,12 @@ async def reap_expired(gateway: Gateway, worker_id: str) -> int:
             t = await gateway.transition(row["id"], dc.reap(worker_id))
             if t.events:
                 n += 1
-                log.warning("job %s: %s", row["id"], type(t.events[0]).__name__)
+                log.warning(
+                    "job %s: %s",
+                    row["id"],
+                    type(t.events[0]).__name__,
+                    extra=job_fields(row["id"]),
+                )
         if len(rows) < BATCH:
             return n
 

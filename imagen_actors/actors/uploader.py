@@ -25,6 +25,7 @@ from imagen_actors.errors import LeaseLostError, StorageError
 from imagen_actors.gateway import ImageRow
 from imagen_actors.jobstore import JobStore
 from imagen_actors.naming import disambiguated_key, render_template, storage_key
+from imagen_actors.observability.logs import job_fields
 from imagen_actors.storage.base import ObjectStore
 from imagen_actors.storage.local import write_atomic
 
@@ -168,7 +169,13 @@ async def upload_one(
         )
         t = await gateway.store_image_and_transition(image, dc.complete(worker, template))
     except StorageError as exc:
-        log.warning("job %s: storing failed (%s): %s", sub.job_id, exc.error_class, exc)
+        log.warning(
+            "job %s: storing failed (%s): %s",
+            sub.job_id,
+            exc.error_class,
+            exc,
+            extra=job_fields(sub.job_id),
+        )
         with contextlib.suppress(LeaseLostError):
             await gateway.transition(
                 sub.job_id,
@@ -182,7 +189,12 @@ async def upload_one(
             )
         return None
     except LeaseLostError as exc:
-        log.warning("job %s: %s; another worker owns it now", sub.job_id, exc)
+        log.warning(
+            "job %s: %s; another worker owns it now",
+            sub.job_id,
+            exc,
+            extra=job_fields(sub.job_id),
+        )
         return None
     finally:
         if being_cancelled():
@@ -190,7 +202,7 @@ async def upload_one(
                 gateway, worker, sub.job_id, "worker shut down mid-upload", actor="uploader"
             )
     completed = next(e for e in t.events if isinstance(e, ev.JobCompleted))
-    log.info("job %s done: %s", sub.job_id, image_path)
+    log.info("job %s done: %s", sub.job_id, image_path, extra=job_fields(sub.job_id))
     return ImageCompleted(
         submitted=sub, succeeded=gen, completed=completed, image_path=str(image_path)
     )

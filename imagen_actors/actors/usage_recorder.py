@@ -16,6 +16,7 @@ from imagen_actors.actors.messages import ImageCompleted
 from imagen_actors.errors import DatabaseError
 from imagen_actors.gateway import UsageRow
 from imagen_actors.jobstore import JobStore
+from imagen_actors.observability.logs import job_fields
 
 log = logging.getLogger("imagen_actors.usage")
 
@@ -54,8 +55,13 @@ async def record_one(
             row, dc.usage_recorded(worker_id, gen.cost_usd_estimate)
         )
     except DatabaseError as exc:
-        log.warning("job %s: usage not recorded: %s", sub.job_id, exc)
+        log.warning("job %s: usage not recorded: %s", sub.job_id, exc, extra=job_fields(sub.job_id))
         try:
             await gateway.transition(sub.job_id, dc.usage_failed(worker_id, str(exc)))
         except DatabaseError as again:
-            log.warning("job %s: UsageFailed not recorded either: %s", sub.job_id, again)
+            log.warning(
+                "job %s: UsageFailed not recorded either: %s",
+                sub.job_id,
+                again,
+                extra=job_fields(sub.job_id),
+            )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 from typing import Any
 
 import trio
@@ -13,13 +12,22 @@ import trio
 from imagen_actors import config
 from imagen_actors.cli.main import command
 from imagen_actors.daemon import WorkerHandle, run_worker
+from imagen_actors.identity import worker_id
+from imagen_actors.observability.logs import configure_logging, wants_json
 from imagen_actors.worker_runtime import open_runtime
 
 log = logging.getLogger("imagen_actors.worker")
 
 
 def register(sub: Any) -> None:
-    command(sub, "worker", "run the worker daemon (claims jobs until SIGTERM/SIGINT)", run)
+    parser = command(sub, "worker", "run the worker daemon (claims jobs until SIGTERM/SIGINT)", run)
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "text"),
+        default="auto",
+        help="stderr log lines: one JSON object per line (journald) or text; "
+        "auto: JSON unless stderr is a terminal",
+    )
 
 
 async def serve(cfg: config.Config) -> None:
@@ -31,33 +39,32 @@ async def serve(cfg: config.Config) -> None:
 
                 async def announce() -> None:
                     await handle.listening.wait()
-                    print(
-                        f"imagen-actors: worker {rt.worker_id} listening "
-                        f"(backends: {', '.join(rt.backends.names)})",
-                        file=sys.stderr,
+                    log.info(
+                        "worker %s listening (backends: %s)",
+                        rt.worker_id,
+                        ", ".join(rt.backends.names),
                     )
 
                 async def grace_timer() -> None:
                     await trio.sleep(cfg.worker.shutdown_grace_s)
-                    print("imagen-actors: shutdown grace period over; aborting", file=sys.stderr)
+                    log.warning("shutdown grace period over; aborting")
                     handle.abort()
 
                 async def on_signals() -> None:
                     async for signum in signals:
                         name = signal.Signals(signum).name
                         if not handle.intake.cancel_called:
-                            print(
-                                f"imagen-actors: {name}: finishing the job in flight (up to "
-                                f"{cfg.worker.shutdown_grace_s:.0f}s); signal again to abort",
-                                file=sys.stderr,
+                            log.warning(
+                                "%s: finishing the job in flight (up to %.0fs); "
+                                "signal again to abort",
+                                name,
+                                cfg.worker.shutdown_grace_s,
                             )
                             handle.stop_intake()
                             nursery.start_soon(grace_timer)
                         else:
-                            print(
-                                f"imagen-actors: second {name}: aborting; in-flight jobs "
-                                "go back to the queue",
-                                file=sys.stderr,
+                            log.warning(
+                                "second %s: aborting; in-flight jobs go back to the queue", name
                             )
                             handle.abort()
 
@@ -67,10 +74,13 @@ async def serve(cfg: config.Config) -> None:
                     cfg, rt.gateway, rt.store, rt.backends, rt.worker_id, handle=handle
                 )
                 nursery.cancel_scope.cancel()
-        print(f"imagen-actors: worker {rt.worker_id} stopped", file=sys.stderr)
+        log.info("worker %s stopped", rt.worker_id)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
+    json = wants_json(getattr(args, "log_format", "auto"))
+    level = logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
+    configure_logging(json, level, worker_id=worker_id(cfg))
     trio.run(serve, cfg)
     return 0

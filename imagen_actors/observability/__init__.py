@@ -1,0 +1,1 @@
+"""Logs, metrics, health endpoints and systemd notifications for the worker."""

@@ -1,0 +1,156 @@
+"""Prometheus metrics for one worker, fed by the events its actors commit.
+
+Nothing here is imported by an actor: the daemon hands the gateway's committed transitions
+to ``WorkerMetrics.observe`` (see ``observed.py``). Each worker has its own
+``CollectorRegistry``, so two workers in one process (tests) never share counters.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from imagen_actors import events as ev
+from imagen_actors.gateway import Transition
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+STATUSES: Final = ("pending", "running", "done", "failed", "cancelled")
+# Seconds; image generation runs from a second (mock, fast GPUs) to several minutes.
+BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+# Jobs whose start we remember while they are in flight; more means events were missed.
+MAX_TRACKED: Final = 1000
+
+
+class _Restarts(Collector):
+    def __init__(self, restarts: Callable[[], Mapping[str, int]]) -> None:
+        self._restarts = restarts
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "imagen_actor_restarts", "Actor restarts by the supervisor", labels=["actor"]
+        )
+        for actor, n in sorted(self._restarts().items()):
+            family.add_metric([actor], n)
+        yield family
+
+
+class _QueueDepth(Collector):
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "imagen_queue_jobs",
+            "imagen.jobs rows by status (at the last scrape)",
+            labels=["status"],
+        )
+        for status in sorted(set(STATUSES) | set(self.counts)):
+            family.add_metric([status], self.counts.get(status, 0))
+        yield family
+
+
+class WorkerMetrics:
+    """Counters and histograms of one worker, in a private registry."""
+
+    def __init__(
+        self,
+        worker_id: str,
+        *,
+        restarts: Callable[[], Mapping[str, int]] = dict,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.worker_id = worker_id
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._clock = clock
+        self.jobs = Counter(
+            "imagen_jobs",
+            "Jobs this worker finished or gave back, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ("done", "failed", "requeued"):
+            self.jobs.labels(outcome)
+        self.stage_seconds = Histogram(
+            "imagen_stage_seconds",
+            "Stage latency: queue_wait (pending to claimed), generation, upload",
+            ["stage"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.gpu_busy = Counter(
+            "imagen_gpu_busy_seconds",
+            "Seconds the GPU slot spent generating",
+            registry=self.registry,
+        )
+        self.queue = _QueueDepth()
+        self.registry.register(self.queue)
+        self.registry.register(_Restarts(restarts))
+        self._generating: dict[uuid.UUID, float] = {}
+        self._uploading: dict[uuid.UUID, float] = {}
+
+    def set_queue_depth(self, rows: Iterable[Mapping[str, object]]) -> None:
+        """From the ``status_counts`` named query: rows of (status, n)."""
+        self.queue.counts = {str(r["status"]): int(str(r["n"])) for r in rows}
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def observe(self, transition: Transition) -> None:
+        """Account for the events of one committed transition."""
+        for event in transition.events:
+            self._event(event, transition.prior)
+
+    def _event(self, event: ev.Event, prior: tuple[ev.AnyEvent, ...]) -> None:
+        now = self._clock()
+        job = event.job_id
+        if isinstance(event, ev.JobClaimed):
+            since = pending_since(prior)
+            if since is not None:
+                wait = (event.occurred_at - since).total_seconds()
+                self.stage_seconds.labels("queue_wait").observe(max(0.0, wait))
+        elif isinstance(event, ev.GenerationStarted):
+            _remember(self._generating, job, now)
+        elif isinstance(event, ev.GenerationSucceeded):
+            self._end_generation(job, now)
+            _remember(self._uploading, job, now)
+        elif isinstance(event, ev.GenerationFailed):
+            self._end_generation(job, now)
+        elif isinstance(event, ev.JobCompleted):
+            started = self._uploading.pop(job, None)
+            if started is not None:
+                self.stage_seconds.labels("upload").observe(now - started)
+            self.jobs.labels("done").inc()
+        elif isinstance(event, ev.JobFailed | ev.JobRequeued):
+            self._end_generation(job, now)  # interrupted mid-generation
+            self._uploading.pop(job, None)
+            self.jobs.labels("failed" if isinstance(event, ev.JobFailed) else "requeued").inc()
+
+    def _end_generation(self, job: uuid.UUID, now: float) -> None:
+        started = self._generating.pop(job, None)
+        if started is not None:
+            self.stage_seconds.labels("generation").observe(now - started)
+            self.gpu_busy.inc(now - started)
+
+
+def pending_since(prior: Iterable[ev.AnyEvent]) -> datetime | None:
+    """When the job last became claimable: submitted, or requeued (after its backoff)."""
+    since: datetime | None = None
+    for event in prior:
+        if isinstance(event, ev.JobSubmitted):
+            since = event.occurred_at
+        elif isinstance(event, ev.JobRequeued):
+            since = max(event.occurred_at, event.retry_at or event.occurred_at)
+    return since
+
+
+def _remember(table: dict[uuid.UUID, float], job: uuid.UUID, now: float) -> None:
+    if len(table) >= MAX_TRACKED:
+        table.pop(next(iter(table)))
+    table[job] = now
