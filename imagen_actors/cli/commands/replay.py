@@ -1,0 +1,174 @@
+"""imagen-actors replay: a job's timeline; --verify that its events reproduce its row."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+
+from imagen_actors import config, database
+from imagen_actors import events as ev
+from imagen_actors import replay_report as rr
+from imagen_actors.cli import exitcodes
+from imagen_actors.cli.main import command
+from imagen_actors.errors import ConfigError, JobNotFoundError
+from imagen_actors.gateway import Gateway
+
+PAGE: Final = 500
+# A live job may advance between reading its row and its events; re-read this often.
+RETRIES: Final = 20
+
+
+def register(sub: Any) -> None:
+    p = command(
+        sub,
+        "replay",
+        "show a job's event timeline; --verify that replaying it reproduces imagen.jobs",
+        run,
+    )
+    p.add_argument("job_id", nargs="?", help="the job (optional with --log or --all)")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="fold the events and compare with the imagen.jobs row; exit 1 on any difference",
+    )
+    p.add_argument("--all", action="store_true", help="verify every job (implies --verify)")
+    p.add_argument(
+        "--log",
+        metavar="FILE",
+        type=Path,
+        help="read events from a JSONL log instead of the database",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _job_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise ConfigError(f"job id {text!r} is not a UUID") from None
+
+
+def _emit(args: argparse.Namespace, value: Any, text: str) -> None:
+    if args.json:
+        sys.stdout.write(rr.to_json(value).decode() + "\n")
+    else:
+        print(text)
+
+
+def run(args: argparse.Namespace) -> int:
+    job = _job_id(args.job_id) if args.job_id else None
+    if args.log is not None:
+        return _run_log(args, job)
+    if job is None and not args.all:
+        print("imagen-actors replay: give a JOB_ID, --all or --log FILE", file=sys.stderr)
+        return exitcodes.USAGE
+    cfg = config.load(args.config)
+
+    async def go() -> int:
+        async with database.open_database(cfg, application_name="imagen-actors replay") as gw:
+            try:
+                return await _from_database(args, gw, job)
+            except JobNotFoundError as exc:
+                # Handled here: leaving the gateway's nursery would wrap it in a group.
+                print(f"imagen-actors replay: {exc}", file=sys.stderr)
+                return exitcodes.JOB_FAILED
+
+    return trio.run(go)
+
+
+async def _from_database(args: argparse.Namespace, gw: Gateway, job: uuid.UUID | None) -> int:
+    if args.all or job is None:
+        summary = await verify_all(gw)
+        _emit(args, summary, rr.format_summary(summary))
+        return exitcodes.OK if summary.mismatched == 0 else exitcodes.JOB_FAILED
+    if args.verify:
+        result = await verify_one(gw, job)
+        _emit(args, result, rr.format_verify(result))
+        return exitcodes.OK if result.ok else exitcodes.JOB_FAILED
+    stream = await gw.load_events(job)
+    if not stream:
+        raise JobNotFoundError(f"no job {job}")
+    tl = rr.timeline(job, stream)
+    _emit(args, tl, rr.format_timeline(tl))
+    return exitcodes.OK
+
+
+def _run_log(args: argparse.Namespace, job: uuid.UUID | None) -> int:
+    try:
+        with args.log.open("rb") as fh:
+            streams = rr.read_log(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read event log {args.log}: {exc}") from None
+    except rr.LogError as exc:
+        print(f"imagen-actors replay: {args.log}: {exc}", file=sys.stderr)
+        return exitcodes.JOB_FAILED
+    if job is not None:
+        if job not in streams:
+            print(f"imagen-actors replay: no events for job {job} in {args.log}", file=sys.stderr)
+            return exitcodes.JOB_FAILED
+        streams = {job: streams[job]}
+    if args.verify or args.all:
+        summary = rr.summarize(rr.verify_stream(j, s) for j, s in streams.items())
+        _emit(args, summary, rr.format_summary(summary))
+        return exitcodes.OK if summary.mismatched == 0 else exitcodes.JOB_FAILED
+    timelines = [rr.timeline(j, s) for j, s in streams.items()]
+    _emit(args, timelines, "\n\n".join(rr.format_timeline(t) for t in timelines))
+    return exitcodes.OK
+
+
+# ---- database verification --------------------------------------------------------------
+
+
+def _events_from_rows(rows: Sequence[dict[str, Any]]) -> list[ev.AnyEvent]:
+    return [
+        ev.from_row(
+            r["type"],
+            r["data"],
+            job_id=r["job_id"],
+            occurred_at=r["occurred_at"],
+            actor=r["actor"],
+            worker_id=r["worker_id"],
+        )
+        for r in rows
+    ]
+
+
+async def verify_one(gw: Gateway, job_id: uuid.UUID) -> rr.VerifyResult:
+    """Compare one job's replay with its row, re-reading while the job is still moving."""
+    for _ in range(RETRIES):
+        events = await gw.load_events(job_id)
+        row = await gw.fetchrow("load_job", job_id)
+        if row is None and not events:
+            raise JobNotFoundError(f"no job {job_id}")
+        if row is None or row["version"] == len(events):
+            break
+        await trio.sleep(0.05)
+    return rr.verify(job_id, events, row)
+
+
+async def verify_all(gw: Gateway) -> rr.VerifySummary:
+    """Every job, a page at a time (rows and streams in two reads per page)."""
+    results: list[rr.VerifyResult] = []
+    after = uuid.UUID(int=0)
+    while True:
+        rows = await gw.fetch("replay_jobs_page", after, PAGE)
+        if not rows:
+            break
+        after = rows[-1]["id"]
+        event_rows = await gw.fetch("replay_events_for", [r["id"] for r in rows])
+        by_job: dict[uuid.UUID, list[dict[str, Any]]] = {}
+        for er in event_rows:
+            by_job.setdefault(er["job_id"], []).append(er)
+        for row in rows:
+            stream = _events_from_rows(by_job.get(row["id"], []))
+            if row["version"] != len(stream):
+                results.append(await verify_one(gw, row["id"]))
+            else:
+                results.append(rr.verify(row["id"], stream, row))
+    return rr.summarize(results)
