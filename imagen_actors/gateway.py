@@ -401,6 +401,10 @@ class Gateway:
         owner: uuid.UUID | None = await self.fetchval("image_path_owner", bucket, key)
         return owner
 
+    async def job_error(self, job_id: uuid.UUID) -> str | None:
+        row = await self.fetchrow("load_job", job_id)
+        return None if row is None else row["error"]
+
     async def fetchval(self, name: str, *args: Any) -> Any:
         return await self._run(self._pool.fetchval, query(name), *args)
 

@@ -35,6 +35,8 @@ class JobStore(Protocol):
 
     async def image_key_owner(self, bucket: str, key: str) -> uuid.UUID | None: ...
 
+    async def job_error(self, job_id: uuid.UUID) -> str | None: ...
+
 
 class LocalJobStore:
     """In-memory fold + JSONL log; for a single process with no database."""
@@ -91,5 +93,5 @@ class LocalJobStore:
     async def image_key_owner(self, bucket: str, key: str) -> uuid.UUID | None:
         return self._images.get((bucket, key))
 
-    def state(self, job_id: uuid.UUID) -> fl.JobState:
-        return self._states[job_id]
+    async def job_error(self, job_id: uuid.UUID) -> str | None:
+        return self._states[job_id].error

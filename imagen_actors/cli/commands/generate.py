@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from imagen_actors import config, database, decisions, naming, styles
@@ -64,19 +65,63 @@ def progress_printer(enabled: bool) -> Any:
     return show if enabled else None
 
 
-async def generate(cfg: config.Config, args: argparse.Namespace) -> int:
+@attrs.frozen(kw_only=True)
+class Outcome:
+    backend: str
+    job_id: uuid.UUID
+    width: int
+    height: int
+    image_path: str | None = None
+    model: str | None = None
+    seed: int | None = None
+    latency_ms: int | None = None
+    cost_usd_estimate: float = 0.0
+    error: str | None = None
+    events_log: Path | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Request:
+    prompt: str
+    width: int
+    height: int
+    seed: int
+    style: str | None = None
+    negative: str | None = None
+    steps: int | None = None
+
+
+def request_from_args(args: argparse.Namespace) -> Request:
     width, height = parse_size(args.size)
-    backend = args.backend or cfg.default_backend
     if args.seed is not None and args.seed < 0:
         raise ConfigError("--seed must be 0 or more")
     seed = args.seed if args.seed is not None else random.randrange(naming.SEED_SPACE)
-    out_dir: Path = args.out_dir
+    styles.apply(args.style, args.prompt, args.negative)  # unknown style: fail before any work
+    return Request(
+        prompt=args.prompt,
+        width=width,
+        height=height,
+        seed=seed,
+        style=args.style,
+        negative=args.negative,
+        steps=args.steps,
+    )
+
+
+async def produce(
+    cfg: config.Config,
+    req: Request,
+    backend: str,
+    *,
+    out_dir: Path,
+    backends: Backends,
+    store: Any,
+    observer: Any = None,
+    naming_template: str | None = None,
+) -> Outcome:
+    """One image through the Executor -> Uploader -> UsageRecorder code paths."""
     wid = make_worker_id(cfg)
-    backends = Backends(cfg)
-    # Fail fast on an unknown backend or style, before any event is written.
-    backends.get(backend)
-    styles.apply(args.style, args.prompt, args.negative)
-    store = build_store(cfg.storage)
+    backends.get(backend)  # unknown backend: a config error before any event is written
     settings = ExecutorSettings(
         worker_id=wid,
         lease_s=cfg.worker.lease_s,
@@ -86,75 +131,99 @@ async def generate(cfg: config.Config, args: argparse.Namespace) -> int:
         worker_id=wid,
         output=OutputSettings(
             directory=out_dir,
-            naming=cfg.output.naming,
+            naming=naming_template or cfg.output.naming,
             write_metadata_json=cfg.output.write_metadata_json,
         ),
     )
-    observer = progress_printer(sys.stderr.isatty())
-    request = dict(
-        prompt=args.prompt,
-        backend=backend,
-        width=width,
-        height=height,
-        style=args.style,
-        negative_prompt=args.negative,
-        seed=seed,
-        steps=args.steps,
-    )
+    if cfg.database_url() is None:
+        jobs = LocalJobStore(out_dir / EVENT_LOG)
+        submitted = ev.GenerateRequested(
+            job_id=uuid.uuid4(),
+            occurred_at=datetime.now(UTC),
+            actor="generate",
+            owner_user_id=LOCAL_OWNER,
+            max_attempts=1,
+            prompt=req.prompt,
+            backend=backend,
+            width=req.width,
+            height=req.height,
+            style=req.style,
+            negative_prompt=req.negative,
+            seed=req.seed,
+            steps=req.steps,
+        )
+        await jobs.submit(submitted)
+        claim = await jobs.transition(submitted.job_id, decisions.claim(wid, 3600, "generate"))
+        outcome = await pipeline(
+            jobs,
+            backends,
+            store,
+            settings,
+            up,
+            submitted,
+            claim.events,
+            observer,
+            record_usage=False,
+        )
+        return attrs.evolve(outcome, events_log=jobs.log_path)
+    async with database.open_database(cfg, application_name=wid) as gw:
+        t = await gw.insert_and_transition(
+            (
+                LOCAL_OWNER,
+                req.prompt,
+                backend,
+                req.width,
+                req.height,
+                req.style,
+                req.negative,
+                req.seed,
+                req.steps,
+                None,
+                1,
+            ),
+            decisions.claim(wid, cfg.worker.lease_s, "generate"),
+        )
+        inserted = t.prior[0]
+        assert isinstance(inserted, ev.JobSubmitted)
+        return await pipeline(
+            gw, backends, store, settings, up, inserted, t.events, observer, record_usage=True
+        )
+
+
+async def generate(cfg: config.Config, args: argparse.Namespace) -> int:
+    req = request_from_args(args)
+    backend = args.backend or cfg.default_backend
+    backends = Backends(cfg)
+    store = build_store(cfg.storage)
     try:
-        if cfg.database_url() is None:
-            jobs = LocalJobStore(out_dir / EVENT_LOG)
-            submitted = ev.GenerateRequested(
-                job_id=uuid.uuid4(),
-                occurred_at=datetime.now(UTC),
-                actor="generate",
-                owner_user_id=LOCAL_OWNER,
-                max_attempts=1,
-                **request,
-            )
-            await jobs.submit(submitted)
-            claim = await jobs.transition(submitted.job_id, decisions.claim(wid, 3600, "generate"))
-            code = await pipeline(
-                jobs,
-                backends,
-                store,
-                settings,
-                up,
-                submitted,
-                claim.events,
-                observer,
-                record_usage=False,
-            )
-            print(
-                f"events: {jobs.log_path} (usage not recorded: no database configured)",
-                file=sys.stderr,
-            )
-            return code
-        async with database.open_database(cfg, application_name=wid) as gw:
-            t = await gw.insert_and_transition(
-                (
-                    LOCAL_OWNER,
-                    args.prompt,
-                    backend,
-                    width,
-                    height,
-                    args.style,
-                    args.negative,
-                    seed,
-                    args.steps,
-                    None,
-                    1,
-                ),
-                decisions.claim(wid, cfg.worker.lease_s, "generate"),
-            )
-            inserted = t.prior[0]
-            assert isinstance(inserted, ev.JobSubmitted)
-            return await pipeline(
-                gw, backends, store, settings, up, inserted, t.events, observer, record_usage=True
-            )
+        outcome = await produce(
+            cfg,
+            req,
+            backend,
+            out_dir=args.out_dir,
+            backends=backends,
+            store=store,
+            observer=progress_printer(sys.stderr.isatty()),
+        )
     finally:
         await backends.aclose()
         await store.aclose()
+    if outcome.events_log is not None:
+        print(
+            f"events: {outcome.events_log} (usage not recorded: no database configured)",
+            file=sys.stderr,
+        )
+    if outcome.error is not None:
+        print(f"imagen-actors: {outcome.error} (job {outcome.job_id})", file=sys.stderr)
+        return exitcodes.JOB_FAILED
+    print(outcome.image_path)
+    print(
+        f"{outcome.backend}/{outcome.model} seed {outcome.seed} "
+        f"{outcome.width}x{outcome.height} in {outcome.latency_ms} ms, "
+        f"~${outcome.cost_usd_estimate:.4f}, job {outcome.job_id}",
+        file=sys.stderr,
+    )
+    return exitcodes.OK
 
 
 async def pipeline(
@@ -168,33 +237,33 @@ async def pipeline(
     observer: Any,
     *,
     record_usage: bool,
-) -> int:
+) -> Outcome:
     (claimed,) = [e for e in claim_events if isinstance(e, ev.JobClaimed)]
     work = ClaimedWork(submitted=submitted, claimed=claimed)
+    base = Outcome(
+        backend=submitted.backend,
+        job_id=submitted.job_id,
+        width=submitted.width,
+        height=submitted.height,
+    )
     generated = await run_one(jobs, backends, settings, work, observer)
-    if generated is None:
-        return report_failure(jobs, submitted.job_id)
-    done: ImageCompleted | None = await upload_one(jobs, store, up, generated)
+    done: ImageCompleted | None = None
+    if generated is not None:
+        done = await upload_one(jobs, store, up, generated)
     if done is None:
-        return report_failure(jobs, submitted.job_id)
+        error = await jobs.job_error(submitted.job_id)
+        return attrs.evolve(base, error=error or "generation failed")
     if record_usage:
         await record_one(jobs, worker_id=settings.worker_id, caller=caller_identity(), item=done)
     gen = done.succeeded
-    print(done.image_path)
-    print(
-        f"{gen.backend}/{gen.model} seed {gen.seed} {submitted.width}x{submitted.height} "
-        f"in {gen.latency_ms} ms, ~${gen.cost_usd_estimate:.4f}, job {submitted.job_id}",
-        file=sys.stderr,
+    return attrs.evolve(
+        base,
+        image_path=done.image_path,
+        model=gen.model,
+        seed=gen.seed,
+        latency_ms=gen.latency_ms,
+        cost_usd_estimate=gen.cost_usd_estimate,
     )
-    return exitcodes.OK
-
-
-def report_failure(jobs: JobStore, job_id: uuid.UUID) -> int:
-    error = "generation failed"
-    if isinstance(jobs, LocalJobStore):
-        error = jobs.state(job_id).error or error
-    print(f"imagen-actors: {error} (job {job_id})", file=sys.stderr)
-    return exitcodes.JOB_FAILED
 
 
 def run(args: argparse.Namespace) -> int:
