@@ -7,6 +7,7 @@ With no database configured the events go to a JSONL log beside the output.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import uuid
@@ -26,7 +27,7 @@ from imagen_actors.actors.usage_recorder import record_one
 from imagen_actors.backends.registry import Backends
 from imagen_actors.caller import caller_identity
 from imagen_actors.cli import exitcodes
-from imagen_actors.cli.commands.submit import parse_size
+from imagen_actors.cli.commands.submit import ENV_OWNER, parse_size
 from imagen_actors.cli.main import command
 from imagen_actors.errors import ConfigError
 from imagen_actors.identity import worker_id as make_worker_id
@@ -47,6 +48,12 @@ def register(sub: Any) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--negative", help="negative prompt")
     p.add_argument("--out", metavar="DIR", help="output directory (default: output.directory)")
+    p.add_argument("--owner", help="owner user id of the image (default: $IMAGEN_OWNER_USER_ID)")
+    p.add_argument(
+        "--cloud",
+        action="store_true",
+        help="upload and insert imagen.images like the daemon (needs a database and an owner)",
+    )
 
 
 def progress_printer(enabled: bool) -> Any:
@@ -89,6 +96,23 @@ class Request:
     style: str | None = None
     negative: str | None = None
     steps: int | None = None
+    owner: uuid.UUID = LOCAL_OWNER
+
+
+def resolve_owner(flag: str | None, *, cloud: bool) -> uuid.UUID:
+    """--owner, else $IMAGEN_OWNER_USER_ID; --cloud needs one of them (images are owned)."""
+    raw = flag or os.environ.get(ENV_OWNER)
+    if not raw:
+        if cloud:
+            raise ConfigError(
+                f"--cloud needs an owner for imagen.images: pass --owner UUID or set {ENV_OWNER}"
+            )
+        return LOCAL_OWNER
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        source = "--owner" if flag else f"${ENV_OWNER}"
+        raise ConfigError(f"{source} {raw!r} is not a UUID") from None
 
 
 def request_from_args(args: argparse.Namespace) -> Request:
@@ -97,7 +121,9 @@ def request_from_args(args: argparse.Namespace) -> Request:
         raise ConfigError("--seed must be 0 or more")
     seed = args.seed if args.seed is not None else random.randrange(naming.SEED_SPACE)
     styles.apply(args.style, args.prompt, args.negative)  # unknown style: fail before any work
+    owner = resolve_owner(getattr(args, "owner", None), cloud=getattr(args, "cloud", False))
     return Request(
+        owner=owner,
         prompt=args.prompt,
         width=width,
         height=height,
@@ -141,7 +167,7 @@ async def produce(
             job_id=uuid.uuid4(),
             occurred_at=datetime.now(UTC),
             actor="generate",
-            owner_user_id=LOCAL_OWNER,
+            owner_user_id=req.owner,
             max_attempts=1,
             prompt=req.prompt,
             backend=backend,
@@ -169,7 +195,7 @@ async def produce(
     async with database.open_database(cfg, application_name=wid) as gw:
         t = await gw.insert_and_transition(
             (
-                LOCAL_OWNER,
+                req.owner,
                 req.prompt,
                 backend,
                 req.width,
@@ -192,6 +218,11 @@ async def produce(
 
 async def generate(cfg: config.Config, args: argparse.Namespace) -> int:
     req = request_from_args(args)
+    if args.cloud and cfg.database_url() is None:
+        raise ConfigError(
+            "--cloud records the image in imagen.images: set IMAGEN_WORKER_DATABASE_URL "
+            "(or database.url) to the shared database"
+        )
     backend = args.backend or cfg.default_backend
     backends = Backends(cfg)
     store = build_store(cfg.storage)
