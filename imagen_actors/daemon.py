@@ -108,6 +108,7 @@ async def run_worker(
             )
         finally:
             await telemetry.finish()
+            telemetry.close()
             beside.cancel_scope.cancel()
     handle.pipeline_done.set()
 

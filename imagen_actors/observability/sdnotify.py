@@ -52,6 +52,7 @@ class Notifier:
         self.address: str | bytes | None = socket_address(raw) if raw else None
         self._sock: trio.socket.SocketType | None = None
         self._warned = False
+        self._closed = False
 
     @property
     def enabled(self) -> bool:
@@ -59,7 +60,7 @@ class Notifier:
 
     async def send(self, *lines: str) -> bool:
         """Send one datagram of ``KEY=value`` lines; True when it was delivered."""
-        if self.address is None:
+        if self.address is None or self._closed:
             return False
         try:
             if self._sock is None:
@@ -85,6 +86,8 @@ class Notifier:
         return await self.send("STOPPING=1", f"STATUS={status}")
 
     def close(self) -> None:
+        """Release the socket; later sends are no-ops."""
+        self._closed = True
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -147,3 +147,6 @@ class Telemetry:
         self._stopping_sent = True
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await self.notifier.stopping("stopping: finishing the job in flight")
+
+    def close(self) -> None:
+        self.notifier.close()
