@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from imagen_actors import events as ev
+from imagen_actors.config import Config
+from imagen_actors.daemon import WorkerHandle
+from imagen_actors.gateway import Gateway, Transition
+from imagen_actors.observability.metrics import WorkerMetrics, pending_since
+from imagen_actors.observability.telemetry import Telemetry
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+JOB = uuid.uuid4()
+
+
+def common(seconds: float) -> dict[str, Any]:
+    return {"job_id": JOB, "occurred_at": T0 + timedelta(seconds=seconds), "actor": "t"}
+
+
+def submitted() -> ev.JobSubmitted:
+    return ev.JobSubmitted(
+        **common(0), owner_user_id=uuid.uuid4(), prompt="p", backend="mock", width=8, height=8
+    )
+
+
+def claimed(at: float) -> ev.JobClaimed:
+    return ev.JobClaimed(**common(at), attempt=1, lease_expires_at=T0)
+
+
+def transition(*events: ev.Event, prior: tuple[ev.AnyEvent, ...] = ()) -> Transition:
+    return Transition(state=None, events=events, prior=prior)  # type: ignore[arg-type]
+
+
+def value(m: WorkerMetrics, name: str, **labels: str) -> float:
+    got = m.registry.get_sample_value(name, labels)
+    return 0.0 if got is None else got
+
+
+def test_a_job_through_all_stages_is_counted_once() -> None:
+    """Claimed after 3 s, generated in 2 ticks, uploaded in 1: histograms and counters agree."""
+    clock = iter([0.0, 10.0, 12.0, 13.0])
+    m = WorkerMetrics("w", clock=lambda: next(clock))
+    m.observe(transition(claimed(3), prior=(submitted(),)))
+    m.observe(transition(ev.GenerationStarted(**common(4), backend="mock", seed=1)))
+    succeeded = ev.GenerationSucceeded(
+        **common(6),
+        backend="mock",
+        model="m",
+        seed=1,
+        mime="image/png",
+        bytes=1,
+        sha256="x",
+        latency_ms=2000,
+    )
+    m.observe(transition(succeeded))
+    m.observe(transition(ev.JobCompleted(**common(7), image_id=JOB)))
+    assert value(m, "imagen_stage_seconds_sum", stage="queue_wait") == 3.0
+    assert value(m, "imagen_stage_seconds_sum", stage="generation") == 2.0
+    assert value(m, "imagen_stage_seconds_sum", stage="upload") == 1.0
+    assert value(m, "imagen_gpu_busy_seconds_total") == 2.0
+    assert value(m, "imagen_jobs_total", outcome="done") == 1.0
+    assert value(m, "imagen_jobs_total", outcome="failed") == 0.0
+
+
+def test_queue_wait_after_a_requeue_counts_from_its_backoff() -> None:
+    """A requeued job waited since its retry_at, not since it was first submitted."""
+    requeued = ev.JobRequeued(**common(10), reason="r", retry_at=T0 + timedelta(seconds=15))
+    assert pending_since([submitted(), requeued]) == T0 + timedelta(seconds=15)
+    assert pending_since([]) is None
+
+
+def test_restarts_and_queue_depth_are_read_at_scrape_time() -> None:
+    """Actor restarts come from the handle's dict; queue depth from the last status_counts."""
+    restarts = {"claimer": 2}
+    m = WorkerMetrics("w", restarts=lambda: restarts)
+    m.set_queue_depth([{"status": "pending", "n": 4}])
+    text = m.render().decode()
+    assert 'imagen_actor_restarts_total{actor="claimer"} 2.0' in text
+    assert 'imagen_queue_jobs{status="pending"} 4.0' in text
+    assert 'imagen_queue_jobs{status="running"} 0.0' in text
+
+
+async def test_readyz_is_503_before_listening() -> None:
+    """Before LISTEN is up /readyz answers 503 and says why; /healthz is already 200."""
+    fields: dict[str, Any] = {str(a.alias): None for a in attrs.fields(Gateway)}
+    telemetry = Telemetry(Config(), Gateway(**fields), WorkerHandle("w"), env={})
+    ready = await telemetry.respond("/readyz")
+    assert ready.status == 503 and b"LISTEN not up yet" in ready.body
+    assert (await telemetry.respond("/healthz")).status == 200
+    assert (await telemetry.respond("/other")).status == 404
