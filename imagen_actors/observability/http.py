@@ -72,7 +72,12 @@ async def _connection(stream: trio.SocketStream, handler: Handler) -> None:
                 response = Response(405, b"method not allowed\n")
             else:
                 path = request.target.decode("ascii", "replace").split("?", 1)[0]
-                response = await handler(path)
+                try:
+                    response = await handler(path)
+                except Exception:
+                    # A broken page must not take the worker down with it.
+                    log.exception("HTTP handler for %s failed", path)
+                    response = Response(500, b"internal error\n")
             await _write(stream, conn, response, head=request.method == b"HEAD")
     except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
         log.debug("HTTP connection dropped: %s", exc)

@@ -117,10 +117,13 @@ class Telemetry:
         h = self.handle
         await h.listening.wait()
         if not h.stopping.is_set():
-            await self.notifier.ready(f"listening as {h.worker_id}")
+            await self.notifier.ready(self._ready_status())
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_stopping)
             await self._status_loop()
+
+    def _ready_status(self) -> str:
+        return f"ready: listening as {self.handle.worker_id}"
 
     async def _watch_stopping(self) -> None:
         await self.handle.stopping.wait()
@@ -128,13 +131,17 @@ class Telemetry:
 
     async def _status_loop(self) -> None:
         interval = min(self.watchdog_s or STATUS_INTERVAL_S, STATUS_INTERVAL_S)
-        last = ""
+        last = self._ready_status()
         while True:
-            db = await self.database_problem()
+            try:
+                db = await self.database_problem()
+            except Exception as exc:  # never let bookkeeping stop the worker
+                log.exception("health check failed")
+                db = f"health check failed: {exc!r}"
             if self.watchdog_s is not None and db is None:
                 await self.notifier.watchdog()
             reason = self._not_listening() or db
-            status = reason or f"ready: listening as {self.handle.worker_id}"
+            status = reason or self._ready_status()
             if status != last and not self._stopping_sent:
                 await self.notifier.status(status)
                 last = status

@@ -93,7 +93,7 @@ async def test_sd_notify_ready_watchdog_then_stopping(
     async with running_worker(make_config(tmp_path, database_url)) as (handle, _gw):
         before_ready = await next_message(notify_socket, "READY=1")
         assert all("WATCHDOG=1" not in m for m in before_ready)
-        assert "STATUS=listening as" in before_ready[-1]
+        assert "STATUS=ready: listening as" in before_ready[-1]
         await next_message(notify_socket, "WATCHDOG=1")
         await next_message(notify_socket, "WATCHDOG=1")
         handle.stop_intake()
