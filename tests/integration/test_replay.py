@@ -16,7 +16,7 @@ from imagen_actors import events as ev
 from imagen_actors.cli.commands import replay as replay_cmd
 from imagen_actors.gateway import Gateway
 from tests.support.jobs import insert_job
-from tests.support.worker import make_config, running_worker, wait_all_terminal
+from tests.support.worker import make_config, running_worker, wait_all_terminal, wait_terminal
 
 pytestmark = pytest.mark.db
 
@@ -147,3 +147,45 @@ async def test_log_file_timelines_and_verify(database_url: str, tmp_path: Path) 
     assert out.returncode == 1
     doc = json.loads(out.stdout)
     assert doc["mismatched"] == 1 and "not allowed" in doc["results"][0]["error"]
+
+
+async def test_rerun_reproduces_without_touching_the_original(
+    database_url: str, tmp_path: Path
+) -> None:
+    """--rerun --backend mock redoes a failed job's request in-process; the job is untouched."""
+    async with running_worker(make_config(tmp_path, database_url)) as (_h, gw):
+        job = await insert_job(gw, "rerun me", backend="flux-dev", seed=11)
+        row = await wait_terminal(gw, job)
+        assert row["status"] == "failed"
+    env = {**os.environ, "IMAGEN_WORKER_DATABASE_URL": database_url}
+    r = await trio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "imagen_actors",
+                "replay",
+                str(job),
+                "--rerun",
+                "--backend",
+                "mock",
+                "--out",
+                str(tmp_path / "rerun"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+    )
+    assert r.returncode == 0, r.stderr
+    image = Path(r.stdout.strip())
+    assert image.name == "rerun-me-11.png" and image.exists()
+    async with Gateway.open(database_url) as gw:
+        after = await gw.fetchrow("load_job", job)
+        assert after is not None and after["version"] == row["version"]
+        assert after["status"] == "failed"
+        jobs = await gw.fetch_sql("SELECT count(*) AS n FROM imagen.jobs")
+        assert jobs == [{"n": 1}]
+    assert (tmp_path / "rerun" / "imagen-events.jsonl").exists()

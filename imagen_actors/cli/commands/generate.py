@@ -144,6 +144,7 @@ async def produce(
     store: Any,
     observer: Any = None,
     naming_template: str | None = None,
+    local: bool = False,
 ) -> Outcome:
     """One image through the Executor -> Uploader -> UsageRecorder code paths."""
     wid = make_worker_id(cfg)
@@ -161,7 +162,7 @@ async def produce(
             write_metadata_json=cfg.output.write_metadata_json,
         ),
     )
-    if cfg.database_url() is None:
+    if local or cfg.database_url() is None:
         jobs = LocalJobStore(out_dir / EVENT_LOG)
         submitted = ev.GenerateRequested(
             job_id=uuid.uuid4(),

@@ -11,13 +11,16 @@ from typing import Any, Final
 
 import trio
 
-from imagen_actors import config, database
+from imagen_actors import config, database, naming
 from imagen_actors import events as ev
 from imagen_actors import replay_report as rr
+from imagen_actors.backends.registry import Backends
 from imagen_actors.cli import exitcodes
+from imagen_actors.cli.commands.generate import Request, produce
 from imagen_actors.cli.main import command
 from imagen_actors.errors import ConfigError, JobNotFoundError
 from imagen_actors.gateway import Gateway
+from imagen_actors.storage.local import LocalStore
 
 PAGE: Final = 500
 # A live job may advance between reading its row and its events; re-read this often.
@@ -45,6 +48,14 @@ def register(sub: Any) -> None:
         help="read events from a JSONL log instead of the database",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run the job's original request through the in-process actors again, without "
+        "touching the original job (its events go to a JSONL log beside the new image)",
+    )
+    p.add_argument("--backend", help="with --rerun: use this backend instance instead")
+    p.add_argument("--out", metavar="DIR", help="with --rerun: output directory")
 
 
 def _job_id(text: str) -> uuid.UUID:
@@ -69,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         print("imagen-actors replay: give a JOB_ID, --all or --log FILE", file=sys.stderr)
         return exitcodes.USAGE
     cfg = config.load(args.config)
+    args.cfg = cfg
+    args.out_dir = Path(args.out).expanduser() if args.out else cfg.output.resolved_directory()
 
     async def go() -> int:
         async with database.open_database(cfg, application_name="imagen-actors replay") as gw:
@@ -87,6 +100,8 @@ async def _from_database(args: argparse.Namespace, gw: Gateway, job: uuid.UUID |
         summary = await verify_all(gw)
         _emit(args, summary, rr.format_summary(summary))
         return exitcodes.OK if summary.mismatched == 0 else exitcodes.JOB_FAILED
+    if args.rerun:
+        return await rerun(args, gw, job)
     if args.verify:
         result = await verify_one(gw, job)
         _emit(args, result, rr.format_verify(result))
@@ -172,3 +187,43 @@ async def verify_all(gw: Gateway) -> rr.VerifySummary:
             else:
                 results.append(rr.verify(row["id"], stream, row))
     return rr.summarize(results)
+
+
+async def rerun(args: argparse.Namespace, gw: Gateway, job: uuid.UUID) -> int:
+    """Reproduce a job: same prompt, size, seed and options, fresh in-process run."""
+    stream = await gw.load_events(job)
+    if not stream or not isinstance(stream[0], ev.JobSubmitted):
+        raise JobNotFoundError(f"no job {job}")
+    sub = stream[0]
+    cfg: config.Config = args.cfg
+    backend = args.backend or sub.backend
+    seed = sub.seed if sub.seed is not None else naming.default_seed(job)
+    req = Request(
+        prompt=sub.prompt,
+        width=sub.width,
+        height=sub.height,
+        seed=seed,
+        style=sub.style,
+        negative=sub.negative_prompt,
+        steps=sub.steps,
+        owner=sub.owner_user_id,
+    )
+    backends = Backends(cfg)
+    store = LocalStore(args.out_dir / "rerun-objects", "rerun")
+    try:
+        outcome = await produce(
+            cfg, req, backend, out_dir=args.out_dir, backends=backends, store=store, local=True
+        )
+    except ConfigError as exc:
+        print(f"imagen-actors replay: config error: {exc}", file=sys.stderr)
+        return exitcodes.CONFIG
+    finally:
+        await backends.aclose()
+    print(
+        f"rerun of {job} on {backend} (seed {seed}); events: {outcome.events_log}", file=sys.stderr
+    )
+    if outcome.error is not None:
+        print(f"imagen-actors replay: rerun failed: {outcome.error}", file=sys.stderr)
+        return exitcodes.JOB_FAILED
+    print(outcome.image_path)
+    return exitcodes.OK
