@@ -130,6 +130,16 @@ async def _init_connection(conn: Any) -> None:
         )
 
 
+async def _keep_session(_conn: Any) -> None:
+    """Pool reset hook: send nothing.
+
+    asyncpg's default reset runs a query (RESET ALL, UNLISTEN *, advisory unlock) on every
+    release, half the server transactions of a job. Pool connections never change session
+    state: no SET, no LISTEN (that has its own connection), advisory locks are released
+    explicitly, and every transaction is closed by its context manager.
+    """
+
+
 async def _append(
     conn: Any, job_id: uuid.UUID, before: fl.JobState, new: Sequence[ev.Event], after: fl.JobState
 ) -> None:
@@ -212,6 +222,7 @@ class Gateway:
                     max_size=pool_size,
                     server_settings=settings,
                     init=_init_connection,
+                    reset=_keep_session,
                     timeout=CONNECT_TIMEOUT_S,
                 )
             except BaseException as exc:
