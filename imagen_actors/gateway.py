@@ -182,6 +182,28 @@ async def _locked_stream(conn: Any, job_id: uuid.UUID, rows: list[Any]) -> list[
     return rows
 
 
+async def _lock(conn: Any, job_id: uuid.UUID) -> list[Any]:
+    """Lock the job row and load its current stream (one trip, two on lock contention)."""
+    rows = await _locked_stream(
+        conn, job_id, await conn.fetch(query("lock_and_load_events"), job_id)
+    )
+    if not rows:
+        raise JobNotFoundError(f"no job {job_id}")
+    return rows
+
+
+async def _advance(conn: Any, job_id: uuid.UUID, rows: list[Any], decide: Decide) -> Transition:
+    """Replay the locked stream, fold ``decide``'s events, append them and the projection."""
+    prior = tuple(_event_from_record(job_id, r) for r in rows)
+    before = fl.replay(prior)
+    new = tuple(decide(before, rows[0]["db_now"]))
+    if not new:
+        return Transition(before, (), prior)
+    after = _fold_all(before, new)
+    await _append(conn, job_id, before, new, after)
+    return Transition(after, new, prior)
+
+
 def _fold_all(state: fl.JobState, new: Sequence[ev.Event]) -> fl.JobState:
     for event in new:
         state = fl.fold(state, event)
@@ -249,18 +271,7 @@ class Gateway:
 
         async def body() -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await _locked_stream(
-                    conn, job_id, await conn.fetch(query("lock_and_load_events"), job_id)
-                )
-                if not rows:
-                    raise JobNotFoundError(f"no job {job_id}")
-                before = fl.replay(_event_from_record(job_id, r) for r in rows)
-                new = tuple(decide(before, rows[0]["db_now"]))
-                if not new:
-                    return Transition(before, ())
-                after = _fold_all(before, new)
-                await _append(conn, job_id, before, new, after)
-                return Transition(after, new)
+                return await _advance(conn, job_id, await _lock(conn, job_id), decide)
 
         return await self._run(body)
 
@@ -273,13 +284,9 @@ class Gateway:
                 if not rows:
                     return None
                 job_id = rows[0]["job_id"]
-                rows = await _locked_stream(conn, job_id, rows)
-                prior = tuple(_event_from_record(job_id, r) for r in rows)
-                before = fl.replay(prior)
-                new = tuple(decide(before, rows[0]["db_now"]))
-                after = _fold_all(before, new)
-                await _append(conn, job_id, before, new, after)
-                return Transition(after, new, prior)
+                return await _advance(
+                    conn, job_id, await _locked_stream(conn, job_id, rows), decide
+                )
 
         return await self._run(body)
 
@@ -290,13 +297,7 @@ class Gateway:
         async def body() -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
                 job_id = await conn.fetchval(query("insert_job"), *job)
-                rows = await conn.fetch(query("lock_and_load_events"), job_id)
-                prior = tuple(_event_from_record(job_id, r) for r in rows)
-                before = fl.replay(prior)
-                new = tuple(decide(before, rows[0]["db_now"]))
-                after = _fold_all(before, new)
-                await _append(conn, job_id, before, new, after)
-                return Transition(after, new, prior)
+                return await _advance(conn, job_id, await _lock(conn, job_id), decide)
 
         return await self._run(body)
 
@@ -309,14 +310,7 @@ class Gateway:
 
         async def body() -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await _locked_stream(
-                    conn,
-                    image.job_id,
-                    await conn.fetch(query("lock_and_load_events"), image.job_id),
-                )
-                if not rows:
-                    raise JobNotFoundError(f"no job {image.job_id}")
-                before = fl.replay(_event_from_record(image.job_id, r) for r in rows)
+                rows = await _lock(conn, image.job_id)
                 # If decide refuses (lease lost), the rollback takes the image row with it.
                 image_id = await conn.fetchval(
                     query("upsert_image"),
@@ -335,10 +329,9 @@ class Gateway:
                     image.sha256,
                     image.metadata,
                 )
-                new = tuple(decide(before, rows[0]["db_now"], image_id))
-                after = _fold_all(before, new)
-                await _append(conn, image.job_id, before, new, after)
-                return Transition(after, new)
+                return await _advance(
+                    conn, image.job_id, rows, lambda state, now: decide(state, now, image_id)
+                )
 
         return await self._run(body)
 
@@ -351,13 +344,8 @@ class Gateway:
 
         async def body() -> int:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = None
-                if usage.job_id is not None and decide is not None:
-                    rows = await _locked_stream(
-                        conn,
-                        usage.job_id,
-                        await conn.fetch(query("lock_and_load_events"), usage.job_id),
-                    )
+                job_id = usage.job_id if decide is not None else None
+                rows = await _lock(conn, job_id) if job_id is not None else None
                 usage_id: int = await conn.fetchval(
                     query("insert_usage"),
                     usage.backend,
@@ -369,11 +357,10 @@ class Gateway:
                     usage.caller,
                     usage.job_id,
                 )
-                if rows and usage.job_id is not None and decide is not None:
-                    before = fl.replay(_event_from_record(usage.job_id, r) for r in rows)
-                    new = tuple(decide(before, rows[0]["db_now"], usage_id))
-                    if new:
-                        await _append(conn, usage.job_id, before, new, _fold_all(before, new))
+                if job_id is not None and rows is not None and decide is not None:
+                    await _advance(
+                        conn, job_id, rows, lambda state, now: decide(state, now, usage_id)
+                    )
                 return usage_id
 
         return await self._run(body)
