@@ -16,7 +16,6 @@ from typing import Any, Final, TypeVar
 
 import asyncpg
 import attrs
-import msgspec
 import trio
 import trio_asyncio
 
@@ -27,9 +26,22 @@ from imagen_actors.errors import (
     ConstraintViolationError,
     DatabaseError,
     DatabaseUnavailableError,
-    JobNotFoundError,
 )
 from imagen_actors.sql import query
+from imagen_actors.transactions import (
+    Decide,
+    ImageRow,
+    Transition,
+    UsageRow,
+    advance,
+    event_from_record,
+    init_connection,
+    keep_session,
+    lock_job,
+    locked_stream,
+)
+
+__all__ = ["Decide", "Gateway", "ImageRow", "Transition", "UsageRow"]
 
 T = TypeVar("T")
 
@@ -38,47 +50,6 @@ T = TypeVar("T")
 NOTIFY_BUFFER: Final = 1
 DEFAULT_STATEMENT_TIMEOUT_MS: Final = 15_000
 CONNECT_TIMEOUT_S: Final = 10.0
-
-Decide = Callable[[fl.JobState, datetime], Sequence[ev.Event]]
-"""Pure: given the locked job's state and the transaction's clock, the events to append."""
-
-
-@attrs.frozen
-class Transition:
-    state: fl.JobState
-    events: tuple[ev.Event, ...]
-    # The stream as it stood before this transition (already loaded under the lock).
-    prior: tuple[ev.AnyEvent, ...] = ()
-
-
-@attrs.frozen
-class ImageRow:
-    owner_user_id: uuid.UUID
-    job_id: uuid.UUID
-    prompt: str
-    backend: str
-    model: str
-    seed: int
-    width: int
-    height: int
-    bucket: str
-    storage_path: str
-    mime: str
-    bytes: int
-    sha256: str
-    metadata: dict[str, Any]
-
-
-@attrs.frozen
-class UsageRow:
-    backend: str
-    model: str
-    seed: int | None
-    prompt_hash: str
-    latency_ms: int
-    cost_usd_estimate: float
-    caller: str
-    job_id: uuid.UUID | None
 
 
 def _translate(exc: BaseException) -> BaseException:
@@ -107,107 +78,6 @@ def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, asyncpg.PostgresError):
         return DatabaseError(f"{type(exc).__name__}: {exc}")
     return exc
-
-
-def _event_from_record(job_id: uuid.UUID, rec: Any) -> ev.AnyEvent:
-    return ev.from_row(
-        rec["type"],
-        rec["data"],
-        job_id=job_id,
-        occurred_at=rec["occurred_at"],
-        actor=rec["actor"],
-        worker_id=rec["worker_id"],
-    )
-
-
-async def _init_connection(conn: Any) -> None:
-    for typename in ("jsonb", "json"):
-        await conn.set_type_codec(
-            typename,
-            encoder=lambda value: msgspec.json.encode(value).decode(),
-            decoder=msgspec.json.decode,
-            schema="pg_catalog",
-        )
-
-
-async def _keep_session(_conn: Any) -> None:
-    """Pool reset hook: send nothing.
-
-    asyncpg's default reset runs a query (RESET ALL, UNLISTEN *, advisory unlock) on every
-    release, half the server transactions of a job. Pool connections never change session
-    state: no SET, no LISTEN (that has its own connection), advisory locks are released
-    explicitly, and every transaction is closed by its context manager.
-    """
-
-
-async def _append(
-    conn: Any, job_id: uuid.UUID, before: fl.JobState, new: Sequence[ev.Event], after: fl.JobState
-) -> None:
-    """Insert the events after ``before`` and write ``after`` as the projection."""
-    persisted = list(new)
-    seqs = list(range(before.version + 1, before.version + 1 + len(persisted)))
-    status = await conn.execute(
-        query("append_and_project"),
-        job_id,
-        seqs,
-        [type(e).__name__ for e in persisted],
-        [ev.event_data(e) for e in persisted],
-        [e.actor for e in persisted],
-        [e.worker_id for e in persisted],
-        [e.occurred_at for e in persisted],
-        after.status,
-        after.image_id,
-        after.error,
-        after.attempts,
-        after.max_attempts,
-        after.worker_id,
-        after.lease_expires_at,
-        after.updated_at,
-        after.started_at,
-        after.finished_at,
-        after.version,
-        after.run_after,
-        before.version,
-    )
-    if status != "UPDATE 1":
-        raise ConcurrencyError(f"job {job_id} moved past version {before.version} meanwhile")
-
-
-async def _locked_stream(conn: Any, job_id: uuid.UUID, rows: list[Any]) -> list[Any]:
-    """The job's events as of now, given the rows read together with the row lock."""
-    if rows and len(rows) != rows[0]["locked_version"]:
-        # We waited for the lock while another writer committed: our statement's snapshot
-        # predates its events. A new statement sees them (READ COMMITTED).
-        rows = await conn.fetch(query("load_events_with_clock"), job_id)
-    return rows
-
-
-async def _lock(conn: Any, job_id: uuid.UUID) -> list[Any]:
-    """Lock the job row and load its current stream (one trip, two on lock contention)."""
-    rows = await _locked_stream(
-        conn, job_id, await conn.fetch(query("lock_and_load_events"), job_id)
-    )
-    if not rows:
-        raise JobNotFoundError(f"no job {job_id}")
-    return rows
-
-
-async def _advance(conn: Any, job_id: uuid.UUID, rows: list[Any], decide: Decide) -> Transition:
-    """Replay the locked stream, fold ``decide``'s events, append them and the projection."""
-    prior = tuple(_event_from_record(job_id, r) for r in rows)
-    before = fl.replay(prior)
-    new = tuple(decide(before, rows[0]["db_now"]))
-    if not new:
-        return Transition(before, (), prior)
-    after = _fold_all(before, new)
-    await _append(conn, job_id, before, new, after)
-    return Transition(after, new, prior)
-
-
-def _fold_all(state: fl.JobState, new: Sequence[ev.Event]) -> fl.JobState:
-    for event in new:
-        state = fl.fold(state, event)
-    return state
 
 
 @attrs.define
@@ -243,8 +113,8 @@ class Gateway:
                     min_size=1,
                     max_size=pool_size,
                     server_settings=settings,
-                    init=_init_connection,
-                    reset=_keep_session,
+                    init=init_connection,
+                    reset=keep_session,
                     timeout=CONNECT_TIMEOUT_S,
                 )
             except BaseException as exc:
@@ -271,7 +141,7 @@ class Gateway:
 
         async def body() -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
-                return await _advance(conn, job_id, await _lock(conn, job_id), decide)
+                return await advance(conn, job_id, await lock_job(conn, job_id), decide)
 
         return await self._run(body)
 
@@ -284,9 +154,7 @@ class Gateway:
                 if not rows:
                     return None
                 job_id = rows[0]["job_id"]
-                return await _advance(
-                    conn, job_id, await _locked_stream(conn, job_id, rows), decide
-                )
+                return await advance(conn, job_id, await locked_stream(conn, job_id, rows), decide)
 
         return await self._run(body)
 
@@ -297,7 +165,7 @@ class Gateway:
         async def body() -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
                 job_id = await conn.fetchval(query("insert_job"), *job)
-                return await _advance(conn, job_id, await _lock(conn, job_id), decide)
+                return await advance(conn, job_id, await lock_job(conn, job_id), decide)
 
         return await self._run(body)
 
@@ -310,7 +178,7 @@ class Gateway:
 
         async def body() -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await _lock(conn, image.job_id)
+                rows = await lock_job(conn, image.job_id)
                 # If decide refuses (lease lost), the rollback takes the image row with it.
                 image_id = await conn.fetchval(
                     query("upsert_image"),
@@ -329,7 +197,7 @@ class Gateway:
                     image.sha256,
                     image.metadata,
                 )
-                return await _advance(
+                return await advance(
                     conn, image.job_id, rows, lambda state, now: decide(state, now, image_id)
                 )
 
@@ -345,7 +213,7 @@ class Gateway:
         async def body() -> int:
             async with self._pool.acquire() as conn, conn.transaction():
                 job_id = usage.job_id if decide is not None else None
-                rows = await _lock(conn, job_id) if job_id is not None else None
+                rows = await lock_job(conn, job_id) if job_id is not None else None
                 usage_id: int = await conn.fetchval(
                     query("insert_usage"),
                     usage.backend,
@@ -358,7 +226,7 @@ class Gateway:
                     usage.job_id,
                 )
                 if job_id is not None and rows is not None and decide is not None:
-                    await _advance(
+                    await advance(
                         conn, job_id, rows, lambda state, now: decide(state, now, usage_id)
                     )
                 return usage_id
@@ -370,14 +238,14 @@ class Gateway:
     async def load_events(self, job_id: uuid.UUID) -> list[ev.AnyEvent]:
         async def body() -> list[ev.AnyEvent]:
             rows = await self._pool.fetch(query("load_events"), job_id)
-            return [_event_from_record(job_id, r) for r in rows]
+            return [event_from_record(job_id, r) for r in rows]
 
         return await self._run(body)
 
     async def events_after(self, job_id: uuid.UUID, seq: int) -> list[tuple[int, ev.AnyEvent]]:
         async def body() -> list[tuple[int, ev.AnyEvent]]:
             rows = await self._pool.fetch(query("events_after"), job_id, seq)
-            return [(r["seq"], _event_from_record(job_id, r)) for r in rows]
+            return [(r["seq"], event_from_record(job_id, r)) for r in rows]
 
         return await self._run(body)
 
