@@ -72,7 +72,9 @@ def _translate(exc: BaseException) -> BaseException:
         | asyncpg.CannotConnectNowError
         | asyncpg.TooManyConnectionsError
         | asyncpg.AdminShutdownError
-        | asyncpg.InterfaceError,
+        | asyncpg.InterfaceError
+        # A connection left mid-operation (e.g. by a cancelled call) refuses the next one.
+        | asyncpg.InternalClientError,
     ):
         return DatabaseUnavailableError(f"database unavailable: {exc}")
     if isinstance(exc, asyncpg.PostgresError):
@@ -130,7 +132,13 @@ class Gateway:
         """One bridge crossing; asyncpg errors leave as the project's own."""
         try:
             result: T = await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+            TimeoutError,
+        ) as exc:
             raise _translate(exc) from exc
         return result
 
