@@ -44,17 +44,14 @@ while the create request is held, a cancellation cannot name the prediction to c
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import logging
 import math
-import re
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import msgspec
 import trio
 
 from imagen_actors import pricing
@@ -65,124 +62,22 @@ from imagen_actors.backends.base import (
     ProgressCallback,
     adapter_config,
 )
+from imagen_actors.backends.replicate_protocol import (
+    HEX_VERSION,
+    MODEL_REF,
+    TERMINAL,
+    TQDM_PROGRESS,
+    ReplicateConfig,
+    classify_failure,
+    default_timeout_s,
+    nearest_aspect_ratio,
+    parse_retry_after,
+    problem_detail,
+)
 from imagen_actors.config import secret_from_env
-from imagen_actors.errors import ConfigError, ErrorClass, GenerationError
+from imagen_actors.errors import ConfigError, GenerationError
 
 log = logging.getLogger("imagen_actors.backends.replicate")
-
-DEFAULT_TOKEN_ENV: Final = "REPLICATE_API_TOKEN"
-DEFAULT_BASE_URL: Final = "https://api.replicate.com"
-
-# Replicate's flux aspect ratios (cog-flux predict.py), as (label, width, height) at 1 MP.
-ASPECT_RATIOS: Final[tuple[tuple[str, int, int], ...]] = (
-    ("1:1", 1024, 1024),
-    ("16:9", 1344, 768),
-    ("21:9", 1536, 640),
-    ("3:2", 1216, 832),
-    ("2:3", 832, 1216),
-    ("4:5", 896, 1088),
-    ("5:4", 1088, 896),
-    ("3:4", 896, 1152),
-    ("4:3", 1152, 896),
-    ("9:16", 768, 1344),
-    ("9:21", 640, 1536),
-)
-
-TERMINAL: Final = frozenset({"succeeded", "failed", "canceled", "aborted"})
-
-TRANSIENT_FAILURE_PATTERNS: Final[tuple[str, ...]] = (
-    r"timed? ?out",
-    r"timeout",
-    r"out of memory",
-    r"\boom\b",
-    r"cuda error",
-    r"connection (reset|refused|aborted|error)",
-    r"temporar(il)?y unavailable",
-    r"service unavailable",
-    r"internal server error",
-)
-_TRANSIENT_FAILURE: Final = re.compile("|".join(TRANSIENT_FAILURE_PATTERNS), re.IGNORECASE)
-
-_MODEL_REF: Final = re.compile(
-    r"^(?P<owner>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)(?::(?P<version>[0-9a-f]+))?$"
-)
-_HEX_VERSION: Final = re.compile(r"^[0-9a-f]{64}$")
-_TQDM: Final = re.compile(r"(\d+)/(\d+) \[")
-
-
-class ReplicateConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    model: str
-    api_token_env: str = DEFAULT_TOKEN_ENV
-    base_url: str = DEFAULT_BASE_URL
-    default_steps: int | None = None
-    timeout_s: float | None = None  # whole prediction; None -> default_timeout_s(model)
-    poll_interval_s: float = 0.5
-    prefer_wait_s: int = 0  # 0 = plain polling; 1..60 sends "Prefer: wait=N"
-    http_timeout_s: float = 30.0  # one HTTP request
-    max_rate_limit_retries: int = 3
-    backoff_s: float = 0.5  # first 429/5xx backoff; doubles per 429 retry
-    max_backoff_s: float = 60.0
-    cancel_timeout_s: float = 5.0
-    cost_usd_per_image: float | None = None  # overrides imagen_actors.pricing
-    opts: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-def default_timeout_s(model: str) -> float:
-    """60 s for *schnell* models, 120 s for *dev* and everything else."""
-    name = pricing.model_name(model)
-    return 60.0 if "schnell" in name else 120.0
-
-
-def nearest_aspect_ratio(width: int, height: int) -> str:
-    """The supported flux ratio closest to width:height.
-
-    Distance is |log(w/h) - log(a/b)| against the nominal ratio a:b of each label (not the
-    rounded 1 MP pixel sizes, which would send an exact 5:4 request to 4:3); ties -> first.
-    """
-    if width <= 0 or height <= 0:
-        raise ValueError(f"size must be positive, got {width}x{height}")
-    target = math.log(width / height)
-    return min(ASPECT_RATIOS, key=lambda row: abs(_log_ratio(row[0]) - target))[0]
-
-
-def _log_ratio(label: str) -> float:
-    a, b = label.split(":")
-    return math.log(int(a) / int(b))
-
-
-def classify_failure(error: str | None) -> ErrorClass:
-    """The module docstring's rule: transient only when the text looks like a retryable fault."""
-    if error and _TRANSIENT_FAILURE.search(error):
-        return "transient"
-    return "permanent"
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent/bad."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def _problem_detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200].strip() or response.reason_phrase
-    if isinstance(body, dict):
-        for key in ("detail", "title", "error"):
-            if body.get(key):
-                return str(body[key])
-    return response.text[:200].strip()
 
 
 class ReplicateBackend:
@@ -191,8 +86,8 @@ class ReplicateBackend:
     def __init__(self, name: str, cfg: ReplicateConfig) -> None:
         self.name = name
         self._cfg = cfg
-        match = _MODEL_REF.match(cfg.model)
-        if match is None and not _HEX_VERSION.match(cfg.model):
+        match = MODEL_REF.match(cfg.model)
+        if match is None and not HEX_VERSION.match(cfg.model):
             raise ConfigError(
                 f"backends.{name}.model {cfg.model!r} is not a Replicate model ref; "
                 "use owner/name, owner/name:<version> or a 64-hex version id"
@@ -298,7 +193,7 @@ class ReplicateBackend:
             return BackendStatus(False, self._token_rejected())
         if response.status_code >= 400:
             return BackendStatus(
-                False, f"unreachable (HTTP {response.status_code}: {_problem_detail(response)})"
+                False, f"unreachable (HTTP {response.status_code}: {problem_detail(response)})"
             )
         return BackendStatus(True, "ok")
 
@@ -454,14 +349,14 @@ class ReplicateBackend:
             if status in (401, 403):
                 raise GenerationError(
                     f"{self._token_rejected()} (HTTP {status} on {what}: "
-                    f"{_problem_detail(response)})",
+                    f"{problem_detail(response)})",
                     error_class="permanent",
                 )
             if status == 429:
                 if rate_limited >= self._cfg.max_rate_limit_retries:
                     raise GenerationError(
                         f"Replicate {what}: rate limited (429) after {rate_limited} retries: "
-                        f"{_problem_detail(response)}",
+                        f"{problem_detail(response)}",
                         error_class="transient",
                     )
                 rate_limited += 1
@@ -470,14 +365,14 @@ class ReplicateBackend:
             if status >= 500:
                 if server_errors >= 1:
                     raise GenerationError(
-                        f"Replicate {what}: HTTP {status} twice: {_problem_detail(response)}",
+                        f"Replicate {what}: HTTP {status} twice: {problem_detail(response)}",
                         error_class="transient",
                     )
                 server_errors += 1
                 await trio.sleep(self._cfg.backoff_s)
                 continue
             raise GenerationError(
-                f"Replicate {what} refused (HTTP {status}): {_problem_detail(response)}",
+                f"Replicate {what} refused (HTTP {status}): {problem_detail(response)}",
                 error_class="permanent",
             )
 
@@ -541,7 +436,7 @@ class ReplicateBackend:
         logs = prediction.get("logs")
         if not isinstance(logs, str):
             return
-        found = _TQDM.findall(logs)
+        found = TQDM_PROGRESS.findall(logs)
         if found:
             step, steps = (int(x) for x in found[-1])
             if steps:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagen_actors import pricing
-from imagen_actors.backends.replicate import (
+from imagen_actors.backends.replicate_protocol import (
     ASPECT_RATIOS,
     classify_failure,
     default_timeout_s,

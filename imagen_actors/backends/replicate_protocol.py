@@ -1,0 +1,130 @@
+"""Replicate's protocol facts as data and pure functions: config, aspect ratios, failure
+classes, Retry-After. The HTTP client lives in ``replicate``."""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+import time
+from typing import Any, Final
+
+import httpx
+import msgspec
+
+from imagen_actors import pricing
+from imagen_actors.errors import ErrorClass
+
+DEFAULT_TOKEN_ENV: Final = "REPLICATE_API_TOKEN"
+DEFAULT_BASE_URL: Final = "https://api.replicate.com"
+
+# Replicate's flux aspect ratios (cog-flux predict.py), as (label, width, height) at 1 MP.
+ASPECT_RATIOS: Final[tuple[tuple[str, int, int], ...]] = (
+    ("1:1", 1024, 1024),
+    ("16:9", 1344, 768),
+    ("21:9", 1536, 640),
+    ("3:2", 1216, 832),
+    ("2:3", 832, 1216),
+    ("4:5", 896, 1088),
+    ("5:4", 1088, 896),
+    ("3:4", 896, 1152),
+    ("4:3", 1152, 896),
+    ("9:16", 768, 1344),
+    ("9:21", 640, 1536),
+)
+
+TERMINAL: Final = frozenset({"succeeded", "failed", "canceled", "aborted"})
+
+TRANSIENT_FAILURE_PATTERNS: Final[tuple[str, ...]] = (
+    r"timed? ?out",
+    r"timeout",
+    r"out of memory",
+    r"\boom\b",
+    r"cuda error",
+    r"connection (reset|refused|aborted|error)",
+    r"temporar(il)?y unavailable",
+    r"service unavailable",
+    r"internal server error",
+)
+TRANSIENT_FAILURE: Final = re.compile("|".join(TRANSIENT_FAILURE_PATTERNS), re.IGNORECASE)
+
+MODEL_REF: Final = re.compile(
+    r"^(?P<owner>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)(?::(?P<version>[0-9a-f]+))?$"
+)
+HEX_VERSION: Final = re.compile(r"^[0-9a-f]{64}$")
+TQDM_PROGRESS: Final = re.compile(r"(\d+)/(\d+) \[")
+
+
+class ReplicateConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    model: str
+    api_token_env: str = DEFAULT_TOKEN_ENV
+    base_url: str = DEFAULT_BASE_URL
+    default_steps: int | None = None
+    timeout_s: float | None = None  # whole prediction; None -> default_timeout_s(model)
+    poll_interval_s: float = 0.5
+    prefer_wait_s: int = 0  # 0 = plain polling; 1..60 sends "Prefer: wait=N"
+    http_timeout_s: float = 30.0  # one HTTP request
+    max_rate_limit_retries: int = 3
+    backoff_s: float = 0.5  # first 429/5xx backoff; doubles per 429 retry
+    max_backoff_s: float = 60.0
+    cancel_timeout_s: float = 5.0
+    cost_usd_per_image: float | None = None  # overrides imagen_actors.pricing
+    opts: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+def default_timeout_s(model: str) -> float:
+    """60 s for *schnell* models, 120 s for *dev* and everything else."""
+    name = pricing.model_name(model)
+    return 60.0 if "schnell" in name else 120.0
+
+
+def nearest_aspect_ratio(width: int, height: int) -> str:
+    """The supported flux ratio closest to width:height.
+
+    Distance is |log(w/h) - log(a/b)| against the nominal ratio a:b of each label (not the
+    rounded 1 MP pixel sizes, which would send an exact 5:4 request to 4:3); ties -> first.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"size must be positive, got {width}x{height}")
+    target = math.log(width / height)
+    return min(ASPECT_RATIOS, key=lambda row: abs(log_ratio(row[0]) - target))[0]
+
+
+def log_ratio(label: str) -> float:
+    a, b = label.split(":")
+    return math.log(int(a) / int(b))
+
+
+def classify_failure(error: str | None) -> ErrorClass:
+    """The module docstring's rule: transient only when the text looks like a retryable fault."""
+    if error and TRANSIENT_FAILURE.search(error):
+        return "transient"
+    return "permanent"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent/bad."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def problem_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason_phrase
+    if isinstance(body, dict):
+        for key in ("detail", "title", "error"):
+            if body.get(key):
+                return str(body[key])
+    return response.text[:200].strip()
