@@ -93,8 +93,9 @@ def private_database(tmp: Path) -> Iterator[tuple[str, str]]:
         server.cleanup()
 
 
-def bench_config(tmp: Path, dsn: str, *, latency_ms: int = 0,
-                 poll_interval_s: float = 3600.0, **worker: Any) -> config.Config:
+def bench_config(
+    tmp: Path, dsn: str, *, latency_ms: int = 0, poll_interval_s: float = 3600.0, **worker: Any
+) -> config.Config:
     doc = {
         "default_backend": "mock",
         "database": {"url": dsn},
@@ -121,8 +122,11 @@ async def running_worker(
     """Run one worker in-process until the block ends; then stop intake and drain."""
     async with open_runtime(cfg) as rt, trio.open_nursery() as nursery:
         store = wrap_store(rt.store) if wrap_store else rt.store
-        handle: WorkerHandle = await nursery.start(lambda task_status: run_worker(
-            cfg, rt.gateway, store, rt.backends, rt.worker_id, task_status=task_status))
+        handle: WorkerHandle = await nursery.start(
+            lambda task_status: run_worker(
+                cfg, rt.gateway, store, rt.backends, rt.worker_id, task_status=task_status
+            )
+        )
         with trio.fail_after(30):
             await handle.listening.wait()
         try:
@@ -137,7 +141,11 @@ async def running_worker(
 async def insert_job(gw: Gateway, size: int, prompt: str = "bench") -> uuid.UUID:
     rows = await gw.fetch_sql(
         "INSERT INTO imagen.jobs (owner_user_id, prompt, backend, width, height) "
-        "VALUES ($1, $2, 'mock', $3, $3) RETURNING id", OWNER, prompt, size)
+        "VALUES ($1, $2, 'mock', $3, $3) RETURNING id",
+        OWNER,
+        prompt,
+        size,
+    )
     job_id: uuid.UUID = rows[0]["id"]
     return job_id
 
@@ -146,7 +154,10 @@ async def insert_backlog(gw: Gateway, n: int, size: int) -> None:
     await gw.execute_sql(
         "INSERT INTO imagen.jobs (owner_user_id, prompt, backend, width, height) "
         "SELECT $1, 'bench job ' || g, 'mock', $3, $3 FROM generate_series(1, $2) AS g",
-        OWNER, n, size)
+        OWNER,
+        n,
+        size,
+    )
 
 
 async def wait_all_settled(gw: Gateway, n: int, *, timeout: float, label: str) -> None:
@@ -155,19 +166,25 @@ async def wait_all_settled(gw: Gateway, n: int, *, timeout: float, label: str) -
     last_report = start
     with trio.fail_after(timeout):
         while True:
-            row = (await gw.fetch_sql(
-                "SELECT count(*) FILTER (WHERE status IN ('done','failed','cancelled')) AS term,"
-                " count(*) FILTER (WHERE status = 'done') AS done,"
-                " (SELECT count(*) FROM imagen.job_events WHERE type IN"
-                "   ('UsageRecorded','UsageFailed')) AS usage"
-                " FROM imagen.jobs"))[0]
+            row = (
+                await gw.fetch_sql(
+                    "SELECT count(*) FILTER"
+                    " (WHERE status IN ('done','failed','cancelled')) AS term,"
+                    " count(*) FILTER (WHERE status = 'done') AS done,"
+                    " (SELECT count(*) FROM imagen.job_events WHERE type IN"
+                    "   ('UsageRecorded','UsageFailed')) AS usage"
+                    " FROM imagen.jobs"
+                )
+            )[0]
             if row["term"] >= n and row["usage"] >= row["done"]:
                 return
             now = time.monotonic()
             if now - last_report >= 10:
                 last_report = now
-                print(f"  [{label}] {row['term']}/{n} terminal after {now - start:.0f}s",
-                      file=sys.stderr)
+                print(
+                    f"  [{label}] {row['term']}/{n} terminal after {now - start:.0f}s",
+                    file=sys.stderr,
+                )
             await trio.sleep(0.25)
 
 
@@ -175,7 +192,8 @@ async def pg_settings(gw: Gateway) -> dict[str, str]:
     rows = await gw.fetch_sql(
         "SELECT name, setting FROM pg_settings WHERE name IN "
         "('server_version', 'fsync', 'synchronous_commit', 'wal_sync_method', "
-        "'shared_buffers', 'max_connections')")
+        "'shared_buffers', 'max_connections')"
+    )
     return {r["name"]: r["setting"] for r in rows}
 
 
@@ -213,17 +231,26 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
-            f"load average {loadavg()}")
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+        f"load average {loadavg()}"
+    )
 
 
-def print_header(title: str, n: int, db: str, settings: dict[str, str] | None = None,
-                 unit: str = "jobs") -> None:
+def print_header(
+    title: str, n: int, db: str, settings: dict[str, str] | None = None, unit: str = "jobs"
+) -> None:
     print(f"## {title}")
     print(f"machine: {machine()}")
-    print(f"database: {db}" + (
-        f"; server_version {settings.get('server_version')}, fsync {settings.get('fsync')}, "
-        f"synchronous_commit {settings.get('synchronous_commit')}" if settings else ""))
+    print(
+        f"database: {db}"
+        + (
+            f"; server_version {settings.get('server_version')}, fsync {settings.get('fsync')}, "
+            f"synchronous_commit {settings.get('synchronous_commit')}"
+            if settings
+            else ""
+        )
+    )
     print(f"{unit}: {n}")
 
 

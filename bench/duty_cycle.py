@@ -13,6 +13,7 @@ claiming the next job and recording its start.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,9 @@ from typing import Any
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as c  # noqa: E402
+import _common as c
 
-from imagen_actors.storage.base import ObjectStore, StoredObject  # noqa: E402
+from imagen_actors.storage.base import ObjectStore, StoredObject
 
 GENERATION_MS = 200
 UPLOAD_DELAY_S = 0.150
@@ -65,21 +66,28 @@ async def main(n: int, size: int) -> None:
                 "SELECT s.occurred_at AS started, g.occurred_at AS succeeded"
                 " FROM imagen.job_events s JOIN imagen.job_events g"
                 "   ON g.job_id = s.job_id AND g.type = 'GenerationSucceeded'"
-                " WHERE s.type = 'GenerationStarted' ORDER BY s.occurred_at")
+                " WHERE s.type = 'GenerationStarted' ORDER BY s.occurred_at"
+            )
             counts = await c.status_counts(gw)
     busy = [(r["succeeded"] - r["started"]).total_seconds() for r in rows]
     span = (max(r["succeeded"] for r in rows) - min(r["started"] for r in rows)).total_seconds()
-    gaps = [(b["started"] - a["succeeded"]).total_seconds() for a, b in zip(rows, rows[1:])]
-    c.print_header(f"GPU duty cycle ({GENERATION_MS} ms generation, "
-                   f"{UPLOAD_DELAY_S * 1000:.0f} ms upload)", n, db, settings)
+    gaps = [(b["started"] - a["succeeded"]).total_seconds() for a, b in itertools.pairwise(rows)]
+    c.print_header(
+        f"GPU duty cycle ({GENERATION_MS} ms generation, {UPLOAD_DELAY_S * 1000:.0f} ms upload)",
+        n,
+        db,
+        settings,
+    )
     print(f"jobs by status: {counts}")
-    c.print_table([
-        ("duty cycle", f"{100 * sum(busy) / span:.1f} %"),
-        ("generation interval p50", c.ms(c.percentile(busy, 50))),
-        ("idle gap between jobs p50", c.ms(c.percentile(gaps, 50))),
-        ("idle gap between jobs p99", c.ms(c.percentile(gaps, 99))),
-        ("first start -> last success", f"{span:.2f} s"),
-    ])
+    c.print_table(
+        [
+            ("duty cycle", f"{100 * sum(busy) / span:.1f} %"),
+            ("generation interval p50", c.ms(c.percentile(busy, 50))),
+            ("idle gap between jobs p50", c.ms(c.percentile(gaps, 50))),
+            ("idle gap between jobs p99", c.ms(c.percentile(gaps, 99))),
+            ("first start -> last success", f"{span:.2f} s"),
+        ]
+    )
 
 
 if __name__ == "__main__":

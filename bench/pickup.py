@@ -22,7 +22,7 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as c  # noqa: E402
+import _common as c
 
 IDLE_GAP_S = 0.02  # between one job settling and the next INSERT
 
@@ -62,9 +62,12 @@ async def wait_settled(gw, job_id) -> None:  # type: ignore[no-untyped-def]
             rows = await gw.fetch_sql(
                 "SELECT j.status, EXISTS (SELECT 1 FROM imagen.job_events e WHERE e.job_id = j.id"
                 " AND e.type IN ('UsageRecorded', 'UsageFailed')) AS usage"
-                " FROM imagen.jobs j WHERE j.id = $1", job_id)
+                " FROM imagen.jobs j WHERE j.id = $1",
+                job_id,
+            )
             row = rows[0]
-            if row["status"] in ("failed", "cancelled") or (row["status"] == "done" and row["usage"]):
+            finished = row["status"] == "done" and row["usage"]
+            if row["status"] in ("failed", "cancelled") or finished:
                 return
             await trio.sleep(0.005)
 
@@ -91,25 +94,30 @@ async def main(n: int, size: int) -> None:
                 " extract(epoch FROM j.finished_at - j.created_at)::float8 AS done"
                 " FROM imagen.jobs j JOIN imagen.job_events e"
                 "   ON e.job_id = j.id AND e.type = 'JobClaimed'"
-                " WHERE j.id = ANY($1::uuid[])", ids)
+                " WHERE j.id = ANY($1::uuid[])",
+                ids,
+            )
             stages = await gw.fetch_sql(STAGES, ids)
             counts = await c.status_counts(gw)
     pickup = [r["pickup"] for r in rows]
     done = [r["done"] for r in rows if r["status"] == "done"]
     c.print_header("pickup latency (idle worker, NOTIFY only)", n, db, settings)
     print(f"jobs by status: {counts} (includes 5 warm-up jobs)")
-    c.print_table([
-        ("pickup p50", c.ms(c.percentile(pickup, 50))),
-        ("pickup p99", c.ms(c.percentile(pickup, 99))),
-        ("pickup max", c.ms(max(pickup))),
-        ("INSERT->done p50", c.ms(c.percentile(done, 50))),
-        ("INSERT->done p99", c.ms(c.percentile(done, 99))),
-        ("INSERT->done max", c.ms(max(done))),
-    ])
+    c.print_table(
+        [
+            ("pickup p50", c.ms(c.percentile(pickup, 50))),
+            ("pickup p99", c.ms(c.percentile(pickup, 99))),
+            ("pickup max", c.ms(max(pickup))),
+            ("INSERT->done p50", c.ms(c.percentile(done, 50))),
+            ("INSERT->done p99", c.ms(c.percentile(done, 99))),
+            ("INSERT->done max", c.ms(max(done))),
+        ]
+    )
     print()
     print("where INSERT->done goes (p50 of each step, database timestamps):")
-    c.print_table([(name, c.ms(c.percentile([r[col] for r in stages], 50)))
-                   for col, name in STAGE_NAMES])
+    c.print_table(
+        [(name, c.ms(c.percentile([r[col] for r in stages], 50))) for col, name in STAGE_NAMES]
+    )
 
 
 if __name__ == "__main__":

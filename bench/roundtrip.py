@@ -20,9 +20,9 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as c  # noqa: E402
+import _common as c
 
-from imagen_actors.storage.local import write_atomic  # noqa: E402
+from imagen_actors.storage.local import write_atomic
 
 
 async def timed(n: int, fn) -> list[float]:  # type: ignore[no-untyped-def]
@@ -39,7 +39,7 @@ async def main(n: int) -> None:
         async with c.client(dsn) as gw:
             settings = await c.pg_settings(gw)
             await gw.execute_sql("CREATE TABLE bench_rt (id int)")
-            pool = gw._pool  # noqa: SLF001 - measuring the gateway's own pool
+            pool = gw._pool
 
             async def ping(_i: int) -> None:
                 await gw.ping()
@@ -48,17 +48,18 @@ async def main(n: int) -> None:
                 async def body() -> None:
                     async with pool.acquire() as conn, conn.transaction():
                         await conn.fetchval("SELECT 1")
-                await gw._run(body)  # noqa: SLF001
+
+                await gw._run(body)
 
             async def write_tx(i: int) -> None:
                 async def body() -> None:
                     async with pool.acquire() as conn, conn.transaction():
                         await conn.execute("INSERT INTO bench_rt VALUES ($1)", i)
-                await gw._run(body)  # noqa: SLF001
+
+                await gw._run(body)
 
             async def fsync_file(i: int) -> None:
-                await trio.to_thread.run_sync(write_atomic, tmp / "files" / f"{i}.bin",
-                                              b"x" * 1024)
+                await trio.to_thread.run_sync(write_atomic, tmp / "files" / f"{i}.bin", b"x" * 1024)
 
             await timed(20, ping)  # warm-up
             figures = {
@@ -67,8 +68,9 @@ async def main(n: int) -> None:
                 "write transaction": await timed(n, write_tx),
                 "fsync'd 1 KiB file": await timed(n, fsync_file),
             }
-    c.print_header("round-trip floor (Gateway, trio-asyncio bridge)", n, db, settings,
-                   unit="iterations each")
+    c.print_header(
+        "round-trip floor (Gateway, trio-asyncio bridge)", n, db, settings, unit="iterations each"
+    )
     rows = []
     for name, values in figures.items():
         rows.append((f"{name} p50", c.ms(c.percentile(values, 50))))

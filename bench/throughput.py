@@ -13,14 +13,17 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as c  # noqa: E402
+import _common as c
 
 
 async def server_counters(gw) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Committed transactions in this database and WAL syncs server-wide (pg_stat_*)."""
-    row = (await gw.fetch_sql(
-        "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())"
-        " AS xacts, (SELECT wal_sync FROM pg_stat_wal) AS wal_sync"))[0]
+    row = (
+        await gw.fetch_sql(
+            "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())"
+            " AS xacts, (SELECT wal_sync FROM pg_stat_wal) AS wal_sync"
+        )
+    )[0]
     return {"xacts": row["xacts"], "wal_sync": row["wal_sync"]}
 
 
@@ -36,33 +39,41 @@ async def main(n: int, size: int, timeout: float) -> None:
             # The worker's connections are closed now, so their statistics are flushed.
             await trio.sleep(1.0)
             after = await server_counters(gw)
-            row = (await gw.fetch_sql(
-                "SELECT (SELECT min(occurred_at) FROM imagen.job_events"
-                "        WHERE type = 'JobClaimed') AS first_claim,"
-                " max(finished_at) AS last_finished,"
-                " count(*) FILTER (WHERE status = 'done') AS done,"
-                " (SELECT max(occurred_at) FROM imagen.job_events WHERE type = 'UsageRecorded')"
-                "   AS last_usage"
-                " FROM imagen.jobs"))[0]
-            stages = (await gw.fetch_sql(
-                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM"
-                "  j.finished_at - e.occurred_at))::float8 AS claim_to_done"
-                " FROM imagen.jobs j JOIN imagen.job_events e"
-                "   ON e.job_id = j.id AND e.type = 'JobClaimed'"))[0]
+            row = (
+                await gw.fetch_sql(
+                    "SELECT (SELECT min(occurred_at) FROM imagen.job_events"
+                    "        WHERE type = 'JobClaimed') AS first_claim,"
+                    " max(finished_at) AS last_finished,"
+                    " count(*) FILTER (WHERE status = 'done') AS done,"
+                    " (SELECT max(occurred_at) FROM imagen.job_events WHERE type = 'UsageRecorded')"
+                    "   AS last_usage"
+                    " FROM imagen.jobs"
+                )
+            )[0]
+            stages = (
+                await gw.fetch_sql(
+                    "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM"
+                    "  j.finished_at - e.occurred_at))::float8 AS claim_to_done"
+                    " FROM imagen.jobs j JOIN imagen.job_events e"
+                    "   ON e.job_id = j.id AND e.type = 'JobClaimed'"
+                )
+            )[0]
             counts = await c.status_counts(gw)
     span = (row["last_finished"] - row["first_claim"]).total_seconds()
     usage_span = (row["last_usage"] - row["first_claim"]).total_seconds()
     c.print_header("throughput (backlog, one worker)", n, db, settings)
     print(f"jobs by status: {counts}")
-    c.print_table([
-        ("throughput", f"{row['done'] / span:.0f} jobs/s"),
-        ("first claim -> last done", f"{span:.2f} s"),
-        ("per job (span / n)", c.ms(span / row["done"])),
-        ("claim -> done p50", c.ms(stages["claim_to_done"])),
-        ("first claim -> last usage row", f"{usage_span:.2f} s"),
-        ("server transactions per job", f"{(after['xacts'] - before['xacts']) / n:.1f}"),
-        ("WAL flushes (fsync) per job", f"{(after['wal_sync'] - before['wal_sync']) / n:.1f}"),
-    ])
+    c.print_table(
+        [
+            ("throughput", f"{row['done'] / span:.0f} jobs/s"),
+            ("first claim -> last done", f"{span:.2f} s"),
+            ("per job (span / n)", c.ms(span / row["done"])),
+            ("claim -> done p50", c.ms(stages["claim_to_done"])),
+            ("first claim -> last usage row", f"{usage_span:.2f} s"),
+            ("server transactions per job", f"{(after['xacts'] - before['xacts']) / n:.1f}"),
+            ("WAL flushes (fsync) per job", f"{(after['wal_sync'] - before['wal_sync']) / n:.1f}"),
+        ]
+    )
     print("(server counters include this script's own progress polls: 4 per second)")
 
 
