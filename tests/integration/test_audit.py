@@ -19,7 +19,6 @@ from imagen_actors import audit_report as ar
 from imagen_actors import events as ev
 from imagen_actors import fold
 from imagen_actors.gateway import Gateway
-from imagen_actors.sql import query
 from tests.support.jobs import OTHER_OWNER, OWNER, assert_replay_matches, insert_job
 from tests.support.roles import run_as
 
@@ -52,36 +51,9 @@ async def job_at(
 
 
 async def append(gw: Gateway, job_id: uuid.UUID, new: Sequence[ev.Event]) -> fold.JobState:
-    """Append events with chosen times and write their folded projection, like a transition."""
-    before = fold.replay(await gw.load_events(job_id))
-    after = before
-    for e in new:
-        after = fold.fold(after, e)
-    status = await gw.execute_sql(
-        query("append_and_project"),
-        job_id,
-        list(range(before.version + 1, before.version + 1 + len(new))),
-        [type(e).__name__ for e in new],
-        [ev.event_data(e) for e in new],
-        [e.actor for e in new],
-        [e.worker_id for e in new],
-        [e.occurred_at for e in new],
-        after.status,
-        after.image_id,
-        after.error,
-        after.attempts,
-        after.max_attempts,
-        after.worker_id,
-        after.lease_expires_at,
-        after.updated_at,
-        after.started_at,
-        after.finished_at,
-        after.version,
-        after.run_after,
-        before.version,
-    )
-    assert status == "UPDATE 1"
-    return after
+    """Append events with chosen times through a real transition (their occurred_at kept)."""
+    transition = await gw.transition(job_id, lambda _state, _now: new)
+    return transition.state
 
 
 def _claimed(job_id: uuid.UUID, at: datetime, attempt: int = 1, lease_s: float = 60) -> ev.Event:
