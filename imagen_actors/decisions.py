@@ -10,7 +10,9 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
+
+import msgspec
 
 from imagen_actors import events as ev
 from imagen_actors.errors import ErrorClass, LeaseLostError
@@ -31,6 +33,11 @@ def retry_delay_s(attempt: int, *, rng: Callable[[], float] = random.random) -> 
     return float(base * (1 - RETRY_JITTER + 2 * RETRY_JITTER * rng()))
 
 
+def _header(state: JobState, now: datetime, actor: str, worker_id: str | None) -> dict[str, Any]:
+    """The fields every event of a decision shares: which job, when, who."""
+    return {"job_id": state.id, "occurred_at": now, "actor": actor, "worker_id": worker_id}
+
+
 def _held(state: JobState, worker_id: str) -> None:
     if state.status != "running" or state.worker_id != worker_id:
         raise LeaseLostError(
@@ -43,10 +50,7 @@ def claim(worker_id: str, lease_s: float, actor: str = "claimer") -> Decide:
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
         return [
             ev.JobClaimed(
-                job_id=state.id,
-                occurred_at=now,
-                actor=actor,
-                worker_id=worker_id,
+                **_header(state, now, actor, worker_id),
                 attempt=state.attempts + 1,
                 lease_expires_at=now + timedelta(seconds=lease_s),
             )
@@ -60,10 +64,7 @@ def start_generation(worker_id: str, seed: int, actor: str = "executor") -> Deci
         _held(state, worker_id)
         return [
             ev.GenerationStarted(
-                job_id=state.id,
-                occurred_at=now,
-                actor=actor,
-                worker_id=worker_id,
+                **_header(state, now, actor, worker_id),
                 backend=state.backend,
                 seed=seed,
             )
@@ -77,10 +78,7 @@ def extend_lease(worker_id: str, lease_s: float, actor: str = "executor") -> Dec
         _held(state, worker_id)
         return [
             ev.LeaseExtended(
-                job_id=state.id,
-                occurred_at=now,
-                actor=actor,
-                worker_id=worker_id,
+                **_header(state, now, actor, worker_id),
                 lease_expires_at=now + timedelta(seconds=lease_s),
             )
         ]
@@ -97,18 +95,12 @@ def record_progress(
         _held(state, worker_id)
         return [
             ev.GenerationProgress(
-                job_id=state.id,
-                occurred_at=now,
-                actor=actor,
-                worker_id=worker_id,
+                **_header(state, now, actor, worker_id),
                 step=step,
                 total=total,
             ),
             ev.LeaseExtended(
-                job_id=state.id,
-                occurred_at=now,
-                actor=actor,
-                worker_id=worker_id,
+                **_header(state, now, actor, worker_id),
                 lease_expires_at=now + timedelta(seconds=lease_s),
             ),
         ]
@@ -122,19 +114,9 @@ def generation_succeeded(worker_id: str, outcome: ev.GenerationSucceeded, lease_
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
         _held(state, worker_id)
         return [
-            ev.GenerationSucceeded(
-                **{
-                    **{f: getattr(outcome, f) for f in outcome.__struct_fields__},
-                    "job_id": state.id,
-                    "occurred_at": now,
-                    "worker_id": worker_id,
-                }
-            ),
+            msgspec.structs.replace(outcome, job_id=state.id, occurred_at=now, worker_id=worker_id),
             ev.LeaseExtended(
-                job_id=state.id,
-                occurred_at=now,
-                actor=outcome.actor,
-                worker_id=worker_id,
+                **_header(state, now, outcome.actor, worker_id),
                 lease_expires_at=now + timedelta(seconds=lease_s),
             ),
         ]
@@ -159,10 +141,7 @@ def failure(
         if record_generation_failed:
             out.append(
                 ev.GenerationFailed(
-                    job_id=state.id,
-                    occurred_at=now,
-                    actor=actor,
-                    worker_id=worker_id,
+                    **_header(state, now, actor, worker_id),
                     error=error,
                     error_class=error_class,
                 )
@@ -171,10 +150,7 @@ def failure(
             delay = retry_delay_s(state.attempts, rng=rng)
             out.append(
                 ev.JobRequeued(
-                    job_id=state.id,
-                    occurred_at=now,
-                    actor=actor,
-                    worker_id=worker_id,
+                    **_header(state, now, actor, worker_id),
                     reason=f"transient failure on attempt {state.attempts}/{state.max_attempts}",
                     error=error,
                     retry_at=now + timedelta(seconds=delay),
@@ -187,10 +163,7 @@ def failure(
                 error_text = error
             out.append(
                 ev.JobFailed(
-                    job_id=state.id,
-                    occurred_at=now,
-                    actor=actor,
-                    worker_id=worker_id,
+                    **_header(state, now, actor, worker_id),
                     error=error_text,
                     error_class=error_class,
                 )
@@ -205,10 +178,7 @@ def complete(worker_id: str, stored: ev.ImageStored, actor: str = "uploader") ->
         _held(state, worker_id)
         return [
             ev.ImageStored(
-                job_id=state.id,
-                occurred_at=now,
-                actor=actor,
-                worker_id=worker_id,
+                **_header(state, now, actor, worker_id),
                 image_id=image_id,
                 bucket=stored.bucket,
                 storage_path=stored.storage_path,
@@ -217,10 +187,7 @@ def complete(worker_id: str, stored: ev.ImageStored, actor: str = "uploader") ->
                 sha256=stored.sha256,
             ),
             ev.JobCompleted(
-                job_id=state.id,
-                occurred_at=now,
-                actor=actor,
-                worker_id=worker_id,
+                **_header(state, now, actor, worker_id),
                 image_id=image_id,
             ),
         ]
@@ -236,10 +203,7 @@ def usage_recorded(
             return []
         return [
             ev.UsageRecorded(
-                job_id=state.id,
-                occurred_at=now,
-                actor=actor,
-                worker_id=worker_id,
+                **_header(state, now, actor, worker_id),
                 usage_id=usage_id,
                 cost_usd_estimate=cost,
             )
@@ -252,11 +216,7 @@ def usage_failed(worker_id: str | None, error: str, actor: str = "usage_recorder
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
         if state.usage_recorded:
             return []
-        return [
-            ev.UsageFailed(
-                job_id=state.id, occurred_at=now, actor=actor, worker_id=worker_id, error=error
-            )
-        ]
+        return [ev.UsageFailed(**_header(state, now, actor, worker_id), error=error)]
 
     return decide
 
@@ -281,20 +241,14 @@ def reap(worker_id: str, *, own: bool = False, actor: str = "reaper") -> Decide:
         if state.attempts >= state.max_attempts:
             return [
                 ev.JobFailed(
-                    job_id=state.id,
-                    occurred_at=now,
-                    actor=actor,
-                    worker_id=worker_id,
+                    **_header(state, now, actor, worker_id),
                     error=f"lease expired after {state.attempts} attempts ({why})",
                     error_class="transient",
                 )
             ]
         return [
             ev.JobRequeued(
-                job_id=state.id,
-                occurred_at=now,
-                actor=actor,
-                worker_id=worker_id,
+                **_header(state, now, actor, worker_id),
                 reason=why,
                 error=state.error,
             )
@@ -312,10 +266,7 @@ def abort_in_flight(worker_id: str, reason: str, actor: str = "supervisor") -> D
         # An operator's abort is not the job's fault: the attempt is given back.
         return [
             ev.JobRequeued(
-                job_id=state.id,
-                occurred_at=now,
-                actor=actor,
-                worker_id=worker_id,
+                **_header(state, now, actor, worker_id),
                 reason=reason,
                 refund_attempt=True,
             )
