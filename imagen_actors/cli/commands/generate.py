@@ -7,7 +7,6 @@ With no database configured the events go to a JSONL log beside the output.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import uuid
@@ -27,7 +26,7 @@ from imagen_actors.actors.usage_recorder import record_one
 from imagen_actors.backends.registry import Backends
 from imagen_actors.caller import caller_identity
 from imagen_actors.cli import exitcodes
-from imagen_actors.cli.commands.submit import ENV_OWNER, parse_size
+from imagen_actors.cli.commands.submit import parse_size, resolve_owner
 from imagen_actors.cli.main import command
 from imagen_actors.errors import ConfigError
 from imagen_actors.identity import worker_id as make_worker_id
@@ -99,29 +98,18 @@ class Request:
     owner: uuid.UUID = LOCAL_OWNER
 
 
-def resolve_owner(flag: str | None, *, cloud: bool) -> uuid.UUID:
-    """--owner, else $IMAGEN_OWNER_USER_ID; --cloud needs one of them (images are owned)."""
-    raw = flag or os.environ.get(ENV_OWNER)
-    if not raw:
-        if cloud:
-            raise ConfigError(
-                f"--cloud needs an owner for imagen.images: pass --owner UUID or set {ENV_OWNER}"
-            )
-        return LOCAL_OWNER
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        source = "--owner" if flag else f"${ENV_OWNER}"
-        raise ConfigError(f"{source} {raw!r} is not a UUID") from None
-
-
 def request_from_args(args: argparse.Namespace) -> Request:
     width, height = parse_size(args.size)
     if args.seed is not None and args.seed < 0:
         raise ConfigError("--seed must be 0 or more")
     seed = args.seed if args.seed is not None else random.randrange(naming.SEED_SPACE)
     styles.apply(args.style, args.prompt, args.negative)  # unknown style: fail before any work
-    owner = resolve_owner(getattr(args, "owner", None), cloud=getattr(args, "cloud", False))
+    cloud = getattr(args, "cloud", False)
+    owner = resolve_owner(
+        getattr(args, "owner", None),
+        default=None if cloud else LOCAL_OWNER,
+        why="--cloud needs an owner for imagen.images",
+    )
     return Request(
         owner=owner,
         prompt=args.prompt,

@@ -42,10 +42,15 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def resolve_owner(flag: str | None) -> uuid.UUID:
+def resolve_owner(
+    flag: str | None, *, default: uuid.UUID | None = None, why: str = "no owner"
+) -> uuid.UUID:
+    """--owner, else $IMAGEN_OWNER_USER_ID, else ``default``; an error naming both if none."""
     raw = flag or os.environ.get(ENV_OWNER)
     if not raw:
-        raise ConfigError(f"no owner: pass --owner UUID or set {ENV_OWNER}")
+        if default is not None:
+            return default
+        raise ConfigError(f"{why}: pass --owner UUID or set {ENV_OWNER}")
     try:
         return uuid.UUID(raw)
     except ValueError:
