@@ -61,9 +61,6 @@ class LocalJobStore:
         return state
 
     async def transition(self, job_id: uuid.UUID, decide: Decide) -> Transition:
-        return await self._transition(job_id, lambda s, now: decide(s, now))
-
-    async def _transition(self, job_id: uuid.UUID, decide: Decide) -> Transition:
         before = self._states.get(job_id)
         if before is None:
             raise JobNotFoundError(f"no job {job_id} in {self.log_path}")
@@ -83,7 +80,7 @@ class LocalJobStore:
         image_id = self._images.setdefault(
             (image.bucket, image.storage_path), uuid.uuid5(image.job_id, "image")
         )
-        return await self._transition(image.job_id, lambda s, now: decide(s, now, image_id))
+        return await self.transition(image.job_id, lambda s, now: decide(s, now, image_id))
 
     async def record_usage_and_transition(
         self, usage: UsageRow, decide: DecideWithUsage | None
