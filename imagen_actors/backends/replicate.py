@@ -62,6 +62,7 @@ from imagen_actors.backends.base import (
     ProgressCallback,
     adapter_config,
 )
+from imagen_actors.backends.replicate_http import ReplicateHttp, bearer, image_mime
 from imagen_actors.backends.replicate_protocol import (
     HEX_VERSION,
     MODEL_REF,
@@ -71,7 +72,6 @@ from imagen_actors.backends.replicate_protocol import (
     classify_failure,
     default_timeout_s,
     nearest_aspect_ratio,
-    parse_retry_after,
     problem_detail,
 )
 from imagen_actors.config import secret_from_env
@@ -111,7 +111,7 @@ class ReplicateBackend:
             self._create_url = f"{self._api}/predictions"
             self._version = cfg.model
         self._timeout = cfg.timeout_s if cfg.timeout_s is not None else default_timeout_s(cfg.model)
-        self._client: httpx.AsyncClient | None = None
+        self._wire = ReplicateHttp(cfg, token_rejected=self._token_rejected())
         if cfg.cost_usd_per_image is None and not pricing.is_priced(cfg.model):
             log.warning(
                 "backends.%s: no price known for %s; cost estimates will be 0.0 "
@@ -184,8 +184,8 @@ class ReplicateBackend:
             return BackendStatus(False, f"not configured (set {self._cfg.api_token_env})")
         try:
             with trio.fail_after(min(10.0, self._cfg.http_timeout_s)):
-                response = await self._http().get(
-                    f"{self._api}/predictions", headers=self._headers(token)
+                response = await self._wire.client.get(
+                    f"{self._api}/predictions", headers=bearer(token)
                 )
         except (httpx.HTTPError, trio.TooSlowError) as exc:
             return BackendStatus(False, f"unreachable ({type(exc).__name__}: {exc})")
@@ -198,9 +198,7 @@ class ReplicateBackend:
         return BackendStatus(True, "ok")
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        await self._wire.aclose()
 
     # -- the run ------------------------------------------------------------------------
 
@@ -214,8 +212,8 @@ class ReplicateBackend:
             while prediction.get("status") not in TERMINAL:
                 self._report(prediction, total, progress)
                 await trio.sleep(self._cfg.poll_interval_s)
-                prediction = await self._json(
-                    await self._request(
+                prediction = await self._wire.json_object(
+                    await self._wire.request(
                         "GET",
                         f"{self._api}/predictions/{prediction_id}",
                         token=token,
@@ -250,7 +248,7 @@ class ReplicateBackend:
         headers = {"Cancel-After": f"{max(5, math.ceil(self._timeout))}s"}
         if self._cfg.prefer_wait_s > 0:
             headers["Prefer"] = f"wait={min(60, self._cfg.prefer_wait_s)}"
-        response = await self._request(
+        response = await self._wire.request(
             "POST",
             self._create_url,
             token=token,
@@ -261,7 +259,7 @@ class ReplicateBackend:
             # A held "Prefer: wait=N" request must outlive N.
             http_timeout_s=max(self._cfg.http_timeout_s, self._cfg.prefer_wait_s + 10.0),
         )
-        prediction = await self._json(response)
+        prediction = await self._wire.json_object(response)
         if not prediction.get("id"):
             raise GenerationError(
                 "Replicate created a prediction without an id", error_class="transient"
@@ -275,8 +273,8 @@ class ReplicateBackend:
             trio.move_on_after(self._cfg.cancel_timeout_s),
             contextlib.suppress(httpx.HTTPError),
         ):
-            await self._http().post(
-                f"{self._api}/predictions/{prediction_id}/cancel", headers=self._headers(token)
+            await self._wire.client.post(
+                f"{self._api}/predictions/{prediction_id}/cancel", headers=bearer(token)
             )
 
     async def _download(self, token: str, prediction: dict[str, Any]) -> tuple[bytes, str]:
@@ -288,120 +286,22 @@ class ReplicateBackend:
                 f"{' (data removed)' if prediction.get('data_removed') else ''}",
                 error_class="transient",
             )
-        headers = self._headers(token) if self._send_token_to(url) else {}
+        headers = bearer(token) if self._send_token_to(url) else {}
         last = ""
         for _attempt in range(2):
             try:
-                response = await self._http().get(url, headers=headers)
+                response = await self._wire.client.get(url, headers=headers)
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
                 continue
             if response.status_code == 200:
-                return response.content, self._mime(response, url)
+                return response.content, image_mime(response, url)
             last = f"HTTP {response.status_code}"
         raise GenerationError(
             f"downloading Replicate output {url} failed twice ({last})", error_class="transient"
         )
 
-    # -- HTTP ---------------------------------------------------------------------------
-
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        token: str,
-        what: str,
-        json: Any = None,
-        extra_headers: Mapping[str, str] | None = None,
-        idempotent: bool = True,
-        http_timeout_s: float | None = None,
-    ) -> httpx.Response:
-        headers = self._headers(token)
-        headers.update(extra_headers or {})
-        rate_limited = 0
-        server_errors = 0
-        transport_errors = 0
-        while True:
-            try:
-                response = await self._http().request(
-                    method,
-                    url,
-                    json=json,
-                    headers=headers,
-                    timeout=self._cfg.http_timeout_s if http_timeout_s is None else http_timeout_s,
-                )
-            except httpx.HTTPError as exc:
-                sent_maybe = not isinstance(
-                    exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
-                )
-                if transport_errors or (sent_maybe and not idempotent):
-                    raise GenerationError(
-                        f"Replicate {what}: {type(exc).__name__}: {str(exc) or 'no detail'}",
-                        error_class="transient",
-                    ) from exc
-                transport_errors += 1
-                await trio.sleep(self._cfg.backoff_s)
-                continue
-            status = response.status_code
-            if status < 400:
-                return response
-            if status in (401, 403):
-                raise GenerationError(
-                    f"{self._token_rejected()} (HTTP {status} on {what}: "
-                    f"{problem_detail(response)})",
-                    error_class="permanent",
-                )
-            if status == 429:
-                if rate_limited >= self._cfg.max_rate_limit_retries:
-                    raise GenerationError(
-                        f"Replicate {what}: rate limited (429) after {rate_limited} retries: "
-                        f"{problem_detail(response)}",
-                        error_class="transient",
-                    )
-                rate_limited += 1
-                await trio.sleep(self._rate_limit_delay(response, rate_limited))
-                continue
-            if status >= 500:
-                if server_errors >= 1:
-                    raise GenerationError(
-                        f"Replicate {what}: HTTP {status} twice: {problem_detail(response)}",
-                        error_class="transient",
-                    )
-                server_errors += 1
-                await trio.sleep(self._cfg.backoff_s)
-                continue
-            raise GenerationError(
-                f"Replicate {what} refused (HTTP {status}): {problem_detail(response)}",
-                error_class="permanent",
-            )
-
-    def _rate_limit_delay(self, response: httpx.Response, attempt: int) -> float:
-        hinted = parse_retry_after(response.headers.get("Retry-After"))
-        delay = hinted if hinted is not None else self._cfg.backoff_s * 2 ** (attempt - 1)
-        return min(delay, self._cfg.max_backoff_s)
-
-    async def _json(self, response: httpx.Response) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise GenerationError(
-                f"Replicate answered HTTP {response.status_code} with a non-JSON body",
-                error_class="transient",
-            ) from exc
-        if not isinstance(body, dict):
-            raise GenerationError(
-                "Replicate answered with a JSON body that is not an object", error_class="transient"
-            )
-        return body
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._cfg.http_timeout_s)
-        return self._client
-
-    def _headers(self, token: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    # -- helpers ----------------------------------------------------------------------
 
     def _token(self) -> str:
         return secret_from_env(
@@ -418,16 +318,6 @@ class ReplicateBackend:
             host == self._api_host
             or host == "replicate.delivery"
             or host.endswith(".replicate.delivery")
-        )
-
-    @staticmethod
-    def _mime(response: httpx.Response, url: str) -> str:
-        content_type = str(response.headers.get("Content-Type", "")).split(";")[0].strip().lower()
-        if content_type.startswith("image/"):
-            return content_type
-        suffix = urlsplit(url).path.rsplit(".", 1)[-1].lower()
-        return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}.get(
-            suffix, "image/png"
         )
 
     @staticmethod

@@ -1,0 +1,145 @@
+"""Replicate's HTTP rules: one client, the retry policy per status class, JSON bodies.
+
+The retry policy is documented in ``replicate``'s module docstring; this module holds it so
+the adapter itself reads as the prediction's lifecycle (create, poll, download, cancel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import trio
+
+from imagen_actors.backends.replicate_protocol import (
+    ReplicateConfig,
+    parse_retry_after,
+    problem_detail,
+)
+from imagen_actors.errors import GenerationError
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+def image_mime(response: httpx.Response, url: str) -> str:
+    """The response's image type, else the URL's suffix, else PNG (what we ask for)."""
+    content_type = str(response.headers.get("Content-Type", "")).split(";")[0].strip().lower()
+    if content_type.startswith("image/"):
+        return content_type
+    suffix = urlsplit(url).path.rsplit(".", 1)[-1].lower()
+    return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}.get(
+        suffix, "image/png"
+    )
+
+
+class ReplicateHttp:
+    """The adapter's one ``httpx.AsyncClient`` (opened lazily, closed by ``aclose``)."""
+
+    def __init__(self, cfg: ReplicateConfig, *, token_rejected: str) -> None:
+        self._cfg = cfg
+        self._token_rejected = token_rejected
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._cfg.http_timeout_s)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        token: str,
+        what: str,
+        json: Any = None,
+        extra_headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        http_timeout_s: float | None = None,
+    ) -> httpx.Response:
+        headers = bearer(token)
+        headers.update(extra_headers or {})
+        rate_limited = 0
+        server_errors = 0
+        transport_errors = 0
+        while True:
+            try:
+                response = await self.client.request(
+                    method,
+                    url,
+                    json=json,
+                    headers=headers,
+                    timeout=self._cfg.http_timeout_s if http_timeout_s is None else http_timeout_s,
+                )
+            except httpx.HTTPError as exc:
+                sent_maybe = not isinstance(
+                    exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+                )
+                if transport_errors or (sent_maybe and not idempotent):
+                    raise GenerationError(
+                        f"Replicate {what}: {type(exc).__name__}: {str(exc) or 'no detail'}",
+                        error_class="transient",
+                    ) from exc
+                transport_errors += 1
+                await trio.sleep(self._cfg.backoff_s)
+                continue
+            status = response.status_code
+            if status < 400:
+                return response
+            if status in (401, 403):
+                raise GenerationError(
+                    f"{self._token_rejected} (HTTP {status} on {what}: {problem_detail(response)})",
+                    error_class="permanent",
+                )
+            if status == 429:
+                if rate_limited >= self._cfg.max_rate_limit_retries:
+                    raise GenerationError(
+                        f"Replicate {what}: rate limited (429) after {rate_limited} retries: "
+                        f"{problem_detail(response)}",
+                        error_class="transient",
+                    )
+                rate_limited += 1
+                await trio.sleep(self._rate_limit_delay(response, rate_limited))
+                continue
+            if status >= 500:
+                if server_errors >= 1:
+                    raise GenerationError(
+                        f"Replicate {what}: HTTP {status} twice: {problem_detail(response)}",
+                        error_class="transient",
+                    )
+                server_errors += 1
+                await trio.sleep(self._cfg.backoff_s)
+                continue
+            raise GenerationError(
+                f"Replicate {what} refused (HTTP {status}): {problem_detail(response)}",
+                error_class="permanent",
+            )
+
+    async def json_object(self, response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise GenerationError(
+                f"Replicate answered HTTP {response.status_code} with a non-JSON body",
+                error_class="transient",
+            ) from exc
+        if not isinstance(body, dict):
+            raise GenerationError(
+                "Replicate answered with a JSON body that is not an object", error_class="transient"
+            )
+        return body
+
+    def _rate_limit_delay(self, response: httpx.Response, attempt: int) -> float:
+        hinted = parse_retry_after(response.headers.get("Retry-After"))
+        delay = hinted if hinted is not None else self._cfg.backoff_s * 2 ** (attempt - 1)
+        return min(delay, self._cfg.max_backoff_s)
