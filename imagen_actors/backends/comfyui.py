@@ -18,7 +18,6 @@ HTTP error) once a prompt id is known sends ``POST /interrupt {"prompt_id"}`` an
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -29,7 +28,6 @@ import httpx
 import msgspec
 import trio
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, aconnect_ws
-from wsproto.events import TextMessage
 
 from imagen_actors.backends.base import (
     BackendStatus,
@@ -37,6 +35,12 @@ from imagen_actors.backends.base import (
     GenerationResult,
     ProgressCallback,
     adapter_config,
+)
+from imagen_actors.backends.comfyui_messages import (
+    failure_in_history,
+    first_image,
+    json_or_none,
+    next_frame,
 )
 from imagen_actors.backends.comfyui_workflow import (
     Workflow,
@@ -202,7 +206,7 @@ class ComfyUIBackend:
                 f"POST /prompt: {self._url}: {network_reason(exc)}", "transient"
             ) from exc
         run.pending_id = None
-        body = _json(resp)
+        body = json_or_none(resp)
         if (
             resp.status_code == 200
             and isinstance(body, dict)
@@ -234,7 +238,7 @@ class ComfyUIBackend:
                 wait = DONE_GRACE_S if succeeded else self._cfg.silence_check_s
                 frame: dict[str, Any] | None = None
                 with trio.move_on_after(wait) as scope:
-                    frame = await _next_frame(ws)
+                    frame = await next_frame(ws)
                 if scope.cancelled_caught:
                     # Quiet socket: done already, or events are not reaching us.
                     if succeeded or await self._history_entry(str(prompt_id)) is not None:
@@ -283,7 +287,7 @@ class ComfyUIBackend:
                 f"GET /history/{prompt_id}: HTTP {resp.status_code}",
                 "transient" if resp.status_code >= 500 else "permanent",
             )
-        body = _json(resp)
+        body = json_or_none(resp)
         entry = body.get(prompt_id) if isinstance(body, dict) else None
         return entry if isinstance(entry, dict) else None
 
@@ -294,39 +298,24 @@ class ComfyUIBackend:
         while (entry := await self._history_entry(prompt_id)) is None:
             await trio.sleep(delay)
             delay = min(delay * 2, self._cfg.poll_interval_s)
-        status = entry.get("status")
-        if isinstance(status, dict) and status.get("status_str") == "error":
+        failure = failure_in_history(entry)
+        if failure is not None:
             run.finished = True
-            for message in status.get("messages") or []:
-                if not (
-                    isinstance(message, list) and len(message) == 2 and isinstance(message[1], dict)
-                ):
-                    continue
-                event, data = message
-                if event in ("execution_error", "execution_interrupted"):
-                    raise self._run_failure(event, data)
+            event, data = failure
+            if event:
+                raise self._run_failure(event, data)
             raise self._error(f"prompt {prompt_id} ended with an error", "permanent")
         return entry
 
     def _image_ref(self, entry: dict[str, Any]) -> dict[str, Any]:
-        outputs = entry.get("outputs")
-        images: list[dict[str, Any]] = []
-        if isinstance(outputs, dict):
-            for output in outputs.values():
-                if isinstance(output, dict):
-                    images += [
-                        i
-                        for i in output.get("images") or []
-                        if isinstance(i, dict) and isinstance(i.get("filename"), str)
-                    ]
-        images.sort(key=lambda i: i.get("type") != "output")
-        if not images:
+        image = first_image(entry)
+        if image is None:
             raise self._error(
                 f"workflow {self._workflow.name} produced no image "
                 "(does it end in a SaveImage node?)",
                 "permanent",
             )
-        return images[0]
+        return image
 
     async def _download(self, ref: dict[str, Any]) -> tuple[bytes, str]:
         params = {
@@ -367,31 +356,12 @@ class ComfyUIBackend:
             resp = await self._client.get("/system_stats", timeout=5.0)
         except httpx.HTTPError as exc:
             return BackendStatus(False, f"unreachable ({self._url}: {network_reason(exc)})")
-        if resp.status_code != 200 or not isinstance(_json(resp), dict):
+        if resp.status_code != 200 or not isinstance(json_or_none(resp), dict):
             return BackendStatus(False, f"unhealthy ({self._url}: HTTP {resp.status_code})")
         return BackendStatus(True, "ok")
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-async def _next_frame(ws: AsyncWebSocketSession) -> dict[str, Any] | None:
-    """The next text frame as a JSON object; None for binary previews and junk."""
-    event = await ws.receive()
-    if not isinstance(event, TextMessage):
-        return None
-    try:
-        frame = json.loads(event.data)
-    except ValueError:
-        return None
-    return frame if isinstance(frame, dict) else None
-
-
-def _json(resp: httpx.Response) -> Any:
-    try:
-        return resp.json()
-    except ValueError:
-        return None
 
 
 def build(name: str, block: dict[str, Any]) -> ComfyUIBackend:
