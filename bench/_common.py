@@ -2,9 +2,14 @@
 
 Each script gets a private database (an embedded pgserver cluster in a temp dir, or a fresh
 database created on $IMAGEN_BENCH_DATABASE_URL and dropped afterwards), migrates it, runs
-one worker in-process (mock backend, local storage in the temp dir) and reads every figure
-back from the database's own timestamps (imagen.jobs / imagen.job_events), so the numbers
-use one clock and do not depend on Python-side timers.
+workers (in-process, or as real ``python -m imagen_actors worker`` subprocesses; mock backend,
+local storage in the temp dir) and reads every figure back from the database's own
+timestamps (imagen.jobs / imagen.job_events), so the numbers use one clock and do not depend
+on Python-side timers.
+
+Every script prints the rows it contributes to the table in docs/performance.md in exactly
+that table's format (``print_rows``), right after the line ``ROWS_MARKER``; bench/all.py
+collects them. Supporting figures follow in a second, two-column table (``print_table``).
 
 These are measurements, not tests: nothing here passes or fails.
 """
@@ -16,13 +21,18 @@ import asyncio
 import math
 import os
 import platform
+import re
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -40,6 +50,7 @@ from imagen_actors.worker_runtime import open_runtime
 ENV_BENCH_DATABASE_URL = "IMAGEN_BENCH_DATABASE_URL"
 OWNER = uuid.UUID("00000000-0000-4000-8000-00000000be4c")
 TERMINAL = ("done", "failed", "cancelled")
+REPO = Path(__file__).resolve().parent.parent
 
 
 def parser(description: str, *, default_n: int) -> argparse.ArgumentParser:
@@ -93,18 +104,36 @@ def private_database(tmp: Path) -> Iterator[tuple[str, str]]:
         server.cleanup()
 
 
-def bench_config(
-    tmp: Path, dsn: str, *, latency_ms: int = 0, poll_interval_s: float = 3600.0, **worker: Any
-) -> config.Config:
-    doc = {
+def config_doc(
+    tmp: Path,
+    dsn: str,
+    *,
+    name: str = "bench",
+    latency_ms: int = 0,
+    poll_interval_s: float = 3600.0,
+    **worker: Any,
+) -> dict[str, Any]:
+    """A worker config: mock backend, outputs and local object store inside ``tmp``."""
+    return {
         "default_backend": "mock",
         "database": {"url": dsn},
-        "output": {"directory": str(tmp / "out")},
+        "output": {"directory": str(tmp / "out" / name)},
         "storage": {"type": "local", "root": str(tmp / "objects")},
-        "worker": {"name": "bench", "poll_interval_s": poll_interval_s, **worker},
+        "worker": {"name": name, "poll_interval_s": poll_interval_s, **worker},
         "backends": {"mock": {"type": "mock", "latency_ms": latency_ms}},
     }
-    return config.parse(yaml.safe_dump(doc), source="bench")
+
+
+def bench_config(tmp: Path, dsn: str, **kwargs: Any) -> config.Config:
+    return config.parse(yaml.safe_dump(config_doc(tmp, dsn, **kwargs)), source="bench")
+
+
+def write_config(tmp: Path, dsn: str, **kwargs: Any) -> Path:
+    """The same config as a file, for a worker subprocess (``--config``)."""
+    doc = config_doc(tmp, dsn, **kwargs)
+    path = tmp / f"imagen-{doc['worker']['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
 
 
 @asynccontextmanager
@@ -150,13 +179,16 @@ async def insert_job(gw: Gateway, size: int, prompt: str = "bench") -> uuid.UUID
     return job_id
 
 
-async def insert_backlog(gw: Gateway, n: int, size: int) -> None:
+async def insert_backlog(gw: Gateway, n: int, size: int, *, first: int = 1) -> None:
+    """N jobs in one INSERT ... SELECT, prompts 'bench job <first>' onwards (unique keys)."""
     await gw.execute_sql(
         "INSERT INTO imagen.jobs (owner_user_id, prompt, backend, width, height) "
-        "SELECT $1, 'bench job ' || g, 'mock', $3, $3 FROM generate_series(1, $2) AS g",
+        "SELECT $1, 'bench job ' || g, 'mock', $3, $3"
+        " FROM generate_series($4::int, $4::int + $2::int - 1) AS g",
         OWNER,
         n,
         size,
+        first,
     )
 
 
@@ -202,6 +234,100 @@ async def status_counts(gw: Gateway) -> dict[str, int]:
     return {r["status"]: r["n"] for r in rows}
 
 
+# ---- worker subprocesses --------------------------------------------------------------
+
+
+@dataclass
+class WorkerProcess:
+    """A real ``imagen-actors worker`` process (one per simulated host)."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def spawn_worker(config_path: Path, name: str) -> WorkerProcess:
+    """``python -m imagen_actors worker --config FILE`` as worker ``name``; stderr to a log."""
+    env = {**os.environ, config.ENV_WORKER_NAME: name, "PYTHONUNBUFFERED": "1"}
+    log = config_path.with_name(f"worker-{name}.log")
+    with log.open("ab") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imagen_actors", "worker", "--config", str(config_path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=fh,
+        )
+    return WorkerProcess(name, proc, log)
+
+
+async def wait_listening(workers: Sequence[WorkerProcess], timeout: float = 60) -> None:
+    """Until every worker has logged that it listens (it is connected and migrated)."""
+    with trio.fail_after(timeout):
+        for w in workers:
+            while "listening" not in w.log.read_text(errors="replace"):
+                if w.proc.poll() is not None:
+                    raise RuntimeError(f"worker {w.name} exited early:\n{w.log_tail()}")
+                await trio.sleep(0.05)
+
+
+def stop_workers(workers: Sequence[WorkerProcess], timeout: float = 30) -> None:
+    """SIGTERM (finish the job in flight, then exit); SIGKILL whatever is left after that."""
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for w in workers:
+        try:
+            w.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"  worker {w.name} ignored SIGTERM; killing it", file=sys.stderr)
+            w.proc.kill()
+            w.proc.wait()
+
+
+@contextmanager
+def worker_processes(configs: Sequence[tuple[Path, str]]) -> Iterator[list[WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+    try:
+        for path, name in configs:
+            workers.append(spawn_worker(path, name))
+        yield workers
+    finally:
+        stop_workers(workers)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process (VmRSS in /proc/<pid>/status), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a live process so far (/proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine from /proc/stat, for a utilisation delta."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return float(sum(values) - idle), float(sum(values))
+
+
 # ---- figures --------------------------------------------------------------------------
 
 
@@ -222,6 +348,23 @@ def loadavg() -> str:
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
+def commit() -> str:
+    """Short HEAD, marked when the package or bench/ has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "imagen_actors", "schema", "bench"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + (" (+ uncommitted changes)" if dirty else "")
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -231,30 +374,45 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (
-        f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
-        f"load average {loadavg()}"
-    )
+    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}"
 
 
-def print_header(
-    title: str, n: int, db: str, settings: dict[str, str] | None = None, unit: str = "jobs"
-) -> None:
-    print(f"## {title}")
-    print(f"machine: {machine()}")
-    print(
-        f"database: {db}"
-        + (
-            f"; server_version {settings.get('server_version')}, fsync {settings.get('fsync')}, "
-            f"synchronous_commit {settings.get('synchronous_commit')}"
-            if settings
-            else ""
+@dataclass
+class Run:
+    """When a script started (UTC), at which commit and under what load; ``header`` prints."""
+
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    t0: float = field(default_factory=time.monotonic)
+    load_at_start: str = field(default_factory=loadavg)
+
+    def header(
+        self,
+        title: str,
+        n: int,
+        db: str,
+        settings: dict[str, str] | None = None,
+        unit: str = "jobs",
+    ) -> None:
+        print(f"## {title}")
+        print(f"date: {self.started:%Y-%m-%d %H:%M} UTC; commit {commit()}")
+        print(f"machine: {machine()}")
+        print(f"load average (1/5/15 min): {self.load_at_start} at start, {loadavg()} at end")
+        print(f"wall time: {time.monotonic() - self.t0:.0f} s")
+        print(
+            f"database: {db}"
+            + (
+                f"; server_version {settings.get('server_version')}, "
+                f"fsync {settings.get('fsync')}, "
+                f"synchronous_commit {settings.get('synchronous_commit')}"
+                if settings
+                else ""
+            )
         )
-    )
-    print(f"{unit}: {n}")
+        print(f"{unit}: {n:,}")
 
 
 def print_table(rows: Sequence[tuple[str, str]]) -> None:
+    """A supporting two-column table (figure, value)."""
     width = max(len(name) for name, _ in rows)
     vwidth = max(len(value) for _, value in rows)
     print(f"| {'figure'.ljust(width)} | {'value'.ljust(vwidth)} |")
@@ -267,8 +425,94 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
+# ---- the table in docs/performance.md -------------------------------------------------
+
+ROWS_MARKER = "rows for docs/performance.md:"
+COLUMNS = ("figure", "value", "target", "met?", "how measured")
+NONE = "—"
+
+
+@dataclass(frozen=True)
+class Target:
+    bound: float
+    at_least: bool
+    text: str
+
+    def met(self, shown: float) -> str:
+        ok = shown >= self.bound if self.at_least else shown <= self.bound
+        return "yes" if ok else "no"
+
+
+def at_most(bound: float, unit: str) -> Target:
+    return Target(bound, False, f"≤ {bound:,g} {unit}")
+
+
+def at_least(bound: float, unit: str) -> Target:
+    return Target(bound, True, f"≥ {bound:,g} {unit}")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the report table; ``script`` is the bench file (``Path(__file__).name``)."""
+
+    figure: str
+    value: str
+    script: str
+    target: str = NONE
+    met: str = NONE
+
+    def markdown(self) -> str:
+        cells = (self.figure, self.value, self.target, self.met, how_measured(self.script))
+        return "| " + " | ".join(cells) + " |"
+
+
+def how_measured(script: str) -> str:
+    """A link to the script's section under "How each figure is measured" (GitHub anchor)."""
+    title = f"bench/{script}"
+    anchor = re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+    return f"[{title}](#{anchor})"
+
+
+def measured(
+    figure: str,
+    value: float,
+    unit: str,
+    script: str,
+    *,
+    digits: int = 1,
+    target: Target | None = None,
+    note: str = "",
+) -> Row:
+    """A numeric row; "met?" compares the value as shown (rounded) with the target."""
+    shown = round(value, digits)
+    text = f"{shown:,.{digits}f} {unit}".rstrip() + (f" ({note})" if note else "")
+    if target is None:
+        return Row(figure, text, script)
+    return Row(figure, text, script, target.text, target.met(shown))
+
+
+def table_head() -> list[str]:
+    return ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+
+
+def print_rows(rows: Sequence[Row]) -> None:
+    """The script's rows of the docs/performance.md table, with the table's header."""
+    print(ROWS_MARKER)
+    for line in table_head():
+        print(line)
+    for row in rows:
+        print(row.markdown())
+    print()
+
+
+def mib(kib: float) -> str:
+    return f"{kib / 1024:.1f} MiB"
+
+
 @contextmanager
 def temp_dir(prefix: str) -> Iterator[Path]:
+    # A throwaway dir under /tmp: run as root, pgserver runs initdb as the user `pgserver`
+    # and first adds o+rx to every parent of the cluster directory so that user can reach it.
     path = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield path
