@@ -6,6 +6,7 @@ names the environment variable that holds one (``api_token_env``, ``key_env``).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ import msgspec
 import platformdirs
 import yaml
 
+from imagen_actors import config_errors, naming, request_rules
 from imagen_actors.errors import ConfigError
 
 DEFAULT_CONFIG_PATH: Final = Path("~/.config/imagen.yaml")
@@ -24,9 +26,6 @@ ENV_DATABASE_URL: Final = "IMAGEN_WORKER_DATABASE_URL"
 ENV_HOME: Final = "IMAGEN_HOME"
 ENV_CONFIG: Final = "IMAGEN_CONFIG"
 ENV_WORKER_NAME: Final = "IMAGEN_WORKER_NAME"
-
-# Keys that look like an inline secret; the fix is always "name the env var instead".
-_INLINE_SECRET: Final = re.compile(r"^(api_token|token|api_key|key|secret|password|service_key)$")
 
 
 def data_home() -> Path:
@@ -108,67 +107,136 @@ class Config(_Strict):
         return os.environ.get(ENV_DATABASE_URL) or self.database.url or None
 
 
+def _seconds(value: float, *, minimum: float, strict: bool = False) -> bool:
+    above = value > minimum if strict else value >= minimum
+    return math.isfinite(value) and above
+
+
 def _validate(cfg: Config) -> Config:
     where = cfg.source
-    w = cfg.worker
-    checks: list[tuple[bool, str]] = [
-        (w.poll_interval_s > 0, "worker.poll_interval_s must be > 0 (seconds; default 5)"),
-        (w.lease_s >= 5, "worker.lease_s must be >= 5 seconds (default 60)"),
-        (1 <= w.max_attempts <= 20, "worker.max_attempts must be between 1 and 20 (default 3)"),
-        (w.shutdown_grace_s >= 0, "worker.shutdown_grace_s must be >= 0 (default 120)"),
-        (w.reap_interval_s > 0, "worker.reap_interval_s must be > 0 (default 5)"),
-        (
-            bool(re.fullmatch(r"[A-Za-z0-9._-]{1,40}", w.name)),
-            "worker.name must be 1-40 characters of letters, digits, '.', '_' or '-'",
-        ),
-        (cfg.database.pool_size >= 2, "database.pool_size must be >= 2 (default 4)"),
-        (bool(cfg.backends), "backends: must name at least one backend instance"),
-    ]
-    for ok, message in checks:
+    w, db, st = cfg.worker, cfg.database, cfg.storage
+    checks: list[tuple[bool, str, str]] = [
+        (_seconds(w.poll_interval_s, minimum=0, strict=True), "worker.poll_interval_s",
+         "must be a number of seconds > 0 (default 5)"),
+        (_seconds(w.lease_s, minimum=5), "worker.lease_s",
+         "must be a number of seconds >= 5 (default 60)"),
+        (1 <= w.max_attempts <= 20, "worker.max_attempts", "must be between 1 and 20 (default 3)"),
+        (_seconds(w.shutdown_grace_s, minimum=0), "worker.shutdown_grace_s",
+         "must be a number of seconds >= 0 (default 120)"),
+        (_seconds(w.reap_interval_s, minimum=0, strict=True), "worker.reap_interval_s",
+         "must be a number of seconds > 0 (default 5)"),
+        (_seconds(w.progress_persist_interval_s, minimum=0, strict=True),
+         "worker.progress_persist_interval_s", "must be a number of seconds > 0 (default 5)"),
+        (bool(re.fullmatch(r"[A-Za-z0-9._-]{1,40}", w.name)), "worker.name",
+         "must be 1-40 characters of letters, digits, '.', '_' or '-' (default worker)"),
+        (db.pool_size >= 2, "database.pool_size", "must be >= 2 (default 4)"),
+        (db.statement_timeout_ms >= 0, "database.statement_timeout_ms",
+         "must be >= 0 milliseconds (0 = no limit; default 15000)"),
+        (bool(cfg.backends), "backends",
+         "must name at least one backend instance, e.g. backends: {mock: {type: mock}}"),
+    ]  # fmt: skip
+    if isinstance(st, SupabaseStorageConfig):
+        checks += [
+            (_seconds(st.timeout_s, minimum=0, strict=True), "storage.timeout_s",
+             "must be a number of seconds > 0 (default 60)"),
+            (1 <= st.max_attempts <= 20, "storage.max_attempts",
+             "must be between 1 and 20 (default 4)"),
+            (st.cache_control_s >= 0, "storage.cache_control_s",
+             "must be >= 0 seconds (default 3600)"),
+        ]  # fmt: skip
+    for ok, key, message in checks:
         if not ok:
-            raise ConfigError(f"{message} (in {where})")
-    for name, block in cfg.backends.items():
-        if not isinstance(block, dict) or "type" not in block:
-            raise ConfigError(
-                f"backends.{name} needs a 'type:' (mock, comfyui, replicate) (in {where})"
-            )
-        for key, value in block.items():
-            if _INLINE_SECRET.match(str(key)) and isinstance(value, str):
-                raise ConfigError(
-                    f"backends.{name}.{key} looks like a secret written inline; put it in an "
-                    f"environment variable and name that variable in backends.{name}.{key}_env "
-                    f"(in {where})"
-                )
+            raise ConfigError(f"{key} {message} (in {where})", key=key)
     if cfg.default_backend not in cfg.backends:
         raise ConfigError(
             f"default_backend {cfg.default_backend!r} is not configured "
-            f"(configured: {', '.join(sorted(cfg.backends))}); add it under backends: in {where}"
+            f"(configured: {', '.join(sorted(cfg.backends))}); add it under backends: in {where}",
+            key="default_backend",
         )
-    if "{slug}" not in cfg.output.naming and "{job_id}" not in cfg.output.naming:
+    _check_naming(cfg.output.naming, where)
+    return cfg
+
+
+def _check_naming(template: str, where: str) -> None:
+    try:
+        naming.validate_template(template)
+    except naming.NamingError as exc:
+        raise ConfigError(f"{exc} (in {where})", key="output.naming") from None
+    except ValueError as exc:  # str.format syntax: a lone '{' or '}'
+        raise ConfigError(
+            f"output.naming {template!r} is not a valid template ({exc}); write tokens as "
+            f"{{slug}}, and a literal brace as {{{{ or }}}} (default {DEFAULT_NAMING!r}) "
+            f"(in {where})",
+            key="output.naming",
+        ) from None
+    if "{slug}" not in template and "{job_id}" not in template:
         raise ConfigError(
             f"output.naming must contain {{slug}} or {{job_id}} so images do not collide "
-            f"(got {cfg.output.naming!r}; default {DEFAULT_NAMING!r}) (in {where})"
+            f"(got {template!r}; default {DEFAULT_NAMING!r}) (in {where})",
+            key="output.naming",
         )
-    return cfg
+
+
+def _check_backends(raw: dict[str, Any], where: str) -> None:
+    """``backends:`` is a mapping of instance name -> block with a ``type``; the names are
+    what ``imagen.jobs.backend`` refers to, so they follow the same rule as that column."""
+    if "backends" not in raw:
+        return
+    backends = raw["backends"]
+    if not isinstance(backends, dict):
+        raise ConfigError(
+            "backends must be a mapping of instance name -> settings, e.g. "
+            f"backends: {{mock: {{type: mock}}}} (in {where})",
+            key="backends",
+        )
+    for name, block in backends.items():
+        if not isinstance(name, str):
+            raise ConfigError(
+                f"backends.{name} must be named by a string; quote it, e.g. '{name}': (in {where})",
+                key=f"backends.{name}",
+            )
+        if request_rules.backend_problem(name) is not None:
+            raise ConfigError(
+                f"backends.{name} is not a usable instance name: jobs name it in "
+                f"imagen.jobs.backend, which takes {request_rules.BACKEND_NAME_RULE}; "
+                f"rename it (in {where})",
+                key=f"backends.{name}",
+            )
+        if not isinstance(block, dict) or "type" not in block:
+            raise ConfigError(
+                f"backends.{name} needs a 'type:' (mock, comfyui, replicate), e.g. "
+                f"backends: {{{name}: {{type: mock}}}} (in {where})",
+                key=f"backends.{name}.type" if isinstance(block, dict) else f"backends.{name}",
+            )
 
 
 def parse(text: str, *, source: str) -> Config:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc
+        raise ConfigError(
+            f"{source} is not valid YAML{at}: {problem}; fix the syntax there (indentation, "
+            "a missing ':' or an unclosed bracket or quote)",
+        ) from exc
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source} must be a YAML mapping of keys (default_backend, output, ...)")
+        raise ConfigError(
+            f"{source} must be a YAML mapping of keys (default_backend, output, ...), "
+            f"not a {type(raw).__name__}; {config_errors.SAMPLE_HINT}"
+        )
     raw.pop("source", None)
+    secret = config_errors.inline_secret(raw, source=source)
+    if secret is not None:
+        raise secret
+    _check_backends(raw, source)
     try:
         cfg = msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
-        message = str(exc).replace("$.", "").replace("`$`", "the top level")
-        raise ConfigError(
-            f"{source}: {message}; see 'imagen-actors config init' for a sample"
-        ) from exc
+        raise config_errors.explain(exc, root=Config, raw=raw, prefix="", source=source) from exc
     return _validate(msgspec.structs.replace(cfg, source=source))
 
 
@@ -186,9 +254,16 @@ def load(path: str | Path | None = None) -> Config:
     return parse(chosen.read_text(encoding="utf-8"), source=str(chosen))
 
 
+def describe_source(cfg: Config) -> str:
+    """The file to point people at: where ``cfg`` came from, or the default path."""
+    return cfg.source if cfg.source != "built-in defaults" else str(DEFAULT_CONFIG_PATH)
+
+
 def secret_from_env(var: str, *, key_path: str) -> str:
     """Read a secret by env-var name, failing fast with the variable's name."""
     value = os.environ.get(var, "")
     if not value:
-        raise ConfigError(f"{key_path} names ${var}, which is not set; export {var}=...")
+        raise ConfigError(
+            f"{key_path} names ${var}, which is not set; export {var}=...", key=key_path
+        )
     return value

@@ -12,7 +12,20 @@ class ImagenError(Exception):
 
 
 class ConfigError(ImagenError):
-    """A configuration value is missing or wrong; the message names the key and the fix."""
+    """A configuration value is missing or wrong; the message names the key and the fix.
+
+    ``key`` is the dotted key path (``worker.lease_s``, ``backends.flux.workflow``) when
+    the error is about one setting.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class UsageError(ImagenError):
+    """Command-line arguments that cannot work together; the message names the flags and
+    the fix. The CLI exits 2, like argparse does for a single bad argument."""
 
 
 class DatabaseError(ImagenError):

@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypeVar
 import attrs
 import msgspec
 
-from imagen_actors.errors import ConfigError
+from imagen_actors.config_errors import explain
 
 C = TypeVar("C")
 
@@ -67,7 +67,4 @@ def adapter_config(block: dict[str, Any], cls: type[C], *, instance: str) -> C:
     try:
         return msgspec.convert(body, cls, strict=False)
     except msgspec.ValidationError as exc:
-        detail = (
-            str(exc).replace("$.", f"backends.{instance}.").replace("`$`", f"backends.{instance}")
-        )
-        raise ConfigError(f"backends.{instance}: {detail}") from exc
+        raise explain(exc, root=cls, raw=body, prefix=f"backends.{instance}") from exc

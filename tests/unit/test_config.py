@@ -11,8 +11,8 @@ from imagen_actors.errors import ConfigError
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("worker: {lease_s: soon}", "Expected `float`, got `str` - at `worker.lease_s`"),
-        ("worker: {leese_s: 5}", "unknown field `leese_s`"),
+        ("worker: {lease_s: soon}", "worker.lease_s must be a number, got a string 'soon'"),
+        ("worker: {leese_s: 5}", "worker.leese_s is not a known setting; did you mean"),
         ("default_backend: flux\n", "default_backend 'flux' is not configured (configured: mock)"),
         (
             "backends: {r: {type: replicate, api_token: r8_abc}}\ndefault_backend: r",
