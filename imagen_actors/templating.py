@@ -9,6 +9,7 @@ source, so user text with quotes, braces or ``${...}`` of its own is inserted ve
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
@@ -80,12 +81,19 @@ def check_template(tree: Any) -> set[str]:
     used: set[str] = set()
     for path, name in find_placeholders(tree):
         if name not in PLACEHOLDERS:
+            guess = difflib.get_close_matches(name, PLACEHOLDERS, n=1)
+            fix = f"did you mean ${{{guess[0]}}}? " if guess else ""
             raise TemplateError(
-                f"unknown placeholder ${{{name}}} at {describe(path)} "
-                f"(known: {', '.join('${' + n + '}' for n in PLACEHOLDERS)})"
+                f"unknown placeholder ${{{name}}} at {describe(path)}; {fix}use one of "
+                f"{', '.join('${' + n + '}' for n in PLACEHOLDERS)}"
             )
         used.add(name)
     return used
+
+
+def kind(expected: type) -> str:
+    """``int`` -> ``an integer``: how messages name a placeholder's JSON type."""
+    return _KIND[expected]
 
 
 def check_value(name: str, value: object, *, where: str = "") -> object:

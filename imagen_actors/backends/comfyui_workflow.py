@@ -10,6 +10,7 @@ before the graph is sent. ``workflow:`` in the config names a bundled template
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Final
 
@@ -18,10 +19,30 @@ import httpx
 import msgspec
 
 from imagen_actors import templating
+from imagen_actors.config_errors import explain
 from imagen_actors.errors import ConfigError
 from imagen_actors.resources import workflows_dir
 
 META_KEY: Final = "_imagen"
+# Where the image comes from: ComfyUI's SaveImage / PreviewImage (and custom Save* nodes).
+_OUTPUT_NODE: Final = re.compile(r"save|preview", re.IGNORECASE)
+# Inputs whose type every stock ComfyUI node agrees on, for checking placeholders.
+INPUT_KINDS: Final[dict[str, type]] = {
+    "seed": int,
+    "noise_seed": int,
+    "steps": int,
+    "width": int,
+    "height": int,
+    "batch_size": int,
+    "cfg": float,
+    "denoise": float,
+    "guidance": float,
+    "text": str,
+    "text_g": str,
+    "text_l": str,
+    "clip_l": str,
+    "t5xxl": str,
+}
 
 
 class WorkflowMeta(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -75,37 +96,106 @@ def load_workflow(spec: str, *, instance: str) -> Workflow:
     try:
         tree = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{key}: {path} is not valid JSON ({exc})") from exc
+        raise ConfigError(
+            f"{key}: {path} is not valid JSON: {exc.msg} at line {exc.lineno} column "
+            f"{exc.colno}; fix the JSON there, or export the workflow again from ComfyUI "
+            "with Save (API)",
+            key=key,
+        ) from exc
     return parse_workflow(tree, name=name, source=str(path), key=key)
 
 
 def parse_workflow(tree: Any, *, name: str, source: str, key: str) -> Workflow:
+    """Check an API-format graph; ConfigError naming ``key``, the file, the node and the fix."""
+
+    def fail(message: str) -> ConfigError:
+        return ConfigError(f"{key}: {source}{message}", key=key)
+
     if not isinstance(tree, dict):
-        raise ConfigError(f"{key}: {source} must hold a JSON object of nodes")
+        raise fail(
+            " must hold a JSON object of nodes ({node_id: {class_type, inputs}}); "
+            "export it from ComfyUI with Save (API)"
+        )
     graph = dict(tree)
     try:
         meta = msgspec.convert(graph.pop(META_KEY, {}), WorkflowMeta)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{key}: {source}: {META_KEY}: {exc}") from exc
+        detail = explain(
+            exc,
+            root=WorkflowMeta,
+            raw=tree.get(META_KEY),
+            prefix=META_KEY,
+            hint=f'write it like "{META_KEY}": {{"model": "flux1-schnell-fp8", "steps": 4, '
+            '"cfg": 1.0}',
+        )
+        raise fail(f": {detail}") from exc
     if not graph:
-        raise ConfigError(f"{key}: {source} has no nodes")
+        raise fail(" has no nodes; export the workflow from ComfyUI with Save (API)")
     for node_id, node in graph.items():
         if (
             not isinstance(node, dict)
             or not isinstance(node.get("class_type"), str)
             or not isinstance(node.get("inputs"), dict)
         ):
-            raise ConfigError(
-                f'{key}: {source}: node {node_id} needs "class_type" (string) and '
-                '"inputs" (object); is this an API-format export (Save (API))?'
+            raise fail(
+                f': node {node_id} needs "class_type" (string) and "inputs" (object); '
+                "is this an API-format export (Save (API))?"
             )
     try:
         used = templating.check_template(graph)
     except templating.TemplateError as exc:
-        raise ConfigError(f"{key}: {source}: {exc}") from exc
+        raise fail(f": {exc}") from exc
+    problem = _type_mismatch(graph) or _dangling_link(graph)
+    if problem is not None:
+        raise fail(f": {problem}")
     if "prompt" not in used:
-        raise ConfigError(f'{key}: {source} has no "${{prompt}}" input to put the prompt in')
+        raise fail(
+            ' has no "${prompt}" input to put the prompt in; set the text input of the '
+            'positive CLIPTextEncode node to "${prompt}"'
+        )
+    if not any(_OUTPUT_NODE.search(node["class_type"]) for node in graph.values()):
+        raise fail(
+            " has no output node (SaveImage or PreviewImage), so there is no image to "
+            "download; add a SaveImage node fed by the VAEDecode node's IMAGE output"
+        )
     return Workflow(name=name, source=source, graph=graph, meta=meta, placeholders=frozenset(used))
+
+
+def _type_mismatch(graph: dict[str, Any]) -> str | None:
+    """A placeholder whose type cannot fit a stock ComfyUI input of that name."""
+    for path, name in templating.find_placeholders(graph):
+        if len(path) != 3 or path[1] != "inputs":
+            continue
+        wants = INPUT_KINDS.get(str(path[2]))
+        gives = templating.PLACEHOLDERS[name]
+        if wants is None or gives is wants or (wants is float and gives is int):
+            continue
+        fits = [n for n, t in templating.PLACEHOLDERS.items() if t is wants]
+        best = f"${{{path[2]}}}" if path[2] in fits else " or ".join(f"${{{n}}}" for n in fits)
+        return (
+            f"${{{name}}} at {templating.describe(path)} gives {templating.kind(gives)}, but "
+            f"input {path[2]} takes {templating.kind(wants)}; use {best} there"
+        )
+    return None
+
+
+def _dangling_link(graph: dict[str, Any]) -> str | None:
+    """A link ``[node_id, output]`` to a node that is not in the graph."""
+    for node_id, node in graph.items():
+        for input_name, value in node["inputs"].items():
+            if (
+                isinstance(value, list)
+                and len(value) == 2
+                and isinstance(value[0], str)
+                and isinstance(value[1], int)
+                and value[0] not in graph
+            ):
+                return (
+                    f"node {node_id} input {input_name} links to node {value[0]}, which is "
+                    "not in the workflow; add that node or fix the link (export the workflow "
+                    "again with Save (API))"
+                )
+    return None
 
 
 def _text(value: object) -> str:
