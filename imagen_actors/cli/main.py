@@ -12,7 +12,7 @@ from typing import Any
 
 from imagen_actors import __version__
 from imagen_actors.cli import commands, exitcodes
-from imagen_actors.errors import ConfigError, DatabaseError, ImagenError
+from imagen_actors.errors import ConfigError, DatabaseError, ImagenError, UsageError
 
 Runner = Callable[[argparse.Namespace], int]
 
@@ -56,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BaseExceptionGroup as group:
             # Errors leave Trio nurseries wrapped; report the first of our own plainly.
             raise _first_leaf(group) from group
+    except UsageError as exc:
+        print(f"imagen-actors {args.command}: error: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
     except ConfigError as exc:
         print(f"imagen-actors: config error: {exc}", file=sys.stderr)
         return exitcodes.CONFIG

@@ -60,14 +60,14 @@ def migrate_twice(tmp_path: Path) -> None:
     assert stop.returncode == 0
 
 
-def test_bad_size_is_a_config_error_naming_the_flag(tmp_path: Path) -> None:
-    """--size nonsense exits 3 naming --size and an example."""
+def test_bad_size_is_a_usage_error_naming_the_flag(tmp_path: Path) -> None:
+    """--size nonsense exits 2 naming --size and an example."""
     r = cli("submit", "owl", "--size", "big", "--owner", "11111111-1111-4111-8111-111111111111")
-    assert r.returncode == 3 and "--size 'big' is not WIDTHxHEIGHT" in r.stderr
+    assert r.returncode == 2 and "argument --size: 'big' is not WIDTHxHEIGHT" in r.stderr
 
 
 def test_submit_without_owner_says_how(tmp_path: Path) -> None:
-    """No --owner and no IMAGEN_OWNER_USER_ID: exit 3 naming both."""
+    """No --owner and no IMAGEN_OWNER_USER_ID: exit 2 naming both."""
     env = {k: v for k, v in os.environ.items() if k != "IMAGEN_OWNER_USER_ID"}
     r = subprocess.run(
         [sys.executable, "-m", "imagen_actors", "submit", "owl"],
@@ -77,7 +77,7 @@ def test_submit_without_owner_says_how(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert r.returncode == 3 and "IMAGEN_OWNER_USER_ID" in r.stderr
+    assert r.returncode == 2 and "IMAGEN_OWNER_USER_ID" in r.stderr
 
 
 def test_bad_config_file_exit_code(tmp_path: Path) -> None:

@@ -66,20 +66,21 @@ def test_generate_backend_failure_exit_1(no_db_env: dict[str, str], tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "code", "message"),
     [
-        (["--style", "neon"], "unknown style 'neon'; presets: blog-header"),
-        (["--backend", "flux-dev"], "unknown backend 'flux-dev' (configured: mock)"),
-        (["--size", "huge"], "--size 'huge' is not WIDTHxHEIGHT"),
-        (["--seed", "-4"], "--seed must be 0 or more"),
+        (["--style", "neon"], 2, "argument --style: unknown style 'neon'; use one of blog-header"),
+        (["--backend", "flux-dev"], 3, "unknown backend 'flux-dev' (configured: mock)"),
+        (["--size", "huge"], 2, "argument --size: 'huge' is not WIDTHxHEIGHT"),
+        (["--seed", "-4"], 2, "argument --seed: seed -4 is out of range"),
     ],
 )
-def test_generate_usage_errors_exit_3(
-    no_db_env: dict[str, str], tmp_path: Path, args: list[str], message: str
+def test_generate_usage_errors(
+    no_db_env: dict[str, str], tmp_path: Path, args: list[str], code: int, message: str
 ) -> None:
-    """Bad options exit 3 with a message naming the option, before any event is written."""
+    """Bad options exit 2 (an unconfigured backend: 3, a config error) with a message naming
+    the option, before any event is written."""
     r = generate("owl", *args, "--out", str(tmp_path), env=no_db_env)
-    assert r.returncode == 3 and message in r.stderr
+    assert r.returncode == code and message in r.stderr
     assert not (tmp_path / "imagen-events.jsonl").exists()
 
 

@@ -386,7 +386,7 @@ async def test_cli_latency_json_and_plots(gw: Gateway, database_url: str, tmp_pa
 
 
 async def test_cli_failures_stuck_owner(gw: Gateway, database_url: str) -> None:
-    """The other reports run end to end; a bad --since is a config error (exit 3)."""
+    """The other reports run end to end; a bad --since is a usage error (exit 2)."""
     await seed_failed(gw, BASE, "CUDA out of memory")
     pending = await job_at(gw, BASE, owner=OTHER_OWNER)
     out = await _cli(database_url, "audit", "failures")
@@ -396,4 +396,4 @@ async def test_cli_failures_stuck_owner(gw: Gateway, database_url: str) -> None:
     out = await _cli(database_url, "audit", "owner", str(OTHER_OWNER))
     assert out.returncode == 0 and str(pending) in out.stdout.decode()
     out = await _cli(database_url, "audit", "failures", "--since", "last tuesday")
-    assert out.returncode == 3 and b"--since" in out.stderr
+    assert out.returncode == 2 and b"argument --since" in out.stderr

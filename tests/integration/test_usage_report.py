@@ -96,9 +96,9 @@ def test_usage_raw_lists_rows_without_prompts(database_url: str) -> None:
 
 
 def test_bad_since_is_a_clear_error(database_url: str) -> None:
-    """--since that is not a date exits 3 with an example."""
+    """--since that is not a date exits 2 with an example."""
     r = usage(database_url, "--since", "last tuesday")
-    assert r.returncode == 3 and "--since 2026-11-01" in r.stderr
+    assert r.returncode == 2 and "--since 2026-11-01" in r.stderr
 
 
 def test_format_table_empty() -> None:
@@ -142,16 +142,16 @@ def gen(
 
 
 def test_cloud_without_owner_is_a_clear_error(database_url: str, tmp_path: Path) -> None:
-    """generate --cloud with neither --owner nor IMAGEN_OWNER_USER_ID exits 3 naming both."""
+    """generate --cloud with neither --owner nor IMAGEN_OWNER_USER_ID exits 2 naming both."""
     r = gen(database_url, tmp_path, "--cloud")
-    assert r.returncode == 3
+    assert r.returncode == 2
     assert "--owner UUID" in r.stderr and "IMAGEN_OWNER_USER_ID" in r.stderr
 
 
 def test_cloud_without_database_is_a_clear_error(tmp_path: Path) -> None:
-    """generate --cloud with no DSN says which variable to set."""
+    """generate --cloud with no DSN says which variable to set (exit 2: --cloud conflicts)."""
     r = gen(None, tmp_path, "--cloud", owner_env=str(OWNER))
-    assert r.returncode == 3 and "IMAGEN_WORKER_DATABASE_URL" in r.stderr
+    assert r.returncode == 2 and "IMAGEN_WORKER_DATABASE_URL" in r.stderr
 
 
 def test_owner_flag_wins_over_environment(database_url: str, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import argparse
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,9 +18,8 @@ import trio
 
 from imagen_actors import audit_report as ar
 from imagen_actors import config, database
-from imagen_actors.cli import exitcodes
+from imagen_actors.cli import arguments, exitcodes
 from imagen_actors.cli.main import command
-from imagen_actors.errors import ConfigError
 from imagen_actors.gateway import Gateway
 
 DEFAULT_PENDING_OLDER_THAN_S: Final = 600.0
@@ -40,37 +40,55 @@ def register(sub: Any) -> None:
 
     since_help = "only since this ISO date/datetime (UTC if naive) or span back (24h, 7d)"
     lat = report("latency", "p50/p95/p99 of queue wait, generation, upload, total", latency)
-    lat.add_argument("--since", help=since_help)
-    lat.add_argument("--backend", help="only this backend instance")
-    lat.add_argument("--plot", metavar="FILE.png", type=Path, help="also draw a bar chart")
+    lat.add_argument("--since", type=since, help=since_help)
+    lat.add_argument("--backend", type=arguments.backend, help="only this backend instance")
+    lat.add_argument("--plot", metavar="FILE.png", type=png_path, help="also draw a bar chart")
     fail = report("failures", "failures grouped by error class and message", failures)
-    fail.add_argument("--since", help=since_help)
+    fail.add_argument("--since", type=since, help=since_help)
     stuck_p = report("stuck", "running past the lease; pending for too long", stuck)
     stuck_p.add_argument(
         "--pending-older-than",
         metavar="SECONDS",
-        type=float,
+        type=arguments.seconds,
         default=DEFAULT_PENDING_OLDER_THAN_S,
         help=f"pending this long counts as stuck (default {DEFAULT_PENDING_OLDER_THAN_S:.0f})",
     )
     thr = report("throughput", "jobs finished per hour by outcome", throughput)
-    thr.add_argument("--since", help=since_help)
-    thr.add_argument("--plot", metavar="FILE.png", type=Path, help="also draw a bar chart")
+    thr.add_argument("--since", type=since, help=since_help)
+    thr.add_argument("--plot", metavar="FILE.png", type=png_path, help="also draw a bar chart")
     own = report("owner", "one owner's jobs with status and image path", owner)
-    own.add_argument("owner_id", metavar="ID", help="owner user id (UUID)")
-    own.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    own.add_argument(
+        "owner_id", metavar="ID", type=arguments.uuid_of("owner user id"), help="owner user id"
+    )
+    own.add_argument(
+        "--limit",
+        type=arguments.count(1, "give how many jobs to list, 1 or more, e.g. --limit 100"),
+        default=100,
+        help="at most this many (default 100)",
+    )
 
 
-def _since(args: argparse.Namespace) -> Any:
+def since(text: str) -> datetime:
     try:
-        return ar.parse_since(args.since)
+        value = ar.parse_since(text)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--since ")) from None
+    assert value is not None  # only None for an empty --since, which argparse never passes
+    return value
 
 
-def _check_plot(path: Path | None) -> None:
-    if path is not None and path.suffix.lower() != ".png":
-        raise ConfigError(f"--plot {path} must name a .png file")
+def png_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a .png file name; the chart is a PNG, e.g. --plot latency.png"
+        )
+    return path
+
+
+def _since(args: argparse.Namespace) -> datetime | None:
+    value: datetime | None = args.since
+    return value
 
 
 async def latency(gw: Gateway, args: argparse.Namespace) -> tuple[Any, str]:
@@ -88,8 +106,6 @@ async def failures(gw: Gateway, args: argparse.Namespace) -> tuple[Any, str]:
 
 
 async def stuck(gw: Gateway, args: argparse.Namespace) -> tuple[Any, str]:
-    if args.pending_older_than < 0:
-        raise ConfigError("--pending-older-than must be 0 or more seconds")
     rows = ar.rows_as(ar.StuckRow, await gw.fetch("audit_stuck", args.pending_older_than))
     return rows, ar.format_stuck(rows)
 
@@ -104,17 +120,13 @@ async def throughput(gw: Gateway, args: argparse.Namespace) -> tuple[Any, str]:
 
 
 async def owner(gw: Gateway, args: argparse.Namespace) -> tuple[Any, str]:
-    try:
-        owner_id = uuid.UUID(args.owner_id)
-    except ValueError:
-        raise ConfigError(f"owner id {args.owner_id!r} is not a UUID") from None
+    owner_id: uuid.UUID = args.owner_id
     rows = ar.rows_as(ar.OwnerJobRow, await gw.fetch("audit_owner", owner_id, args.limit))
     return rows, ar.format_owner(rows)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config.load(getattr(args, "config", None))
-    _check_plot(getattr(args, "plot", None))
     fn: Report = args.report_fn
 
     async def go() -> tuple[Any, str]:

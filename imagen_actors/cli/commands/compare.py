@@ -14,8 +14,13 @@ import trio
 
 from imagen_actors import config, contact_sheet, naming
 from imagen_actors.backends.registry import Backends
-from imagen_actors.cli import exitcodes
-from imagen_actors.cli.commands.generate import Outcome, produce, request_from_args
+from imagen_actors.cli import arguments, exitcodes
+from imagen_actors.cli.commands.generate import (
+    Outcome,
+    add_request_options,
+    produce,
+    request_from_args,
+)
 from imagen_actors.cli.main import command
 from imagen_actors.errors import ConfigError, ImagenError
 from imagen_actors.storage.local import write_atomic
@@ -27,14 +32,25 @@ COMPARE_NAMING = "{date}/{slug}-{seed}-{backend}.png"
 
 def register(sub: Any) -> None:
     p = command(sub, "compare", "one prompt through several backends, plus a contact sheet", run)
-    p.add_argument("prompt")
-    p.add_argument("--backends", required=True, help="comma-separated instances, e.g. a,b,c")
-    p.add_argument("--style")
-    p.add_argument("--size", default="1024x1024")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--negative")
+    p.add_argument("prompt", type=arguments.prompt, help="what to draw (1 to 4000 characters)")
+    p.add_argument(
+        "--backends",
+        type=backend_list,
+        required=True,
+        help="comma-separated instances, e.g. a,b,c",
+    )
+    add_request_options(p)
     p.add_argument("--out", metavar="DIR")
+
+
+def backend_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names no backend; give comma-separated instance names, "
+            "e.g. --backends mock,flux-schnell-local"
+        )
+    return [arguments.backend(n) for n in names]
 
 
 def caption(o: Outcome) -> list[str]:
@@ -45,9 +61,7 @@ def caption(o: Outcome) -> list[str]:
 
 
 async def compare(cfg: config.Config, args: argparse.Namespace) -> int:
-    names = [n.strip() for n in args.backends.split(",") if n.strip()]
-    if not names:
-        raise ConfigError("--backends needs at least one instance name, e.g. --backends mock,b")
+    names: list[str] = args.backends
     unknown = [n for n in names if n not in cfg.backends]
     if unknown:
         raise ConfigError(

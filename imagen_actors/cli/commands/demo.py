@@ -10,6 +10,7 @@ from typing import Any, Final
 import trio
 
 from imagen_actors import config
+from imagen_actors.cli import arguments
 from imagen_actors.cli.main import command
 from imagen_actors.daemon import run_worker
 from imagen_actors.worker_runtime import open_runtime
@@ -31,13 +32,20 @@ def register(sub: Any) -> None:
         "the way the owner UI does, and show them done",
         run,
     )
-    p.add_argument("--jobs", type=int, default=len(PROMPTS), help="how many jobs to submit")
-    p.add_argument("--size", default="512x512", help="WIDTHxHEIGHT of each image")
+    p.add_argument(
+        "--jobs",
+        type=arguments.count(1, "give how many jobs to submit, 1 or more, e.g. --jobs 4"),
+        default=len(PROMPTS),
+        help="how many jobs to submit",
+    )
+    p.add_argument(
+        "--size", type=arguments.size, default="512x512", help="WIDTHxHEIGHT of each image"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    width, height = args.size
 
     async def go() -> int:
         async with open_runtime(cfg) as rt, trio.open_nursery() as nursery:

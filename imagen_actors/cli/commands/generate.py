@@ -25,10 +25,10 @@ from imagen_actors.actors.uploader import OutputSettings, UploaderSettings, uplo
 from imagen_actors.actors.usage_recorder import record_one
 from imagen_actors.backends.registry import Backends
 from imagen_actors.caller import caller_identity
-from imagen_actors.cli import exitcodes
-from imagen_actors.cli.commands.submit import parse_size, resolve_owner
+from imagen_actors.cli import arguments, exitcodes
+from imagen_actors.cli.commands.submit import resolve_owner
 from imagen_actors.cli.main import command
-from imagen_actors.errors import ConfigError
+from imagen_actors.errors import UsageError
 from imagen_actors.identity import worker_id as make_worker_id
 from imagen_actors.jobstore import JobStore, LocalJobStore
 from imagen_actors.storage.registry import build_store
@@ -39,20 +39,40 @@ EVENT_LOG = "imagen-events.jsonl"
 
 def register(sub: Any) -> None:
     p = command(sub, "generate", "make one image now, in-process; prints its path", run)
-    p.add_argument("prompt")
-    p.add_argument("--backend", help="backend instance (default: default_backend)")
-    p.add_argument("--style", help="style preset (blog-header, photo, illustration, ...)")
-    p.add_argument("--size", default="1024x1024", help="WIDTHxHEIGHT (default 1024x1024)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--negative", help="negative prompt")
+    p.add_argument("prompt", type=arguments.prompt, help="what to draw (1 to 4000 characters)")
+    p.add_argument(
+        "--backend", type=arguments.backend, help="backend instance (default: default_backend)"
+    )
+    add_request_options(p)
     p.add_argument("--out", metavar="DIR", help="output directory (default: output.directory)")
-    p.add_argument("--owner", help="owner user id of the image (default: $IMAGEN_OWNER_USER_ID)")
+    p.add_argument(
+        "--owner",
+        type=arguments.uuid_of("owner user id"),
+        help="owner user id of the image (default: $IMAGEN_OWNER_USER_ID)",
+    )
     p.add_argument(
         "--cloud",
         action="store_true",
         help="upload and insert imagen.images like the daemon (needs a database and an owner)",
     )
+
+
+def add_request_options(p: argparse.ArgumentParser) -> None:
+    """--style, --size, --seed, --steps, --negative: shared with compare."""
+    p.add_argument(
+        "--style",
+        type=arguments.style,
+        help=f"style preset ({', '.join(sorted(styles.presets()))})",
+    )
+    p.add_argument(
+        "--size",
+        type=arguments.size,
+        default="1024x1024",
+        help="WIDTHxHEIGHT, each side 64 to 4096 (default 1024x1024)",
+    )
+    p.add_argument("--seed", type=arguments.seed, help="0 to 2^53-1 (default: random)")
+    p.add_argument("--steps", type=arguments.steps, help="1 to 200 (default: the backend's)")
+    p.add_argument("--negative", type=arguments.negative, help="negative prompt")
 
 
 def progress_printer(enabled: bool) -> Any:
@@ -99,16 +119,13 @@ class Request:
 
 
 def request_from_args(args: argparse.Namespace) -> Request:
-    width, height = parse_size(args.size)
-    if args.seed is not None and args.seed < 0:
-        raise ConfigError("--seed must be 0 or more")
+    width, height = args.size
     seed = args.seed if args.seed is not None else random.randrange(naming.SEED_SPACE)
-    styles.apply(args.style, args.prompt, args.negative)  # unknown style: fail before any work
     cloud = getattr(args, "cloud", False)
     owner = resolve_owner(
         getattr(args, "owner", None),
         default=None if cloud else LOCAL_OWNER,
-        why="--cloud needs an owner for imagen.images",
+        why="--cloud records the image under its owner in imagen.images",
     )
     return Request(
         owner=owner,
@@ -208,9 +225,10 @@ async def produce(
 async def generate(cfg: config.Config, args: argparse.Namespace) -> int:
     req = request_from_args(args)
     if args.cloud and cfg.database_url() is None:
-        raise ConfigError(
-            "--cloud records the image in imagen.images: set IMAGEN_WORKER_DATABASE_URL "
-            "(or database.url) to the shared database"
+        raise UsageError(
+            "--cloud records the image in imagen.images, but no database is configured: "
+            f"set {config.ENV_DATABASE_URL} (or database.url in {config.describe_source(cfg)}) "
+            "to the shared database, or leave --cloud out to keep the image local"
         )
     backend = args.backend or cfg.default_backend
     backends = Backends(cfg)

@@ -15,10 +15,10 @@ from imagen_actors import config, database, naming
 from imagen_actors import events as ev
 from imagen_actors import replay_report as rr
 from imagen_actors.backends.registry import Backends
-from imagen_actors.cli import exitcodes
+from imagen_actors.cli import arguments, exitcodes
 from imagen_actors.cli.commands.generate import Request, produce
 from imagen_actors.cli.main import command
-from imagen_actors.errors import ConfigError, JobNotFoundError
+from imagen_actors.errors import ConfigError, JobNotFoundError, UsageError
 from imagen_actors.gateway import Gateway
 from imagen_actors.storage.local import LocalStore
 
@@ -34,7 +34,12 @@ def register(sub: Any) -> None:
         "show a job's event timeline; --verify that replaying it reproduces imagen.jobs",
         run,
     )
-    p.add_argument("job_id", nargs="?", help="the job (optional with --log or --all)")
+    p.add_argument(
+        "job_id",
+        nargs="?",
+        type=arguments.uuid_of("job id"),
+        help="the job (optional with --log or --all)",
+    )
     p.add_argument(
         "--verify",
         action="store_true",
@@ -54,15 +59,34 @@ def register(sub: Any) -> None:
         help="run the job's original request through the in-process actors again, without "
         "touching the original job (its events go to a JSONL log beside the new image)",
     )
-    p.add_argument("--backend", help="with --rerun: use this backend instance instead")
+    p.add_argument(
+        "--backend", type=arguments.backend, help="with --rerun: use this backend instance instead"
+    )
     p.add_argument("--out", metavar="DIR", help="with --rerun: output directory")
 
 
-def _job_id(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise ConfigError(f"job id {text!r} is not a UUID") from None
+def check_flags(args: argparse.Namespace) -> None:
+    """Flags that cannot work together, as one UsageError naming them and the fix."""
+    if args.rerun:
+        for flag, given in (("--all", args.all), ("--verify", args.verify), ("--log", args.log)):
+            if given:
+                raise UsageError(
+                    f"--rerun runs one job again and cannot be combined with {flag}; "
+                    f"give JOB_ID --rerun [--backend B] [--out DIR], or drop --rerun"
+                )
+        if args.job_id is None:
+            raise UsageError("--rerun needs the JOB_ID of the job to run again")
+    else:
+        for flag, given in (("--backend", args.backend), ("--out", args.out)):
+            if given is not None:
+                raise UsageError(f"{flag} only applies to --rerun; add --rerun or drop {flag}")
+    if args.all and args.job_id is not None:
+        raise UsageError(
+            f"--all verifies every job; drop --all to replay job {args.job_id}, "
+            "or drop the JOB_ID to verify them all"
+        )
+    if args.job_id is None and not args.all and args.log is None:
+        raise UsageError("give a JOB_ID, --all or --log FILE")
 
 
 def _emit(args: argparse.Namespace, value: Any, text: str) -> None:
@@ -73,12 +97,10 @@ def _emit(args: argparse.Namespace, value: Any, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    job = _job_id(args.job_id) if args.job_id else None
+    check_flags(args)
+    job: uuid.UUID | None = args.job_id
     if args.log is not None:
         return _run_log(args, job)
-    if job is None and not args.all:
-        print("imagen-actors replay: give a JOB_ID, --all or --log FILE", file=sys.stderr)
-        return exitcodes.USAGE
     cfg = config.load(args.config)
     args.cfg = cfg
     args.out_dir = Path(args.out).expanduser() if args.out else cfg.output.resolved_directory()

@@ -8,12 +8,18 @@ from typing import Any
 import trio
 
 from imagen_actors import config, database
+from imagen_actors.cli import arguments
 from imagen_actors.cli.main import command
 
 
 def register(sub: Any) -> None:
     p = command(sub, "status", "show the queue: counts, running jobs, latest failures", run)
-    p.add_argument("--failures", type=int, default=5, help="how many failures to list")
+    p.add_argument(
+        "--failures",
+        type=arguments.count(0, "give how many failures to list, 0 or more, e.g. --failures 5"),
+        default=5,
+        help="how many failures to list",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

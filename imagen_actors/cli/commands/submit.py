@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import uuid
 from typing import Any
@@ -13,9 +12,9 @@ import trio
 
 from imagen_actors import config, database
 from imagen_actors import events as ev
-from imagen_actors.cli import exitcodes
+from imagen_actors.cli import arguments, exitcodes
 from imagen_actors.cli.main import command
-from imagen_actors.errors import ConfigError
+from imagen_actors.errors import ConfigError, UsageError
 from imagen_actors.gateway import Gateway
 
 ENV_OWNER = "IMAGEN_OWNER_USER_ID"
@@ -24,38 +23,44 @@ WAIT_POLL_S = 0.05
 
 def register(sub: Any) -> None:
     p = command(sub, "submit", "queue a job like the owner UI (INSERT into imagen.jobs)", run)
-    p.add_argument("prompt", help="what to draw")
-    p.add_argument("--backend", help="backend instance (default: default_backend)")
-    p.add_argument("--size", default="1024x1024", help="WIDTHxHEIGHT (default 1024x1024)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--style")
-    p.add_argument("--negative", help="negative prompt")
-    p.add_argument("--owner", help=f"owner user id (default: ${ENV_OWNER})")
+    p.add_argument("prompt", type=arguments.prompt, help="what to draw (1 to 4000 characters)")
+    p.add_argument(
+        "--backend", type=arguments.backend, help="backend instance (default: default_backend)"
+    )
+    p.add_argument(
+        "--size",
+        type=arguments.size,
+        default="1024x1024",
+        help="WIDTHxHEIGHT, each side 64 to 4096 (default 1024x1024)",
+    )
+    p.add_argument("--seed", type=arguments.seed, help="0 to 2^53-1 (default: from the job id)")
+    p.add_argument("--steps", type=arguments.steps, help="1 to 200 (default: the backend's)")
+    p.add_argument("--style", type=arguments.style, help="style preset (photo, ...)")
+    p.add_argument("--negative", type=arguments.negative, help="negative prompt")
+    p.add_argument(
+        "--owner", type=arguments.uuid_of("owner user id"), help=f"owner (default: ${ENV_OWNER})"
+    )
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*", text)
-    if not m:
-        raise ConfigError(f"--size {text!r} is not WIDTHxHEIGHT; write e.g. --size 1024x768")
-    return int(m.group(1)), int(m.group(2))
-
-
 def resolve_owner(
-    flag: str | None, *, default: uuid.UUID | None = None, why: str = "no owner"
+    flag: uuid.UUID | None, *, default: uuid.UUID | None = None, why: str = "no owner"
 ) -> uuid.UUID:
-    """--owner, else $IMAGEN_OWNER_USER_ID, else ``default``; an error naming both if none."""
-    raw = flag or os.environ.get(ENV_OWNER)
+    """--owner, else $IMAGEN_OWNER_USER_ID, else ``default``; a usage error naming both."""
+    if flag is not None:
+        return flag
+    raw = os.environ.get(ENV_OWNER)
     if not raw:
         if default is not None:
             return default
-        raise ConfigError(f"{why}: pass --owner UUID or set {ENV_OWNER}")
+        raise UsageError(f"{why}: pass --owner UUID or set {ENV_OWNER}")
     try:
         return uuid.UUID(raw)
     except ValueError:
-        source = "--owner" if flag else f"${ENV_OWNER}"
-        raise ConfigError(f"{source} {raw!r} is not a UUID") from None
+        raise ConfigError(
+            f"${ENV_OWNER} {raw!r} is not a UUID; set it to the owner's user id, "
+            f"e.g. {arguments.EXAMPLE_UUID}"
+        ) from None
 
 
 def describe(event: ev.Event) -> str | None:
@@ -111,8 +116,8 @@ async def follow(gw: Gateway, job_id: uuid.UUID) -> int:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
-    width, height = parse_size(args.size)
-    owner = resolve_owner(args.owner)
+    width, height = args.size
+    owner = resolve_owner(args.owner, why="submit needs the job's owner")
     backend = args.backend or cfg.default_backend
 
     async def go() -> int:

@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import trio
 
 from imagen_actors import config, database
+from imagen_actors.cli import arguments
 from imagen_actors.cli.main import command
-from imagen_actors.errors import ConfigError
 
 RAW_LIMIT = 1000
 
 
 def register(sub: Any) -> None:
     p = command(sub, "usage", "usage report: images, estimated cost, p50 latency", run)
-    p.add_argument("--since", help="YYYY-MM-DD (default: everything)")
+    p.add_argument(
+        "--since",
+        type=arguments.day,
+        default=datetime(1970, 1, 1, tzinfo=UTC),
+        help="YYYY-MM-DD (default: everything)",
+    )
     p.add_argument("--raw", action="store_true", help=f"list rows (newest {RAW_LIMIT})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def parse_since(text: str | None) -> datetime:
-    if not text:
-        return datetime(1970, 1, 1, tzinfo=UTC)
-    try:
-        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
-    except ValueError:
-        raise ConfigError(
-            f"--since {text!r} is not a date; write e.g. --since 2026-11-01"
-        ) from None
 
 
 def format_table(groups: list[dict[str, Any]], totals: dict[str, Any]) -> str:
@@ -69,7 +63,7 @@ def format_table(groups: list[dict[str, Any]], totals: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
-    since = parse_since(args.since)
+    since: datetime = args.since
 
     async def go() -> None:
         async with database.open_database(cfg, application_name="imagen-actors usage") as gw:
