@@ -37,7 +37,8 @@ def unknown_backend_message(name: str, cfg: Config) -> str:
     where = cfg.source if cfg.source != "built-in defaults" else "~/.config/imagen.yaml"
     return (
         f"unknown backend {name!r} (configured: {', '.join(sorted(cfg.backends))}); "
-        f"add it under backends: in {where}"
+        f"set the job's backend to one of those, or add {name!r} under backends: in {where} "
+        "and restart the worker"
     )
 
 
