@@ -14,14 +14,22 @@ body, and the hosted gateway's 401 when ``apikey`` is missing.
 Besides answering, the fake records what a correct client must send and lists every lapse in
 ``violations``: the ``/storage/v1`` prefix, ``apikey`` equal to the Bearer token,
 ``Content-Length`` on uploads (never chunked) and ``x-upsert`` exactly ``true``.
+
+Fault injection for the chaos tests: with ``faults = Faults(rate, random.Random(seed))`` each
+request draws from that seeded RNG whether to fail and how: ``"500"`` (the assumed
+``InternalError`` body), ``"hang"`` (stall ``hang_s`` before doing anything, longer than the
+client's timeout) or ``"lost"`` (store the object, then stall: the reply is lost, the object is
+there). ``reply_delay_s`` holds every upload's reply after the object is stored, so
+a client killed meanwhile leaves an object it never heard about.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -83,6 +91,26 @@ class Blob:
     cache_control: str
 
 
+FAULT_KINDS = ("500", "hang", "lost")
+
+
+@attrs.define
+class Faults:
+    """Seeded random faults: each request fails with probability ``rate``, kind drawn evenly."""
+
+    rate: float
+    rng: random.Random
+    kinds: tuple[str, ...] = FAULT_KINDS
+    injected: Counter[str] = attrs.field(factory=Counter)
+
+    def draw(self) -> str | None:
+        if self.rng.random() >= self.rate:
+            return None
+        kind = self.rng.choice(self.kinds)
+        self.injected[kind] += 1
+        return kind
+
+
 @attrs.define
 class Request:
     method: str
@@ -105,6 +133,8 @@ class FakeSupabaseStorage:
     script: deque[int | str] = attrs.field(factory=deque)
     ignore_upsert: bool = False  # act like a proxy that strips x-upsert
     hang_s: float = 30.0
+    faults: Faults | None = None
+    reply_delay_s: float = 0.0
     url: str = ""
 
     def fail_next(self, n: int, status: int = 500) -> None:
@@ -160,7 +190,18 @@ class FakeSupabaseStorage:
             if forced == 429:
                 return _json(429, SLOW_DOWN)
             return _json(int(forced), INTERNAL)
-        return self.route(request)
+        fault = self.faults.draw() if self.faults is not None else None
+        if fault == "500":
+            return _json(500, INTERNAL)
+        if fault == "hang":
+            await trio.sleep(self.hang_s)
+            return _json(504, {"message": "gateway timeout"})
+        reply = self.route(request)
+        if fault == "lost":
+            await trio.sleep(self.hang_s)
+        elif self.reply_delay_s and request.method == "POST":
+            await trio.sleep(self.reply_delay_s)
+        return reply
 
     # -- the gateway, then the storage server --------------------------------------------
 

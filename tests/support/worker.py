@@ -31,13 +31,14 @@ def make_config(
     poll_interval_s: float = 0.5,
     backends: dict[str, Any] | None = None,
     max_attempts: int = 3,
+    storage: dict[str, Any] | None = None,
     **worker: Any,
 ) -> config.Config:
     doc = {
         "default_backend": "mock",
         "database": {"url": dsn},
         "output": {"directory": str(tmp / "out")},
-        "storage": {"type": "local", "root": str(tmp / "objects")},
+        "storage": storage or {"type": "local", "root": str(tmp / "objects")},
         "worker": {
             "name": name,
             "lease_s": lease_s,

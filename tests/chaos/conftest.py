@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.chaos.campaign import FULL, SEED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    mode = "full (IMAGEN_CHAOS_FULL=1)" if FULL else "bounded"
+    terminalreporter.write_line(
+        f"chaos campaign: {mode}, seed {SEED} (IMAGEN_CHAOS_SEED={SEED} repeats its choices)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _announce_seed(request: pytest.FixtureRequest) -> None:
+    # Printed per test, so a failure's captured output names the seed too.
+    print(f"chaos seed {SEED} ({'full' if FULL else 'bounded'}) for {request.node.name}")
