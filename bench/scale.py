@@ -35,6 +35,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
+import _processes as procs
 
 from imagen_actors.gateway import Gateway
 
@@ -106,15 +107,15 @@ async def one_run(k: int, n: int, size: int, tmp: Path, timeout: float) -> tuple
                 )
                 for i in range(1, k + 1)
             ]
-            with c.worker_processes(configs) as workers:
-                await c.wait_listening(workers)
+            with procs.worker_processes(configs) as workers:
+                await procs.wait_listening(workers)
                 # Start-up (imports, connecting, migrating) is not per-job work.
-                cpu0 = sum(c.cpu_seconds(w.pid) for w in workers)
-                busy0, total0 = c.machine_busy()
+                cpu0 = sum(procs.cpu_seconds(w.pid) for w in workers)
+                busy0, total0 = procs.machine_busy()
                 await c.insert_backlog(gw, n, size)
                 await c.wait_all_settled(gw, n, timeout=timeout, label=f"{k} workers")
-                busy1, total1 = c.machine_busy()
-                cpu = sum(c.cpu_seconds(w.pid) for w in workers) - cpu0
+                busy1, total1 = procs.machine_busy()
+                cpu = sum(procs.cpu_seconds(w.pid) for w in workers) - cpu0
             result = await measure(gw, k, n, tmp, cpu, (busy1 - busy0) / (total1 - total0))
     return result, db
 

@@ -31,6 +31,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
+import _processes as procs
 
 from imagen_actors.gateway import Gateway
 
@@ -50,10 +51,12 @@ class Sample:
 
 
 async def feed_and_sample(
-    gw: Gateway, worker: c.WorkerProcess, n: int, size: int, every: int, timeout: float
+    gw: Gateway, worker: procs.WorkerProcess, n: int, size: int, every: int, timeout: float
 ) -> list[Sample]:
     """Keep the queue fed, sample the worker at each mark; return once all N are settled."""
-    samples = [Sample(0, 0, c.rss_kib(worker.pid), c.cpu_seconds(worker.pid), time.monotonic())]
+    samples = [
+        Sample(0, 0, procs.rss_kib(worker.pid), procs.cpu_seconds(worker.pid), time.monotonic())
+    ]
     inserted = 0
     next_mark = every
     last_report = time.monotonic()
@@ -68,7 +71,7 @@ async def feed_and_sample(
                 )
             )[0]
             while next_mark <= n and row["done"] >= next_mark:
-                rss, cpu = c.rss_kib(worker.pid), c.cpu_seconds(worker.pid)
+                rss, cpu = procs.rss_kib(worker.pid), procs.cpu_seconds(worker.pid)
                 samples.append(Sample(next_mark, row["done"], rss, cpu, time.monotonic()))
                 next_mark += every
             if inserted < n and row["pending"] < LOW_WATER:
@@ -112,10 +115,10 @@ async def main(n: int, size: int, every: int) -> None:
         async with c.client(dsn) as gw:
             settings = await c.pg_settings(gw)
             path = c.write_config(tmp, dsn, name="soak", latency_ms=0, poll_interval_s=5)
-            with c.worker_processes([(path, "soak-host")]) as (worker,):
-                await c.wait_listening([worker])
+            with procs.worker_processes([(path, "soak-host")]) as (worker,):
+                await procs.wait_listening([worker])
                 samples = await feed_and_sample(gw, worker, n, size, every, timeout=n / 5 + 120)
-                hwm = c.rss_kib(worker.pid, "VmHWM")
+                hwm = procs.rss_kib(worker.pid, "VmHWM")
             rate_row = (
                 await gw.fetch_sql(
                     "SELECT count(*) FILTER (WHERE status = 'done') AS done,"
