@@ -19,6 +19,7 @@ from imagen_actors.actors.claimer import claimer
 from imagen_actors.actors.executor import ExecutorSettings, ProgressObserver, executor
 from imagen_actors.actors.listener import listener
 from imagen_actors.actors.messages import ClaimedWork, GeneratedImage, ImageCompleted, Wake
+from imagen_actors.actors.outage import OutageTolerantStore
 from imagen_actors.actors.reaper import reaper, requeue_own
 from imagen_actors.actors.supervisor import DEFAULT_POLICY, RestartPolicy, supervise
 from imagen_actors.actors.uploader import OutputSettings, UploaderSettings, uploader
@@ -162,6 +163,9 @@ async def _run_pipeline(
     )
     gpu = trio.Semaphore(1)
     caller = caller_identity()
+    # The Executor and Uploader hold a job across their writes: ride out a database outage
+    # for as long as the lease lasts rather than crash and strand the job until it expires.
+    holding = OutageTolerantStore(gateway, budget_s=w.lease_s)
 
     with handle.pipeline:
         async with trio.open_nursery() as pipeline:
@@ -169,7 +173,7 @@ async def _run_pipeline(
                 stage,
                 "executor",
                 lambda: executor(
-                    gateway,
+                    holding,
                     backends,
                     exec_settings,
                     gpu=gpu,
@@ -184,7 +188,7 @@ async def _run_pipeline(
                 stage,
                 "uploader",
                 lambda: uploader(
-                    gateway, store, up_settings, uploads=upload_recv, completed=done_send
+                    holding, store, up_settings, uploads=upload_recv, completed=done_send
                 ),
                 [done_send],
             )

@@ -10,6 +10,7 @@ from typing import Final
 import trio
 
 from imagen_actors import decisions as dc
+from imagen_actors.errors import DatabaseError
 from imagen_actors.gateway import Gateway
 from imagen_actors.observability.logs import job_fields
 
@@ -51,7 +52,17 @@ async def reap_expired(gateway: Gateway, worker_id: str) -> int:
 
 async def reaper(gateway: Gateway, *, worker_id: str, interval_s: float) -> None:
     """The periodic half; ``requeue_own`` runs once before any actor starts, never on a
-    restart of this actor (our own Executor may hold jobs by then)."""
+    restart of this actor (our own Executor may hold jobs by then).
+
+    A pass that fails on the database is logged and tried again at the next interval: the
+    Reaper has nothing in hand to lose, and crashing on every pass of an outage would
+    exhaust the supervisor's restart budget and take the whole worker down with it.
+    """
     while True:
-        await reap_expired(gateway, worker_id)
+        try:
+            await reap_expired(gateway, worker_id)
+        except DatabaseError as exc:
+            log.warning(
+                "reaping failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, interval_s
+            )
         await trio.sleep(interval_s)

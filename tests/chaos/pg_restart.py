@@ -35,9 +35,8 @@ class RestartableCluster:
         self._options = shlex.join(words[3:])
         self.restarts = 0
 
-    def new_database(self) -> str:
+    def new_database(self, name: str = "imagen_chaos") -> str:
         """Blocking (plain asyncio inside): call it from a thread under Trio."""
-        name = "imagen_chaos"
         admin(self.admin_dsn, f"CREATE DATABASE {name}")
         return with_database(self.admin_dsn, name)
 
