@@ -150,7 +150,8 @@ def _validate(cfg: Config) -> Config:
     if cfg.default_backend not in cfg.backends:
         raise ConfigError(
             f"default_backend {cfg.default_backend!r} is not configured "
-            f"(configured: {', '.join(sorted(cfg.backends))}); add it under backends: in {where}",
+            f"(configured: {', '.join(sorted(cfg.backends))}); add it under backends: or set "
+            f"default_backend to one of those (in {where})",
             key="default_backend",
         )
     _check_naming(cfg.output.naming, where)
@@ -161,13 +162,8 @@ def _check_naming(template: str, where: str) -> None:
     try:
         naming.validate_template(template)
     except naming.NamingError as exc:
-        raise ConfigError(f"{exc} (in {where})", key="output.naming") from None
-    except ValueError as exc:  # str.format syntax: a lone '{' or '}'
         raise ConfigError(
-            f"output.naming {template!r} is not a valid template ({exc}); write tokens as "
-            f"{{slug}}, and a literal brace as {{{{ or }}}} (default {DEFAULT_NAMING!r}) "
-            f"(in {where})",
-            key="output.naming",
+            f"{exc} (default {DEFAULT_NAMING!r}) (in {where})", key="output.naming"
         ) from None
     if "{slug}" not in template and "{job_id}" not in template:
         raise ConfigError(
@@ -202,11 +198,17 @@ def _check_backends(raw: dict[str, Any], where: str) -> None:
                 f"rename it (in {where})",
                 key=f"backends.{name}",
             )
-        if not isinstance(block, dict) or "type" not in block:
+        if not isinstance(block, dict):
             raise ConfigError(
-                f"backends.{name} needs a 'type:' (mock, comfyui, replicate), e.g. "
-                f"backends: {{{name}: {{type: mock}}}} (in {where})",
-                key=f"backends.{name}.type" if isinstance(block, dict) else f"backends.{name}",
+                f"backends.{name} must be a mapping of settings with a type (mock, comfyui, "
+                f"replicate), e.g. backends: {{{name}: {{type: mock}}}} (in {where})",
+                key=f"backends.{name}",
+            )
+        if "type" not in block:
+            raise ConfigError(
+                f"backends.{name}.type is missing: every instance needs a 'type:' (mock, "
+                f"comfyui, replicate), e.g. backends: {{{name}: {{type: mock}}}} (in {where})",
+                key=f"backends.{name}.type",
             )
 
 

@@ -48,7 +48,21 @@ class NamingError(ValueError):
 
 
 def validate_template(template: str) -> None:
-    fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:  # a lone '{' or '}'
+        raise NamingError(
+            f"output.naming {template!r} is not a valid template ({exc}); write tokens as "
+            "{slug}, and a literal brace as {{ or }}"
+        ) from None
+    for _, field, spec, conversion in parsed:
+        if field is not None and (spec or conversion):
+            raise NamingError(
+                f"output.naming {template!r}: {{{field}}} has a conversion or format spec "
+                f"({'!' + conversion if conversion else ''}{':' + spec if spec else ''}); "
+                f"write the token plainly as {{{field}}}"
+            )
+    fields = {f for _, f, _, _ in parsed if f is not None}
     unknown = fields - TEMPLATE_TOKENS
     if unknown:
         bad = ", ".join(sorted("{" + u + "}" for u in unknown))
