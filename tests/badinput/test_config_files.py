@@ -1,0 +1,171 @@
+"""Broken config files: each error names the dotted key, the file and the fix, and
+``imagen-actors config check`` exits 3 (exitcodes.CONFIG) with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagen_actors import config
+from imagen_actors.cli import exitcodes
+from imagen_actors.cli.main import main
+from imagen_actors.errors import ConfigError
+
+SOURCE = "bad.yaml"
+MOCK = "backends: {m: {type: mock}}\ndefault_backend: m\n"
+
+
+def case(name: str, text: str, key: str, fix: str) -> object:
+    return pytest.param(text, key, fix, id=name)
+
+
+CASES = [
+    case("wrong-type", "worker: {lease_s: soon}", "worker.lease_s",
+         "must be a number, got a string 'soon'; write it like lease_s: 60.0"),
+    case("typo-nested", "worker: {leese_s: 5}", "worker.leese_s",
+         "is not a known setting; did you mean worker.lease_s? rename or remove it"),
+    case("typo-top-level", "defualt_backend: mock", "defualt_backend",
+         "did you mean default_backend?"),
+    case("unknown-storage-type", "storage: {type: s3}", "storage.type",
+         "'s3' is not accepted; use one of local, supabase"),
+    case("missing-storage-type", "storage: {root: /srv/imagen}", "storage.type",
+         "is required; add type: with one of local, supabase"),
+    case("section-not-a-mapping", "output: 5", "output",
+         "must be a mapping of keys, got a whole number 5"),
+    case("fraction-for-int", "worker: {max_attempts: 2.5}", "worker.max_attempts",
+         "must be a whole number, got a number 2.5; write it like max_attempts: 3"),
+    case("text-for-bool", "output: {write_metadata_json: 'yes please'}",
+         "output.write_metadata_json", "must be true or false"),
+    case("lease-too-short", "worker: {lease_s: 2}", "worker.lease_s",
+         "must be a number of seconds >= 5 (default 60)"),
+    case("lease-infinite", "worker: {lease_s: .inf}", "worker.lease_s",
+         "must be a number of seconds >= 5"),
+    case("negative-timeout", "database: {statement_timeout_ms: -1}",
+         "database.statement_timeout_ms", "must be >= 0 milliseconds (0 = no limit"),
+    case("supabase-timeout-0", "storage: {type: supabase, timeout_s: 0}", "storage.timeout_s",
+         "must be a number of seconds > 0 (default 60)"),
+    case("naming-unknown-token", "output: {naming: '{date}/{sluggy}.png'}", "output.naming",
+         "unknown token(s) {sluggy}; known: {backend}, {date}"),
+    case("naming-format-spec", "output: {naming: '{date}/{slug:>300}.png'}", "output.naming",
+         "{slug} has a conversion or format spec (:>300); write the token plainly as {slug}"),
+    case("naming-stray-brace", "output: {naming: '{date}/{slug'}", "output.naming",
+         "is not a valid template"),
+    case("inline-api-token", "backends: {r: {type: replicate, model: a/b, api_token: r8_x}}\n"
+         "default_backend: r", "backends.r.api_token",
+         "put it in an environment variable and name that variable in backends.r.api_token_env"),
+    case("inline-storage-key", "storage: {type: supabase, key: eyJhbGciOi}", "storage.key",
+         "name that variable in storage.key_env"),
+    case("password-in-dsn", "database: {url: 'postgresql://imagen:hunter2@db/imagen'}",
+         "database.url", "set the DSN in $IMAGEN_WORKER_DATABASE_URL instead, or keep the "
+         "password in PGPASSWORD"),
+    case("token-in-env-key", "backends: {r: {type: replicate, model: a/b, api_token_env: "
+         "r8_AbCdEf0123456789}}\ndefault_backend: r", "backends.r.api_token_env",
+         "holds what looks like the secret itself; export the secret as a variable"),
+    case("backends-a-list", "backends: [mock]", "backends",
+         "must be a mapping of instance name -> settings"),
+    case("backend-name-unusable", "backends: {Flux Dev: {type: mock}}", "backends.Flux Dev",
+         "is not a usable instance name"),
+    case("backend-without-type", "backends: {m: {latency_ms: 3}}\ndefault_backend: m",
+         "backends.m.type", "is missing: every instance needs a 'type:' (mock, comfyui, "
+         "replicate), e.g. backends: {m: {type: mock}}"),
+    case("default-backend-missing", MOCK.replace("default_backend: m", "default_backend: flux"),
+         "default_backend", "is not configured (configured: m); add it under backends: or set "
+         "default_backend to one of those"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "key", "fix"), CASES)
+def test_config_error_names_key_file_and_fix(text: str, key: str, fix: str) -> None:
+    """config.parse refuses the document with the key path, the file and the fix."""
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, source=SOURCE)
+    message = str(info.value)
+    assert info.value.key == key
+    assert message.startswith(key)
+    assert fix in message and f"(in {SOURCE})" in message
+
+
+def test_secret_values_are_never_echoed() -> None:
+    """The inline-secret errors name the key but never repeat the secret."""
+    for text in (
+        "backends: {r: {type: replicate, model: a/b, api_token: r8_TOPSECRET}}",
+        "storage: {type: supabase, key: eyJTOPSECRET}",
+        "database: {url: 'postgresql://u:TOPSECRET@h/db'}",
+        "backends: {r: {type: replicate, model: a/b, api_token_env: r8_TOPSECRET}}",
+    ):
+        with pytest.raises(ConfigError) as info:
+            config.parse(text, source=SOURCE)
+        assert "TOPSECRET" not in str(info.value)
+
+
+def test_yaml_syntax_error_gives_line_and_column() -> None:
+    """Broken YAML: the file, the line and column, and what to look for."""
+    with pytest.raises(ConfigError) as info:
+        config.parse("worker:\n  lease_s: [60\n", source=SOURCE)
+    message = str(info.value)
+    assert message.startswith(f"{SOURCE} is not valid YAML at line 3, column 1")
+    assert "fix the syntax there" in message
+
+
+def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["config", "check", "--config", str(path)])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        pytest.param("{type: replicate}", "backends.x.model is required; add model: to backends.x",
+                     id="replicate-missing-model"),
+        pytest.param("{type: comfyui, urll: 'http://127.0.0.1:8188'}",
+                     "backends.x.urll is not a known setting; did you mean backends.x.url?",
+                     id="comfyui-typo"),
+        pytest.param("{type: replicate, model: a/b, timeout_s: slow}",
+                     "backends.x.timeout_s must be a number or null, got a string 'slow'",
+                     id="replicate-wrong-type"),
+        pytest.param("{type: dalle}", "backends.x.type 'dalle' is not a known adapter "
+                     "(known: comfyui, mock, replicate)", id="unknown-adapter"),
+        pytest.param("{type: comfyui, workflow: flux-1-schnel}",
+                     "no bundled workflow 'flux-1-schnel' (bundled: flux1-schnell",
+                     id="unknown-workflow"),
+    ],
+)  # fmt: skip
+def test_config_check_exits_3_naming_the_adapter_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], block: str, message: str
+) -> None:
+    """Adapter-level mistakes surface in `config check` with backends.<name>.<key>."""
+    path = tmp_path / "imagen.yaml"
+    path.write_text(f"backends:\n  mock: {{type: mock}}\n  x: {block}\n")
+    code, err = check(path, capsys)
+    assert code == exitcodes.CONFIG and message in err
+
+
+def test_config_check_exits_3_for_a_file_level_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file-level error stops `config check` with exit 3, the key and the file."""
+    path = tmp_path / "imagen.yaml"
+    path.write_text("worker: {leese_s: 5}\n")
+    code, err = check(path, capsys)
+    assert code == exitcodes.CONFIG
+    assert "worker.leese_s is not a known setting; did you mean worker.lease_s?" in err
+    assert f"(in {path})" in err
+
+
+def test_config_check_missing_file_says_how_to_create_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "nope.yaml"
+    code, err = check(path, capsys)
+    assert code == exitcodes.CONFIG
+    assert f"create one with 'imagen-actors config init --path {path}'" in err
+
+
+def test_missing_secret_variable_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret named by variable but unset fails fast naming the key and the variable."""
+    monkeypatch.delenv("IMAGEN_TEST_UNSET_TOKEN", raising=False)
+    with pytest.raises(ConfigError) as info:
+        config.secret_from_env("IMAGEN_TEST_UNSET_TOKEN", key_path="backends.r.api_token_env")
+    assert info.value.key == "backends.r.api_token_env"
+    assert "export IMAGEN_TEST_UNSET_TOKEN=" in str(info.value)
