@@ -18,7 +18,10 @@ from imagen_actors.errors import ConfigError
             "backends: {r: {type: replicate, api_token: r8_abc}}\ndefault_backend: r",
             "backends.r.api_token looks like a secret written inline",
         ),
-        ("backends: {m: {latency_ms: 3}}\ndefault_backend: m", "backends.m needs a 'type:'"),
+        (
+            "backends: {m: {latency_ms: 3}}\ndefault_backend: m",
+            "backends.m.type is missing: every instance needs a 'type:'",
+        ),
         ("storage: {type: s3}", "storage"),
         ("output: {naming: '{date}.png'}", "output.naming must contain {slug} or {job_id}"),
         ("worker: {max_attempts: 0}", "worker.max_attempts must be between 1 and 20"),
