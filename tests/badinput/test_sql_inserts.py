@@ -13,7 +13,8 @@ from tests.badinput.door import BASE, Door, Refusal, insert_sql
 
 pytestmark = pytest.mark.db
 
-UI = ("authenticated", "owner")  # the owner UI, and the migrating role that bypasses RLS
+# The owner UI, the migrating role (owner of the tables) and Supabase's server-key role.
+UI = ("authenticated", "owner", "service_role")
 PRIVILEGED = ("owner", "service_role")  # roles that may name worker/bookkeeping columns
 
 

@@ -70,27 +70,31 @@ ODD_BUT_VALID = [
 
 
 @pytest.fixture
-def odd_job(door: Door, request: pytest.FixtureRequest) -> uuid.UUID:
+def odd_job(door: Door, request: pytest.FixtureRequest) -> tuple[uuid.UUID, Request]:
     req: Request = request.param
-    return submit(door, req)
+    return submit(door, req), req
 
 
 @pytest.mark.parametrize(("odd_job", "slug"), ODD_BUT_VALID, indirect=["odd_job"])
 async def test_odd_prompt_runs_to_done_with_a_safe_key(
-    door_dsn: str, tmp_path: Path, odd_job: uuid.UUID, slug: str
+    door_dsn: str, tmp_path: Path, odd_job: tuple[uuid.UUID, Request], slug: str
 ) -> None:
-    """Done, one image whose row keeps the prompt exactly, an ASCII storage key
-    <date>/<slug>-<seed>.png with the expected slug, the object and file on disk."""
+    """Done, one image whose row keeps the prompt exactly, the request kept whole in event 1,
+    an ASCII storage key <date>/<slug>-<seed>.png with the expected slug, object and file."""
+    job, req = odd_job
     async with running_worker(make_config(tmp_path, door_dsn)) as (_h, gw):
-        row = await wait_terminal(gw, odd_job)
+        row = await wait_terminal(gw, job)
         assert (row["status"], row["error"]) == ("done", None)
-        submitted = (await gw.load_events(odd_job))[0]
-        (image,) = await gw.fetch_sql("SELECT * FROM imagen.images WHERE job_id = $1", odd_job)
-        await assert_replay_matches(gw, odd_job)
+        submitted = (await gw.load_events(job))[0]
+        (image,) = await gw.fetch_sql("SELECT * FROM imagen.images WHERE job_id = $1", job)
+        await assert_replay_matches(gw, job)
+    assert isinstance(submitted, ev.JobSubmitted)
+    kept = (submitted.prompt, submitted.seed, submitted.steps, submitted.opts)
+    assert kept == (req.prompt, req.seed, req.steps, req.opts)
     key = KEY.fullmatch(image["storage_path"])
     assert key is not None, image["storage_path"]
     assert key.group("slug") == slug and image["storage_path"].isascii()
-    assert isinstance(submitted, ev.JobSubmitted) and image["prompt"] == submitted.prompt
+    assert image["prompt"] == req.prompt
     assert int(key.group("seed")) == image["seed"]
     assert (tmp_path / "objects" / image["bucket"] / image["storage_path"]).is_file()
     assert Path(image["metadata"]["local_path"]).is_file()
