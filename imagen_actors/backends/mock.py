@@ -12,7 +12,7 @@ import hashlib
 import io
 import random
 import time
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 import trio
@@ -33,12 +33,12 @@ THREAD_ABOVE_PIXELS: Final = 256 * 256
 
 
 class MockConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    latency_ms: int = 0
-    steps: int = 4
-    fail_rate: float = 0.0
-    fail_class: str = "transient"
-    max_size: int = 4096
-    cost_usd: float = 0.0
+    latency_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
+    steps: Annotated[int, msgspec.Meta(ge=1, le=200)] = 4
+    fail_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
+    fail_class: Literal["transient", "permanent"] = "transient"
+    max_size: Annotated[int, msgspec.Meta(ge=64)] = 4096
+    cost_usd: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
 
 
 def render_png(prompt: str, seed: int, width: int, height: int) -> bytes:
@@ -116,7 +116,7 @@ class MockBackend:
             if roll < self._cfg.fail_rate:
                 raise GenerationError(
                     f"injected failure (fail_rate {self._cfg.fail_rate})",
-                    error_class="permanent" if self._cfg.fail_class == "permanent" else "transient",
+                    error_class=self._cfg.fail_class,
                 )
 
     async def check(self) -> BackendStatus:

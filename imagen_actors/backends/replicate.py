@@ -48,7 +48,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
@@ -79,6 +79,9 @@ from imagen_actors.errors import ConfigError, GenerationError
 
 log = logging.getLogger("imagen_actors.backends.replicate")
 
+# Input keys the job's own columns decide; opts setting them would misrecord the image.
+RECORDED_FIELDS: Final = frozenset({"prompt", "seed"})
+
 
 class ReplicateBackend:
     type = "replicate"
@@ -97,6 +100,12 @@ class ReplicateBackend:
         for key in ("poll_interval_s", "http_timeout_s", "cancel_timeout_s"):
             if getattr(cfg, key) <= 0:
                 raise ConfigError(f"backends.{name}.{key} must be > 0")
+        if clash := sorted(RECORDED_FIELDS & cfg.opts.keys()):
+            key = clash[0]
+            raise ConfigError(
+                f"backends.{name}.opts.{key}: {key} comes from each job and is recorded with its "
+                f"image; remove it from opts (set the job's {key} column instead)"
+            )
         if cfg.timeout_s is not None and cfg.timeout_s <= 0:
             raise ConfigError(f"backends.{name}.timeout_s must be > 0")
         base = cfg.base_url.rstrip("/")
@@ -123,7 +132,19 @@ class ReplicateBackend:
     # -- public -------------------------------------------------------------------------
 
     def build_input(self, request: GenerationRequest) -> dict[str, Any]:
-        """The prediction ``input``: mapped fields, then config opts, then request opts."""
+        """The prediction ``input``: mapped fields, then config opts, then request opts.
+
+        Opts may override how the image is made (``output_format``, ``aspect_ratio``, ...) but
+        not the prompt or seed: those are recorded with the image and must be what was drawn.
+        """
+        if clash := sorted(RECORDED_FIELDS & request.opts.keys()):
+            key = clash[0]
+            raise GenerationError(
+                f"opts.{key}: the job's opts may not set {key!r}; it comes from the job's own "
+                f"{key} column and is recorded with the image (resubmit with {key} set there "
+                f"and without opts.{key})",
+                error_class="permanent",
+            )
         body: dict[str, Any] = {
             "prompt": request.prompt,
             "seed": request.seed,

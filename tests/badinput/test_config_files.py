@@ -126,6 +126,12 @@ def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
                      id="replicate-wrong-type"),
         pytest.param("{type: dalle}", "backends.x.type 'dalle' is not a known adapter "
                      "(known: comfyui, mock, replicate)", id="unknown-adapter"),
+        pytest.param("{type: mock, latency_ms: -5}", "backends.x.latency_ms: Expected `int` >= 0",
+                     id="mock-negative-latency"),
+        pytest.param("{type: mock, fail_rate: 2}", "backends.x.fail_rate: Expected `float` <= 1.0",
+                     id="mock-fail-rate-over-1"),
+        pytest.param("{type: replicate, model: a/b, opts: {seed: 7}}",
+                     "backends.x.opts.seed: seed comes from each job", id="replicate-opts-seed"),
         pytest.param("{type: comfyui, workflow: flux-1-schnel}",
                      "no bundled workflow 'flux-1-schnel' (bundled: flux1-schnell",
                      id="unknown-workflow"),

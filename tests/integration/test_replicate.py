@@ -104,6 +104,24 @@ async def test_output_as_single_url_and_opts_override() -> None:
         assert body["num_inference_steps"] == 2
 
 
+@pytest.mark.parametrize("key", ["prompt", "seed"])
+async def test_job_opts_may_not_replace_the_recorded_prompt_or_seed(key: str) -> None:
+    """opts.prompt / opts.seed would make the image row lie: refused before anything is paid."""
+    async with fake_replicate() as fake, backend(fake) as b:
+        with pytest.raises(GenerationError, match=rf"opts\.{key}: .*resubmit") as info:
+            await b.generate(request(opts={key: "something else"}), lambda s, t: None)
+        assert info.value.error_class == "permanent"
+        assert fake.hits("POST", "/v1/") == []
+
+
+@pytest.mark.parametrize("key", ["prompt", "seed"])
+def test_config_opts_may_not_replace_the_recorded_prompt_or_seed(key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"backends\.r\.opts\.{key}: .* remove it"):
+        build(
+            "r", {"type": "replicate", "model": "black-forest-labs/flux-schnell", "opts": {key: 1}}
+        )
+
+
 async def test_versioned_ref_posts_to_predictions_with_version() -> None:
     """An owner/name:version ref creates through POST /v1/predictions with the version."""
     ref = f"black-forest-labs/flux-dev:{VERSION}"
