@@ -230,7 +230,7 @@ async def _run_pipeline(
                             sup,
                             "reaper",
                             lambda: reaper(
-                                gateway, worker_id=worker_id, interval_s=w.reap_interval_s
+                                gateway, store, worker_id=worker_id, interval_s=w.reap_interval_s
                             ),
                         )
                 # Intake stopped: the Executor finishes its job, then finds no claimer.

@@ -195,6 +195,23 @@ def complete(worker_id: str, stored: ev.ImageStored, actor: str = "uploader") ->
     return decide
 
 
+def discard_objects(
+    worker_id: str, bucket: str, keys: Sequence[str], actor: str = "reaper"
+) -> Decide:
+    """Record that a failed job's leftover objects are gone (once; after the deletes)."""
+
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        if state.status not in ("failed", "cancelled") or state.objects_discarded:
+            return []
+        return [
+            ev.ImageDiscarded(
+                **_header(state, now, actor, worker_id), bucket=bucket, storage_paths=tuple(keys)
+            )
+        ]
+
+    return decide
+
+
 def usage_recorded(
     worker_id: str | None, cost: float, actor: str = "usage_recorder"
 ) -> DecideWithUsage:

@@ -105,6 +105,14 @@ class JobFailed(Event, frozen=True, kw_only=True):
     error_class: ErrorClass
 
 
+class ImageDiscarded(Event, frozen=True, kw_only=True):
+    """A failed job's objects removed from storage (those that were there): an attempt may
+    have uploaded before the job failed, e.g. killed between the upload and its completion."""
+
+    bucket: str
+    storage_paths: tuple[str, ...]
+
+
 class JobRequeued(Event, frozen=True, kw_only=True):
     reason: str
     error: str | None = None
@@ -143,6 +151,7 @@ AnyEvent = (
     | ImageStored
     | JobCompleted
     | JobFailed
+    | ImageDiscarded
     | JobRequeued
     | JobCancelRequested
     | JobCancelled
@@ -164,6 +173,7 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
         ImageStored,
         JobCompleted,
         JobFailed,
+        ImageDiscarded,
         JobRequeued,
         JobCancelRequested,
         JobCancelled,

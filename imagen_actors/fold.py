@@ -104,6 +104,7 @@ class JobState:
     generation: GenerationOutcome | None = None
     cancel_requested: bool = False
     usage_recorded: bool = False
+    objects_discarded: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -232,6 +233,11 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
             return _step(
                 s, at, status="failed", error=event.error, lease_expires_at=None, finished_at=at
             )
+        case ev.ImageDiscarded():
+            s = _require(state, event, "failed", "cancelled")
+            if s.objects_discarded:
+                raise _illegal(s, event, "the job's objects were already discarded")
+            return _step(s, at, objects_discarded=True)
         case ev.JobRequeued():
             s = _require(state, event, "running")
             if s.attempts >= s.max_attempts and not event.refund_attempt:

@@ -81,6 +81,8 @@ def details(event: ev.Event) -> dict[str, Any]:
             return {"path": f"{event.bucket}/{event.storage_path}", "image_id": event.image_id}
         case ev.JobCompleted():
             return {"image_id": event.image_id}
+        case ev.ImageDiscarded():
+            return {"paths": [f"{event.bucket}/{k}" for k in event.storage_paths]}
         case ev.JobRequeued():
             out: dict[str, Any] = {"reason": event.reason}
             if event.error is not None:

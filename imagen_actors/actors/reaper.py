@@ -1,6 +1,7 @@
 """Reaper: at start-up requeue what this worker_id held (it restarted); then, every few
-seconds, requeue expired leases (or fail them once attempts are used up). A live lease is
-never touched: each decision is re-checked under the row lock."""
+seconds, requeue expired leases (or fail them once attempts are used up) and discard what
+failed jobs left in storage. A live lease is never touched: each decision is re-checked
+under the row lock."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Final
 import trio
 
 from imagen_actors import decisions as dc
+from imagen_actors.actors.janitor import discard_leftovers
 from imagen_actors.errors import DatabaseError
 from imagen_actors.gateway import Gateway
 from imagen_actors.observability.logs import job_fields
+from imagen_actors.storage.base import ObjectStore
 
 BATCH: Final = 100
 log = logging.getLogger("imagen_actors.reaper")
@@ -50,17 +53,24 @@ async def reap_expired(gateway: Gateway, worker_id: str) -> int:
             return n
 
 
-async def reaper(gateway: Gateway, *, worker_id: str, interval_s: float) -> None:
+async def reaper(
+    gateway: Gateway, store: ObjectStore, *, worker_id: str, interval_s: float
+) -> None:
     """The periodic half; ``requeue_own`` runs once before any actor starts, never on a
-    restart of this actor (our own Executor may hold jobs by then).
+    restart of this actor (our own Executor may hold jobs by then). Each pass also discards
+    what failed jobs left in storage (``janitor``): the first pass looks at every failed
+    job, later ones at the last hour's.
 
     A pass that fails on the database is logged and tried again at the next interval: the
     Reaper has nothing in hand to lose, and crashing on every pass of an outage would
     exhaust the supervisor's restart budget and take the whole worker down with it.
     """
+    recent_only = False
     while True:
         try:
             await reap_expired(gateway, worker_id)
+            await discard_leftovers(gateway, store, worker_id, recent_only=recent_only)
+            recent_only = True
         except DatabaseError as exc:
             log.warning(
                 "reaping failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, interval_s

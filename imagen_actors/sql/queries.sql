@@ -88,6 +88,20 @@ WHERE status = 'running' AND lease_expires_at < now()
 ORDER BY lease_expires_at
 LIMIT $1;
 
+-- name: failed_with_leftovers
+-- Failed jobs that got as far as a generated image and whose objects were not discarded yet:
+-- an attempt may have uploaded before the job failed. Driven by job_events_type_time; $2
+-- true looks only at the last hour (a worker's start-up pass looks at all of them).
+SELECT f.job_id AS id FROM imagen.job_events f
+WHERE f.type = 'JobFailed'
+  AND (NOT $2 OR f.occurred_at > now() - interval '1 hour')
+  AND EXISTS (SELECT 1 FROM imagen.job_events e
+              WHERE e.job_id = f.job_id AND e.type = 'GenerationSucceeded')
+  AND NOT EXISTS (SELECT 1 FROM imagen.job_events e
+                  WHERE e.job_id = f.job_id AND e.type = 'ImageDiscarded')
+ORDER BY f.occurred_at
+LIMIT $1;
+
 -- name: running_held_by
 SELECT id FROM imagen.jobs WHERE status = 'running' AND worker_id = $1;
 

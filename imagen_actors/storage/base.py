@@ -23,6 +23,10 @@ class ObjectStore(Protocol):
 
     async def exists(self, key: str) -> bool: ...
 
+    async def delete(self, key: str) -> None:
+        """Remove the object at ``key``; one that is already gone is not an error."""
+        ...
+
     async def check(self) -> str:
         """'ok' or why not, for status displays."""
         ...

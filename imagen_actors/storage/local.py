@@ -56,6 +56,13 @@ class LocalStore:
     async def exists(self, key: str) -> bool:
         return await trio.Path(self.path_for(key)).exists()
 
+    async def delete(self, key: str) -> None:
+        target = self.path_for(key)
+        try:
+            await trio.Path(target).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"could not delete {target}: {exc.strerror or exc}") from exc
+
     async def check(self) -> str:
         return "ok"
 

@@ -207,6 +207,16 @@ class SupabaseStore:
             return False
         raise self._refused("lookup", key, failure, None)
 
+    async def delete(self, key: str) -> None:
+        """``DELETE /object/{bucket}/{key}``; a missing object (``NoSuchKey``) is fine."""
+        self._check_key(key)
+        response = await self._exchange("DELETE", self.object_url(key), key=key, op="delete")
+        if response.is_success:
+            return
+        failure = parse_failure(response)
+        if failure.code != "NoSuchKey":
+            raise self._refused("delete", key, failure, None)
+
     async def check(self) -> str:
         url = f"{self.root}/bucket/{quote(self.bucket, safe='')}"
         try:

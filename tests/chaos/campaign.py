@@ -103,21 +103,30 @@ class Worker:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
 
+UNSETTLED = """
+j.status NOT IN ('done', 'failed')
+   OR (j.status = 'failed'
+       AND EXISTS (SELECT 1 FROM imagen.job_events e
+                   WHERE e.job_id = j.id AND e.type = 'GenerationSucceeded')
+       AND NOT EXISTS (SELECT 1 FROM imagen.job_events e
+                       WHERE e.job_id = j.id AND e.type = 'ImageDiscarded'))
+"""
+
+
 async def wait_settled(gw: Gateway, budget_s: float, what: str) -> None:
-    """Every job done or failed within the budget; else fail listing the stuck ones."""
+    """Every job done or failed within the budget, and every failed job that got as far as
+    an image cleaned up after (its leftover objects discarded by the Reaper); else fail
+    listing the stuck ones."""
+    count = f"SELECT count(*) AS n FROM imagen.jobs j WHERE {UNSETTLED}"
     with trio.move_on_after(budget_s):
-        while True:
-            left = await gw.fetch_sql(
-                "SELECT count(*) AS n FROM imagen.jobs WHERE status NOT IN ('done', 'failed')"
-            )
-            if left[0]["n"] == 0:
-                return
+        while (await gw.fetch_sql(count))[0]["n"]:
             await trio.sleep(0.1)
+        return
     stuck = await gw.fetch_sql(
         "SELECT j.id, j.status, j.worker_id, j.attempts, j.lease_expires_at, j.run_after, "
         "(SELECT string_agg(type, ' ' ORDER BY seq) FROM imagen.job_events e "
         " WHERE e.job_id = j.id) AS events "
-        "FROM imagen.jobs j WHERE status NOT IN ('done', 'failed') ORDER BY created_at, id LIMIT 10"
+        f"FROM imagen.jobs j WHERE {UNSETTLED} ORDER BY created_at, id LIMIT 10"
     )
     lines = "\n  ".join(str(s) for s in stuck)
     raise AssertionError(f"{what}: jobs not settled within {budget_s:.0f}s:\n  {lines}")

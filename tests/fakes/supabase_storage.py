@@ -4,9 +4,10 @@ HTTP/1.1 via h11 over ``trio.serve_tcp``. Routes, headers and JSON bodies follow
 the real storage-api server in /work/shared/fixtures/supabase-storage (upload_ok, upload_upsert,
 upload_duplicate, upload_anon_denied, upload_bad_jwt_signature, upload_expired_jwt,
 upload_malformed_jwt, upload_no_auth, upload_missing_bucket, upload_too_large_bucket_limit,
-upload_mime_not_allowed, upload_path_*, object_head_*, object_info_*, bucket_get_*,
-gateway_prefix_on_raw_server). Like the real thing, storage errors are HTTP 400 with the real
-status as a *string* ``statusCode`` in the body; HEAD failures have an empty body.
+upload_mime_not_allowed, upload_path_*, object_head_*, object_info_*, bucket_get_*, delete_ok,
+delete_missing, delete_anon_denied, gateway_prefix_on_raw_server). Like the real thing, storage
+errors are HTTP 400 with the real status as a *string* ``statusCode`` in the body; HEAD
+failures have an empty body.
 
 Not captured, so assumed: the 500 body shape (``InternalError``), a gateway 503 with a text
 body, and the hosted gateway's 401 when ``apikey`` is missing.
@@ -96,15 +97,17 @@ FAULT_KINDS = ("500", "hang", "lost")
 
 @attrs.define
 class Faults:
-    """Seeded random faults: each request fails with probability ``rate``, kind drawn evenly."""
+    """Seeded random faults: each request (of ``methods``) fails with probability ``rate``,
+    its kind drawn evenly from ``kinds``."""
 
     rate: float
     rng: random.Random
     kinds: tuple[str, ...] = FAULT_KINDS
+    methods: frozenset[str] = frozenset({"POST", "DELETE", "GET", "HEAD"})
     injected: Counter[str] = attrs.field(factory=Counter)
 
-    def draw(self) -> str | None:
-        if self.rng.random() >= self.rate:
+    def draw(self, method: str) -> str | None:
+        if method not in self.methods or self.rng.random() >= self.rate:
             return None
         kind = self.rng.choice(self.kinds)
         self.injected[kind] += 1
@@ -190,7 +193,7 @@ class FakeSupabaseStorage:
             if forced == 429:
                 return _json(429, SLOW_DOWN)
             return _json(int(forced), INTERNAL)
-        fault = self.faults.draw() if self.faults is not None else None
+        fault = self.faults.draw(request.method) if self.faults is not None else None
         if fault == "500":
             return _json(500, INTERNAL)
         if fault == "hang":
@@ -231,6 +234,8 @@ class FakeSupabaseStorage:
         segments = path.lstrip("/").split("/")
         if req.method == "POST" and segments[0] == "object" and len(segments) >= 3:
             return self.upload(req, segments[1], unquote("/".join(segments[2:])), service)
+        if req.method == "DELETE" and segments[0] == "object" and len(segments) >= 3:
+            return self.delete(segments[1], unquote("/".join(segments[2:])), service)
         if req.method in ("HEAD", "GET") and segments[:2] == ["object", "authenticated"]:
             return self.head(segments[2], unquote("/".join(segments[3:])), service)
         if req.method == "GET" and segments[:3] == ["object", "info", "authenticated"]:
@@ -272,6 +277,14 @@ class FakeSupabaseStorage:
         cache = req.headers.get("cache-control", "no-cache")
         self.objects[(bucket_name, key)] = Blob(blob_id, req.body, content_type, cache)
         return _json(200, {"Key": f"{bucket_name}/{key}", "Id": blob_id})
+
+    def delete(self, bucket_name: str, key: str, service: bool) -> Reply:
+        # delete_ok / delete_missing / delete_anon_denied captures.
+        if not service:
+            return _json(400, storage_error("403", "Unauthorized", "Access denied", "AccessDenied"))
+        if self.objects.pop((bucket_name, key), None) is None:
+            return _json(400, NO_KEY)
+        return _json(200, {"message": "Successfully deleted"})
 
     def head(self, bucket_name: str, key: str, service: bool) -> Reply:
         blob = self.objects.get((bucket_name, key)) if service else None

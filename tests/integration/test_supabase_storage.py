@@ -93,6 +93,35 @@ async def test_reupload_of_same_key_overwrites(
     assert len(fake.requests) == 2
 
 
+async def test_delete_removes_the_object_and_a_missing_one_is_fine(
+    fake: FakeSupabaseStorage, make_store: MakeStore
+) -> None:
+    """delete() is idempotent: NoSuchKey (delete_missing) is success, like delete_ok."""
+    store = make_store()
+    await store.put(KEY, PNG, "image/png")
+    await store.delete(KEY)
+    await store.delete(KEY)
+
+    assert (BUCKET, KEY) not in fake.objects
+    assert [(r.method, r.target) for r in fake.requests[1:]] == [
+        ("DELETE", f"/storage/v1/object/{BUCKET}/{KEY}")
+    ] * 2
+
+
+async def test_delete_refused_is_permanent_and_5xx_is_retried(
+    fake: FakeSupabaseStorage, make_store: MakeStore
+) -> None:
+    """An anon key's delete (delete_anon_denied) fails at once; a 500 is retried."""
+    await make_store().put(KEY, PNG, "image/png")
+    with pytest.raises(StorageError, match="AccessDenied") as info:
+        await make_store(key=ANON_KEY).delete(KEY)
+    assert info.value.error_class == "permanent"
+    fake.fail_next(1, 500)
+    await make_store().delete(KEY)
+
+    assert (BUCKET, KEY) not in fake.objects
+
+
 async def test_key_with_spaces_and_parens_is_percent_encoded(
     fake: FakeSupabaseStorage, make_store: MakeStore
 ) -> None:

@@ -56,6 +56,7 @@ def test_all_event_types_are_in_the_union() -> None:
         "ImageStored",
         "JobCompleted",
         "JobFailed",
+        "ImageDiscarded",
         "JobRequeued",
         "LeaseExtended",
         "JobCancelRequested",

@@ -1,0 +1,91 @@
+"""Discarding a failed job's leftover objects: the event's fold rules and the candidate keys."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from imagen_actors import decisions as dc
+from imagen_actors import events as ev
+from imagen_actors.actors.janitor import candidate_keys
+from imagen_actors.fold import IllegalTransitionError, fold, replay
+
+T0 = datetime(2026, 11, 23, 23, 30, tzinfo=UTC)
+JOB = uuid.UUID("55555555-5555-4555-8555-555555555555")
+W = "host:w1"
+
+
+def stream(*seeds: int) -> list[ev.Event]:
+    events: list[ev.Event] = [
+        ev.JobSubmitted(
+            job_id=JOB,
+            occurred_at=T0,
+            actor="database",
+            owner_user_id=JOB,
+            prompt="A tiny owl!",
+            backend="mock",
+            width=64,
+            height=64,
+        )
+    ]
+    for seed in seeds:
+        events.append(
+            ev.GenerationSucceeded(
+                job_id=JOB,
+                occurred_at=T0,
+                actor="executor",
+                worker_id=W,
+                backend="mock",
+                model="m",
+                seed=seed,
+                mime="image/png",
+                bytes=1,
+                sha256="0" * 64,
+                latency_ms=1,
+            )
+        )
+    return events
+
+
+def failed() -> list[ev.Event]:
+    return [
+        *stream()[:1],
+        ev.JobFailed(
+            job_id=JOB, occurred_at=T0, actor="reaper", error="e", error_class="transient"
+        ),
+    ]
+
+
+def test_candidate_keys_are_the_contract_key_and_its_job_variant_per_seed() -> None:
+    """Each generated seed: <date>/<slug>-<seed>.png (dated by submission) and -<8 hex>."""
+    assert candidate_keys(stream(7, 7, 9)) == [
+        "2026-11-23/a-tiny-owl-7.png",
+        "2026-11-23/a-tiny-owl-7-55555555.png",
+        "2026-11-23/a-tiny-owl-9.png",
+        "2026-11-23/a-tiny-owl-9-55555555.png",
+    ]
+    assert candidate_keys(stream()) == []
+
+
+def test_discard_is_recorded_once_and_only_for_a_failed_job() -> None:
+    """ImageDiscarded folds onto failed (not projected), at most once; the decision is idempotent."""
+    state = replay(failed())
+    decide = dc.discard_objects(W, "b", ["k1", "k2"])
+    (event,) = decide(state, T0)
+    assert isinstance(event, ev.ImageDiscarded) and event.storage_paths == ("k1", "k2")
+    after = fold(state, event)
+    assert after.objects_discarded and after.version == state.version + 1
+    assert after.projection() | {"version": 0, "updated_at": None} == state.projection() | {
+        "version": 0,
+        "updated_at": None,
+    }
+    assert decide(after, T0) == []
+    with pytest.raises(IllegalTransitionError, match="already discarded"):
+        fold(after, event)
+    pending = replay(stream())
+    assert decide(pending, T0) == []
+    with pytest.raises(IllegalTransitionError, match="ImageDiscarded is not allowed"):
+        fold(pending, event)
+    assert ev.decode(ev.encode(event)) == event
