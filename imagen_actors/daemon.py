@@ -155,6 +155,7 @@ async def _run_pipeline(
     )
     up_settings = UploaderSettings(
         worker_id=worker_id,
+        lease_s=w.lease_s,
         output=OutputSettings(
             directory=cfg.output.resolved_directory(),
             naming=cfg.output.naming,

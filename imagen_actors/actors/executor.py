@@ -19,6 +19,7 @@ import trio
 from imagen_actors import decisions as dc
 from imagen_actors import events as ev
 from imagen_actors import styles
+from imagen_actors.actors.lease import holding_lease
 from imagen_actors.actors.messages import ClaimedWork, GeneratedImage
 from imagen_actors.backends.base import GenerationRequest, GenerationResult
 from imagen_actors.backends.registry import Backends
@@ -73,7 +74,45 @@ async def executor(
         async with gpu:
             generated = await run_one(gateway, backends, settings, item, observer)
         if generated is not None:
-            await uploads.send(generated)
+            await hand_over(gateway, settings, uploads, generated)
+
+
+async def hand_over(
+    gateway: JobStore,
+    settings: ExecutorSettings,
+    uploads: trio.MemorySendChannel[GeneratedImage],
+    generated: GeneratedImage,
+) -> None:
+    """Pass the image to the Uploader, holding the lease while the Uploader is busy; on
+    abort before it is taken, give the job back instead of leaving it to lease expiry."""
+    job_id = generated.submitted.job_id
+    delivered = False
+
+    async def deliver() -> None:
+        nonlocal delivered
+        await uploads.send(generated)
+        delivered = True
+
+    try:
+        await holding_lease(
+            gateway,
+            job_id,
+            deliver,
+            worker_id=settings.worker_id,
+            lease_s=settings.lease_s,
+            actor="executor",
+        )
+    except LeaseLostError as exc:
+        log.warning("job %s: %s; dropping its image", job_id, exc, extra=job_fields(job_id))
+    finally:
+        if not delivered and being_cancelled():
+            await give_back(
+                gateway,
+                settings.worker_id,
+                job_id,
+                "worker shut down before the upload",
+                actor="executor",
+            )
 
 
 async def run_one(

@@ -20,9 +20,10 @@ import trio
 from imagen_actors import decisions as dc
 from imagen_actors import events as ev
 from imagen_actors.actors.executor import being_cancelled, give_back
+from imagen_actors.actors.lease import holding_lease
 from imagen_actors.actors.messages import GeneratedImage, ImageCompleted
 from imagen_actors.errors import LeaseLostError, StorageError
-from imagen_actors.gateway import ImageRow
+from imagen_actors.gateway import ImageRow, Transition
 from imagen_actors.jobstore import JobStore
 from imagen_actors.naming import disambiguated_key, render_template, storage_key
 from imagen_actors.observability.logs import job_fields
@@ -43,6 +44,8 @@ class OutputSettings:
 class UploaderSettings:
     worker_id: str
     output: OutputSettings
+    # Renewed every lease_s / 3 while an upload runs (worker.lease_s).
+    lease_s: float = 60.0
 
 
 def sidecar(item: GeneratedImage, *, key: str, bucket: str, image_path: Path) -> dict[str, Any]:
@@ -94,10 +97,33 @@ async def uploader(
     uploads: trio.MemoryReceiveChannel[GeneratedImage],
     completed: trio.MemorySendChannel[ImageCompleted],
 ) -> None:
-    async for item in uploads:
-        done = await upload_one(gateway, store, settings, item)
-        if done is not None:
-            await completed.send(done)
+    try:
+        async for item in uploads:
+            done = await upload_one(gateway, store, settings, item)
+            if done is not None:
+                await completed.send(done)
+    finally:
+        if being_cancelled():
+            await give_back_waiting(gateway, settings.worker_id, uploads)
+
+
+async def give_back_waiting(
+    gateway: JobStore, worker: str, uploads: trio.MemoryReceiveChannel[GeneratedImage]
+) -> None:
+    """On abort, requeue the finished images still waiting for their upload too: they are
+    ours, and would otherwise stay ``running`` until their leases expire."""
+    while True:
+        try:
+            item = uploads.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return
+        await give_back(
+            gateway,
+            worker,
+            item.submitted.job_id,
+            "worker shut down before the upload",
+            actor="uploader",
+        )
 
 
 async def choose_key(gateway: JobStore, store: ObjectStore, item: GeneratedImage) -> str:
@@ -115,59 +141,16 @@ async def upload_one(
     sub, gen = item.submitted, item.succeeded
     worker = settings.worker_id
     try:
-        key = await choose_key(gateway, store, item)
-        try:
-            image_path = await trio.to_thread.run_sync(write_output, settings.output, item)
-            if settings.output.write_metadata_json:
-                meta = sidecar(item, key=key, bucket=store.bucket, image_path=image_path)
-                await trio.to_thread.run_sync(
-                    write_atomic,
-                    image_path.with_suffix(".json"),
-                    msgspec.json.format(msgspec.json.encode(meta), indent=2),
-                )
-        except OSError as exc:
-            # A full or read-only disk is the job's failure to report, not an actor crash.
-            raise StorageError(
-                f"could not write to output.directory {settings.output.directory}: "
-                f"{exc.strerror or exc}"
-            ) from exc
-        stored = await store.put(key, item.image, gen.mime)
-        image = ImageRow(
-            owner_user_id=sub.owner_user_id,
-            job_id=sub.job_id,
-            prompt=sub.prompt,
-            backend=gen.backend,
-            model=gen.model,
-            seed=gen.seed,
-            width=sub.width,
-            height=sub.height,
-            bucket=stored.bucket,
-            storage_path=stored.key,
-            mime=gen.mime,
-            bytes=gen.bytes,
-            sha256=gen.sha256,
-            metadata={
-                "local_path": str(image_path),
-                "location": stored.location,
-                "latency_ms": gen.latency_ms,
-                "style": sub.style,
-                "negative_prompt": sub.negative_prompt,
-                **gen.metadata,
-            },
-        )
-        template = ev.ImageStored(
-            job_id=sub.job_id,
-            occurred_at=datetime.now(UTC),
-            actor="uploader",
+        # However long the upload takes (storage retries, a slow link), the lease is renewed
+        # meanwhile, so the Reaper never hands a job on while its upload is still running.
+        t, image_path = await holding_lease(
+            gateway,
+            sub.job_id,
+            lambda: store_and_complete(gateway, store, settings, item),
             worker_id=worker,
-            image_id=sub.job_id,
-            bucket=stored.bucket,
-            storage_path=stored.key,
-            local_path=str(image_path),
-            bytes=gen.bytes,
-            sha256=gen.sha256,
+            lease_s=settings.lease_s,
+            actor="uploader",
         )
-        t = await gateway.store_image_and_transition(image, dc.complete(worker, template))
     except StorageError as exc:
         log.warning(
             "job %s: storing failed (%s): %s",
@@ -206,3 +189,65 @@ async def upload_one(
     return ImageCompleted(
         submitted=sub, succeeded=gen, completed=completed, image_path=str(image_path)
     )
+
+
+async def store_and_complete(
+    gateway: JobStore, store: ObjectStore, settings: UploaderSettings, item: GeneratedImage
+) -> tuple[Transition, Path]:
+    """Disk, then the object, then one transaction: the image row and the completion."""
+    sub, gen = item.submitted, item.succeeded
+    worker = settings.worker_id
+    key = await choose_key(gateway, store, item)
+    try:
+        image_path = await trio.to_thread.run_sync(write_output, settings.output, item)
+        if settings.output.write_metadata_json:
+            meta = sidecar(item, key=key, bucket=store.bucket, image_path=image_path)
+            await trio.to_thread.run_sync(
+                write_atomic,
+                image_path.with_suffix(".json"),
+                msgspec.json.format(msgspec.json.encode(meta), indent=2),
+            )
+    except OSError as exc:
+        # A full or read-only disk is the job's failure to report, not an actor crash.
+        raise StorageError(
+            f"could not write to output.directory {settings.output.directory}: "
+            f"{exc.strerror or exc}"
+        ) from exc
+    stored = await store.put(key, item.image, gen.mime)
+    image = ImageRow(
+        owner_user_id=sub.owner_user_id,
+        job_id=sub.job_id,
+        prompt=sub.prompt,
+        backend=gen.backend,
+        model=gen.model,
+        seed=gen.seed,
+        width=sub.width,
+        height=sub.height,
+        bucket=stored.bucket,
+        storage_path=stored.key,
+        mime=gen.mime,
+        bytes=gen.bytes,
+        sha256=gen.sha256,
+        metadata={
+            "local_path": str(image_path),
+            "location": stored.location,
+            "latency_ms": gen.latency_ms,
+            "style": sub.style,
+            "negative_prompt": sub.negative_prompt,
+            **gen.metadata,
+        },
+    )
+    template = ev.ImageStored(
+        job_id=sub.job_id,
+        occurred_at=datetime.now(UTC),
+        actor="uploader",
+        worker_id=worker,
+        image_id=sub.job_id,
+        bucket=stored.bucket,
+        storage_path=stored.key,
+        local_path=str(image_path),
+        bytes=gen.bytes,
+        sha256=gen.sha256,
+    )
+    t = await gateway.store_image_and_transition(image, dc.complete(worker, template))
+    return t, image_path

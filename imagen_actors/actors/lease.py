@@ -1,0 +1,74 @@
+"""Keep a job's lease while work on it runs, outside the backend call (which the Executor
+renews itself, with progress): the upload, and a finished image waiting to be handed over.
+
+A sibling task appends ``LeaseExtended`` every ``lease_s / 3``, so work that finishes sooner
+costs no extra write. If the job turns out to be no longer ours (``LeaseLostError``) the work
+is cancelled and that error raised; a renewal that fails on the database is logged and tried
+again at the next tick (the lease still has two thirds left).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import trio
+
+from imagen_actors import decisions as dc
+from imagen_actors.errors import DatabaseError, LeaseLostError
+from imagen_actors.jobstore import JobStore
+from imagen_actors.observability.logs import job_fields
+
+T = TypeVar("T")
+log = logging.getLogger("imagen_actors.lease")
+
+
+async def holding_lease(
+    gateway: JobStore,
+    job_id: uuid.UUID,
+    work: Callable[[], Awaitable[T]],
+    *,
+    worker_id: str,
+    lease_s: float,
+    actor: str,
+) -> T:
+    """``await work()`` while renewing the job's lease; its own exceptions pass unwrapped."""
+    lost: list[LeaseLostError] = []
+    result: list[T] = []
+    failed: list[Exception] = []
+
+    async def renew(cancel: trio.CancelScope) -> None:
+        while True:
+            await trio.sleep(lease_s / 3)
+            try:
+                await gateway.transition(job_id, dc.extend_lease(worker_id, lease_s, actor=actor))
+            except LeaseLostError as exc:
+                lost.append(exc)
+                cancel.cancel()
+                return
+            except DatabaseError as exc:
+                log.warning(
+                    "job %s: lease renewal failed (%s); will retry",
+                    job_id,
+                    exc,
+                    extra=job_fields(job_id),
+                )
+
+    async def run(cancel: trio.CancelScope) -> None:
+        # Carried out by hand so the caller sees work's own exception, not a group.
+        try:
+            result.append(await work())
+        except Exception as exc:
+            failed.append(exc)
+        cancel.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(renew, nursery.cancel_scope)
+        nursery.start_soon(run, nursery.cancel_scope)
+    if result:
+        return result[0]  # finished, even if a late renewal then found the job done
+    if failed:
+        raise failed[0]
+    raise lost[0]  # the only other way out: the renewal found the job handed on
