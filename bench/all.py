@@ -4,8 +4,8 @@ Each script runs as its own process with its default sizes (or small ones with -
 smoke run whose figures are not worth reporting). Its output is passed through as it
 comes; its rows (the lines after ``_common.ROWS_MARKER``) are collected and printed again
 at the end as one table, with the date, commit, load average and each script's wall time,
-ready to paste into docs/performance.md. The default run takes about 10 minutes on the
-2-core machine the report was written on; the soak is about half of it.
+ready to paste into docs/performance.md. The default run took about 6½ minutes on the
+2-core machine the report was written on, two thirds of it in the scale-out and the soak.
 
     .venv/bin/python bench/all.py [--quick] [--only pickup,soak]
 """
