@@ -219,6 +219,20 @@ async def wait_all_settled(gw: Gateway, n: int, *, timeout: float, label: str) -
             await trio.sleep(0.25)
 
 
+async def done_rate(gw: Gateway) -> tuple[float, float]:
+    """(jobs/s, span in s): done jobs / (last finished_at - first JobClaimed.occurred_at)."""
+    row = (
+        await gw.fetch_sql(
+            "SELECT count(*) FILTER (WHERE status = 'done') AS done,"
+            " (SELECT min(occurred_at) FROM imagen.job_events WHERE type = 'JobClaimed')"
+            "   AS first_claim,"
+            " max(finished_at) AS last_finished FROM imagen.jobs"
+        )
+    )[0]
+    span: float = (row["last_finished"] - row["first_claim"]).total_seconds()
+    return row["done"] / span, span
+
+
 async def pg_settings(gw: Gateway) -> dict[str, str]:
     rows = await gw.fetch_sql(
         "SELECT name, setting FROM pg_settings WHERE name IN "

@@ -59,12 +59,6 @@ SELECT
   (SELECT count(*) FROM imagen.jobs j JOIN imagen.images i
      ON i.id = j.image_id AND i.job_id = j.id) AS linked_images
 """
-RATE = """
-SELECT count(*) FILTER (WHERE status = 'done') AS done,
-       (SELECT min(occurred_at) FROM imagen.job_events WHERE type = 'JobClaimed') AS first_claim,
-       max(finished_at) AS last_finished
-FROM imagen.jobs
-"""
 
 
 @dataclass
@@ -121,8 +115,7 @@ async def one_run(k: int, n: int, size: int, tmp: Path, timeout: float) -> tuple
 
 
 async def measure(gw: Gateway, k: int, n: int, tmp: Path, cpu: float, busy: float) -> Result:
-    rate_row = (await gw.fetch_sql(RATE))[0]
-    span = (rate_row["last_finished"] - rate_row["first_claim"]).total_seconds()
+    rate, span = await c.done_rate(gw)
     by_worker = await gw.fetch_sql(
         "SELECT worker_id, count(*) AS n FROM imagen.job_events WHERE type = 'JobClaimed'"
         " GROUP BY worker_id ORDER BY worker_id"
@@ -134,7 +127,7 @@ async def measure(gw: Gateway, k: int, n: int, tmp: Path, cpu: float, busy: floa
     objects = {p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")}
     return Result(
         workers=k,
-        rate=rate_row["done"] / span,
+        rate=rate,
         span_s=span,
         claims_by_worker=[r["n"] for r in by_worker],
         worker_cpu_s=cpu,

@@ -119,17 +119,8 @@ async def main(n: int, size: int, every: int) -> None:
                 await procs.wait_listening([worker])
                 samples = await feed_and_sample(gw, worker, n, size, every, timeout=n / 5 + 120)
                 hwm = procs.rss_kib(worker.pid, "VmHWM")
-            rate_row = (
-                await gw.fetch_sql(
-                    "SELECT count(*) FILTER (WHERE status = 'done') AS done,"
-                    " (SELECT min(occurred_at) FROM imagen.job_events"
-                    "  WHERE type = 'JobClaimed') AS first_claim,"
-                    " max(finished_at) AS last_finished FROM imagen.jobs"
-                )
-            )[0]
+            rate, span = await c.done_rate(gw)
             counts = await c.status_counts(gw)
-    span = (rate_row["last_finished"] - rate_row["first_claim"]).total_seconds()
-    rate = rate_row["done"] / span
     half, full = at_mark(samples, (n // 2 // every) * every), at_mark(samples, n)
     run.header("soak (one worker process, 0 ms mock)", n, db, settings)
     print(f"jobs by status: {counts}")
