@@ -48,7 +48,6 @@ from imagen_actors.worker_runtime import open_runtime
 
 ENV_BENCH_DATABASE_URL = "IMAGEN_BENCH_DATABASE_URL"
 OWNER = uuid.UUID("00000000-0000-4000-8000-00000000be4c")
-TERMINAL = ("done", "failed", "cancelled")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -164,18 +163,6 @@ async def running_worker(
             with trio.move_on_after(10):
                 await handle.pipeline_done.wait()
             handle.abort()
-
-
-async def insert_job(gw: Gateway, size: int, prompt: str = "bench") -> uuid.UUID:
-    rows = await gw.fetch_sql(
-        "INSERT INTO imagen.jobs (owner_user_id, prompt, backend, width, height) "
-        "VALUES ($1, $2, 'mock', $3, $3) RETURNING id",
-        OWNER,
-        prompt,
-        size,
-    )
-    job_id: uuid.UUID = rows[0]["id"]
-    return job_id
 
 
 async def insert_backlog(gw: Gateway, n: int, size: int, *, first: int = 1) -> None:

@@ -63,6 +63,18 @@ STAGE_NAMES = [
 ]
 
 
+async def insert_job(gw: Gateway, size: int, prompt: str = "bench") -> uuid.UUID:
+    rows = await gw.fetch_sql(
+        "INSERT INTO imagen.jobs (owner_user_id, prompt, backend, width, height) "
+        "VALUES ($1, $2, 'mock', $3, $3) RETURNING id",
+        c.OWNER,
+        prompt,
+        size,
+    )
+    job_id: uuid.UUID = rows[0]["id"]
+    return job_id
+
+
 async def wait_settled(gw: Gateway, job_id: uuid.UUID) -> None:
     with trio.fail_after(30):
         while True:
@@ -88,11 +100,11 @@ async def main(n: int, size: int) -> None:
             async with c.running_worker(cfg):
                 # Warm-up: first job through every code path (connections, imports, caches).
                 for _ in range(5):
-                    await wait_settled(gw, await c.insert_job(gw, size, "warm-up"))
+                    await wait_settled(gw, await insert_job(gw, size, "warm-up"))
                     await trio.sleep(IDLE_GAP_S)
                 ids: list[uuid.UUID] = []
                 for i in range(n):
-                    job_id = await c.insert_job(gw, size, f"bench pickup {i}")
+                    job_id = await insert_job(gw, size, f"bench pickup {i}")
                     ids.append(job_id)
                     await wait_settled(gw, job_id)
                     await trio.sleep(IDLE_GAP_S)
