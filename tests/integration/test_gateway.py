@@ -163,3 +163,13 @@ async def test_requeued_job_waits_for_run_after(gateway: Gateway) -> None:
     assert await gateway.claim(dc.claim("w", 60)) is None
     assert await gateway.fetchval("next_run_after") is not None
     await assert_replay_matches(gateway, job)
+
+
+async def test_pool_releases_leave_no_timers_behind(gateway: Gateway) -> None:
+    """Every pool release used to queue a cancelled 300 s timer that trio-asyncio kept until
+    it expired: the worker's memory grew with each job (bench/soak.py found it)."""
+    timers = gateway._loop._timers  # trio-asyncio's timer heap: where the leak lived
+    before = len(timers)
+    for _ in range(300):
+        await gateway.ping()
+    assert len(timers) - before < 10
