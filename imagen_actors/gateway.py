@@ -274,10 +274,14 @@ class Gateway:
 
         return await self._run(body)
 
-    async def image_key_owner(self, bucket: str, key: str) -> uuid.UUID | None:
-        """The job whose image already sits at (bucket, key), if any."""
-        owner: uuid.UUID | None = await self.fetchval("image_path_owner", bucket, key)
+    async def reserve_image_key(self, bucket: str, key: str, job_id: uuid.UUID) -> uuid.UUID:
+        """Reserve (bucket, key) for ``job_id``; the key's owner afterwards (maybe another job)."""
+        owner: uuid.UUID = await self.fetchval("reserve_image_key", bucket, key, job_id)
         return owner
+
+    async def reserved_image_keys(self, bucket: str, job_id: uuid.UUID) -> list[str]:
+        """Every key ``job_id`` reserved in ``bucket``, oldest first."""
+        return [r["storage_path"] for r in await self.fetch("reserved_image_keys", job_id, bucket)]
 
     async def job_error(self, job_id: uuid.UUID) -> str | None:
         row = await self.fetchrow("load_job", job_id)

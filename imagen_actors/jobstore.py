@@ -33,7 +33,7 @@ class JobStore(Protocol):
         self, usage: UsageRow, decide: DecideWithUsage | None
     ) -> int: ...
 
-    async def image_key_owner(self, bucket: str, key: str) -> uuid.UUID | None: ...
+    async def reserve_image_key(self, bucket: str, key: str, job_id: uuid.UUID) -> uuid.UUID: ...
 
     async def job_error(self, job_id: uuid.UUID) -> str | None: ...
 
@@ -87,8 +87,8 @@ class LocalJobStore:
     ) -> int:
         raise JobNotFoundError("usage rows need a database; none is configured")
 
-    async def image_key_owner(self, bucket: str, key: str) -> uuid.UUID | None:
-        return self._images.get((bucket, key))
+    async def reserve_image_key(self, bucket: str, key: str, job_id: uuid.UUID) -> uuid.UUID:
+        return self._images.setdefault((bucket, key), job_id)
 
     async def job_error(self, job_id: uuid.UUID) -> str | None:
         return self._states[job_id].error

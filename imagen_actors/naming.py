@@ -37,10 +37,11 @@ def storage_key(created_at: datetime, prompt: str, seed: int) -> str:
     return f"{created_at.date().isoformat()}/{slugify(prompt)}-{seed}.png"
 
 
-def disambiguated_key(key: str, job_id: uuid.UUID) -> str:
-    """The key for a second job that would land on another job's object."""
+def disambiguated_key(key: str, job_id: uuid.UUID, *, full: bool = False) -> str:
+    """The key for a second job that would land on another job's object (the whole job id
+    when even the short variant is taken: two job ids sharing their first 8 hex digits)."""
     stem, _, ext = key.rpartition(".")
-    return f"{stem}-{job_id.hex[:8]}.{ext}"
+    return f"{stem}-{job_id.hex if full else job_id.hex[:8]}.{ext}"
 
 
 class NamingError(ValueError):

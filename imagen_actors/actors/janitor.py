@@ -4,28 +4,24 @@ An attempt uploads its object before the transaction that completes the job. If 
 dies in between (kill -9, power), or the store kept an upload whose reply was lost, and the
 job later fails for good (attempts used up, a permanent error on a retry), that object belongs
 to no image: an orphan. Completion stays exactly-once because a failed job can no longer
-complete; so once the job is ``failed`` its candidate keys are deleted and ``ImageDiscarded``
+complete; so once the job is ``failed`` its reserved keys are deleted and ``ImageDiscarded``
 is appended, which also marks the job as cleaned. A delete that fails is retried on the next
 pass.
 
-The candidate keys are what the Uploader would have chosen for each generated seed: the
-contract key ``<date>/<slug>-<seed>.png`` (only when no image row owns it: then it is another
-job's object) and its job-specific variant.
+The keys deleted are the ones this job reserved before uploading (``imagen.storage_keys``):
+reservations are exclusive, so this never touches a key another job owns or is completing
+onto.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
-from datetime import UTC
 from typing import Final
 
 from imagen_actors import decisions as dc
-from imagen_actors import events as ev
 from imagen_actors.errors import StorageError
 from imagen_actors.gateway import Gateway
-from imagen_actors.naming import disambiguated_key, storage_key
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.storage.base import ObjectStore
 
@@ -33,27 +29,10 @@ BATCH: Final = 100
 log = logging.getLogger("imagen_actors.janitor")
 
 
-def candidate_keys(stream: Sequence[ev.Event]) -> list[str]:
-    """Every key an attempt of this job could have uploaded to."""
-    submitted = stream[0]
-    assert isinstance(submitted, ev.JobSubmitted)
-    when = submitted.occurred_at.astimezone(UTC)
-    keys: list[str] = []
-    for seed in sorted({e.seed for e in stream if isinstance(e, ev.GenerationSucceeded)}):
-        key = storage_key(when, submitted.prompt, seed)
-        keys += [key, disambiguated_key(key, submitted.job_id)]
-    return keys
-
-
 async def discard_one(
     gateway: Gateway, store: ObjectStore, worker_id: str, job_id: uuid.UUID
 ) -> bool:
-    stream = await gateway.load_events(job_id)
-    keys = [
-        key
-        for key in candidate_keys(stream)
-        if await gateway.image_key_owner(store.bucket, key) in (None, job_id)
-    ]
+    keys = await gateway.reserved_image_keys(store.bucket, job_id)
     try:
         for key in keys:
             await store.delete(key)

@@ -73,9 +73,11 @@ class OutageTolerantStore:
         # Best-effort bookkeeping: the UsageRecorder records a failure rather than wait.
         return await self._inner.record_usage_and_transition(usage, decide)
 
-    async def image_key_owner(self, bucket: str, key: str) -> uuid.UUID | None:
+    async def reserve_image_key(self, bucket: str, key: str, job_id: uuid.UUID) -> uuid.UUID:
         return await self._retry(
-            "key lookup", f"{bucket}/{key}", lambda: self._inner.image_key_owner(bucket, key)
+            "key reservation",
+            f"{bucket}/{key}",
+            lambda: self._inner.reserve_image_key(bucket, key, job_id),
         )
 
     async def job_error(self, job_id: uuid.UUID) -> str | None:

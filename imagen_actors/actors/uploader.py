@@ -127,12 +127,21 @@ async def give_back_waiting(
 
 
 async def choose_key(gateway: JobStore, store: ObjectStore, item: GeneratedImage) -> str:
+    """The contract key, reserved for this job before anything is uploaded to it.
+
+    Another job that reserved it first (same prompt, seed and day) keeps it; this job takes
+    its job-specific variant. A retry of the same job gets the key it reserved before, so it
+    overwrites its own earlier upload instead of leaving a second object.
+    """
     sub = item.submitted
     key = storage_key(sub.occurred_at.astimezone(UTC), sub.prompt, item.succeeded.seed)
-    owner = await gateway.image_key_owner(store.bucket, key)
-    if owner is not None and owner != sub.job_id:
-        key = disambiguated_key(key, sub.job_id)
-    return key
+    for candidate in (key, disambiguated_key(key, sub.job_id)):
+        if await gateway.reserve_image_key(store.bucket, candidate, sub.job_id) == sub.job_id:
+            return candidate
+    # Two job ids sharing their first 8 hex digits: the whole id makes a key no one else has.
+    full = disambiguated_key(key, sub.job_id, full=True)
+    await gateway.reserve_image_key(store.bucket, full, sub.job_id)
+    return full
 
 
 async def upload_one(

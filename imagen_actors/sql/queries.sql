@@ -72,8 +72,19 @@ UNION ALL
 SELECT id FROM imagen.images WHERE job_id = $2
 LIMIT 1;
 
--- name: image_path_owner
-SELECT job_id FROM imagen.images WHERE bucket = $1 AND storage_path = $2;
+-- name: reserve_image_key
+-- The key's owner after this statement: $3 when the key was free (or already $3's), else the
+-- job that reserved it first. DO UPDATE (not DO NOTHING) so the row comes back even when it
+-- was reserved by a transaction that committed after this statement's snapshot was taken.
+INSERT INTO imagen.storage_keys (bucket, storage_path, job_id)
+VALUES ($1, $2, $3)
+ON CONFLICT (bucket, storage_path) DO UPDATE SET bucket = EXCLUDED.bucket
+RETURNING job_id;
+
+-- name: reserved_image_keys
+SELECT storage_path FROM imagen.storage_keys
+WHERE job_id = $1 AND bucket = $2
+ORDER BY reserved_at, storage_path;
 
 -- name: insert_usage
 INSERT INTO mai.imagen_usage (backend, model, seed, prompt_hash, latency_ms,

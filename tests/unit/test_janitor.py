@@ -1,4 +1,4 @@
-"""Discarding a failed job's leftover objects: the event's fold rules and the candidate keys."""
+"""Discarding a failed job's leftover objects: the event's fold rules."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from imagen_actors import decisions as dc
 from imagen_actors import events as ev
-from imagen_actors.actors.janitor import candidate_keys
 from imagen_actors.fold import IllegalTransitionError, fold, replay
 
 T0 = datetime(2026, 11, 23, 23, 30, tzinfo=UTC)
@@ -56,17 +55,6 @@ def failed() -> list[ev.Event]:
             job_id=JOB, occurred_at=T0, actor="reaper", error="e", error_class="transient"
         ),
     ]
-
-
-def test_candidate_keys_are_the_contract_key_and_its_job_variant_per_seed() -> None:
-    """Each generated seed: <date>/<slug>-<seed>.png (dated by submission) and -<8 hex>."""
-    assert candidate_keys(stream(7, 7, 9)) == [
-        "2026-11-23/a-tiny-owl-7.png",
-        "2026-11-23/a-tiny-owl-7-55555555.png",
-        "2026-11-23/a-tiny-owl-9.png",
-        "2026-11-23/a-tiny-owl-9-55555555.png",
-    ]
-    assert candidate_keys(stream()) == []
 
 
 def test_discard_is_recorded_once_and_only_for_a_failed_job() -> None:

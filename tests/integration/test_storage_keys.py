@@ -1,0 +1,116 @@
+"""Object keys are reserved per job before the upload: one owner per key, even in a race.
+
+Two jobs with the same prompt and explicit seed on the same day want the same contract key
+``<date>/<slug>-<seed>.png``. Before reservations the Uploader only looked the key up in
+``imagen.images``: both jobs could see it free, both upload to it (one overwriting the other's
+object), and a failed job's clean-up could delete the key another job was completing onto.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import trio
+
+from imagen_actors import decisions as dc
+from imagen_actors import events as ev
+from imagen_actors.actors.janitor import discard_one
+from imagen_actors.gateway import Gateway
+from imagen_actors.storage.local import LocalStore
+from tests.support.jobs import assert_replay_matches, insert_job
+from tests.support.worker import make_config, running_worker, wait_all_terminal
+
+pytestmark = pytest.mark.db
+
+BUCKET = "imagen-generated"
+W = "host-a:w"
+
+
+async def test_racing_reservations_of_one_key_agree_on_one_owner(gateway: Gateway) -> None:
+    jobs = [await insert_job(gateway, "same words", seed=7) for _ in range(8)]
+    owners: list[uuid.UUID] = []
+
+    async def reserve(job: uuid.UUID) -> None:
+        owners.append(await gateway.reserve_image_key(BUCKET, "2026-11-23/same-words-7.png", job))
+
+    async with trio.open_nursery() as nursery:
+        for job in jobs:
+            nursery.start_soon(reserve, job)
+    assert len(owners) == 8 and len(set(owners)) == 1 and owners[0] in jobs
+    # The owner asking again (a retry after a crash) keeps its key.
+    assert (
+        await gateway.reserve_image_key(BUCKET, "2026-11-23/same-words-7.png", owners[0])
+        == (owners[0])
+    )
+
+
+async def test_same_prompt_and_seed_give_two_objects_and_two_images(
+    database_url: str, tmp_path: Path
+) -> None:
+    cfg = make_config(tmp_path, database_url)
+    async with running_worker(cfg) as (_handle, gw):
+        jobs = [await insert_job(gw, "twin foxes", seed=42) for _ in range(2)]
+        await wait_all_terminal(gw, timeout=30)
+        images = await gw.fetch_sql(
+            "SELECT job_id, storage_path, sha256 FROM imagen.images ORDER BY created_at"
+        )
+        assert {i["job_id"] for i in images} == set(jobs)
+        first, second = (i["storage_path"] for i in images)
+        assert first.endswith("/twin-foxes-42.png")
+        assert second == first.removesuffix(".png") + f"-{images[1]['job_id'].hex[:8]}.png"
+        for image in images:
+            data = (tmp_path / "objects" / BUCKET / image["storage_path"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == image["sha256"]
+        for job in jobs:
+            await assert_replay_matches(gw, job)
+
+
+async def _fail_after_generating(gw: Gateway, job: uuid.UUID, seed: int) -> None:
+    """Drive ``job`` through claim, a generated image and a final failure, as a worker would."""
+    claimed = await gw.claim(dc.claim(W, 60))
+    assert claimed is not None and claimed.state.id == job
+    await gw.transition(job, dc.start_generation(W, seed))
+    outcome = ev.GenerationSucceeded(
+        job_id=job,
+        occurred_at=datetime.now(UTC),
+        actor="executor",
+        backend="mock",
+        model="mock-1",
+        seed=seed,
+        mime="image/png",
+        bytes=3,
+        sha256="0" * 64,
+        latency_ms=1,
+    )
+    await gw.transition(job, dc.generation_succeeded(W, outcome, 60))
+    await gw.transition(job, dc.failure(W, "storage: gone", "permanent", "uploader"))
+
+
+async def test_failed_job_clean_up_spares_a_key_another_job_is_completing_onto(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """B failed after generating; A reserved the contract key and uploaded, but has no images
+    row yet. Clean-up of B deletes B's own key only."""
+    store = LocalStore(tmp_path / "objects", BUCKET)
+    b = await insert_job(gateway, "shared key", seed=5)  # the oldest: claimed first below
+    a = await insert_job(gateway, "shared key", seed=5)
+    day = datetime.now(UTC).date().isoformat()
+    contract = f"{day}/shared-key-5.png"
+    b_key = f"{day}/shared-key-5-{b.hex[:8]}.png"
+    assert await gateway.reserve_image_key(BUCKET, contract, a) == a
+    assert await gateway.reserve_image_key(BUCKET, contract, b) == a
+    assert await gateway.reserve_image_key(BUCKET, b_key, b) == b
+    await store.put(contract, b"A's", "image/png")
+    await store.put(b_key, b"B's", "image/png")
+
+    await _fail_after_generating(gateway, b, 5)
+    assert await discard_one(gateway, store, W, b)
+
+    assert await store.exists(contract) and not await store.exists(b_key)
+    (discarded,) = [e for e in await gateway.load_events(b) if isinstance(e, ev.ImageDiscarded)]
+    assert discarded.storage_paths == (b_key,)
+    await assert_replay_matches(gateway, b)
