@@ -80,6 +80,9 @@ class WorkerConfig(_Strict):
     max_attempts: int = 3
     shutdown_grace_s: float = 120.0
     reap_interval_s: float = 5.0
+    # A job whose backend no worker seen this recently offers is claimed and failed; until
+    # then it waits for its host (a restart, a short outage) instead of failing.
+    backend_absent_after_s: float = 600.0
     http: str | None = None
     progress_persist_interval_s: float = 5.0
 
@@ -125,6 +128,8 @@ def _validate(cfg: Config) -> Config:
          "must be a number of seconds >= 0 (default 120)"),
         (_seconds(w.reap_interval_s, minimum=0, strict=True), "worker.reap_interval_s",
          "must be a number of seconds > 0 (default 5)"),
+        (_seconds(w.backend_absent_after_s, minimum=0, strict=True),
+         "worker.backend_absent_after_s", "must be a number of seconds > 0 (default 600)"),
         (_seconds(w.progress_persist_interval_s, minimum=0, strict=True),
          "worker.progress_persist_interval_s", "must be a number of seconds > 0 (default 5)"),
         (bool(re.fullmatch(r"[A-Za-z0-9._-]{1,40}", w.name)), "worker.name",

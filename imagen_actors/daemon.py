@@ -127,6 +127,9 @@ async def _run_pipeline(
     task_status: trio.TaskStatus[WorkerHandle],
 ) -> None:
     w = cfg.worker
+    # Registered before the first claim, so other workers never take this host's jobs as
+    # unserved while it starts.
+    await gateway.worker_seen(worker_id, backends.names, starting=True)
     await requeue_own(gateway, worker_id)
 
     wake_send, wake_recv = trio.open_memory_channel[Wake](WAKE_BUFFER)
@@ -222,6 +225,8 @@ async def _run_pipeline(
                                 gateway,
                                 worker_id=worker_id,
                                 lease_s=w.lease_s,
+                                backends=backends.names,
+                                backend_absent_after_s=w.backend_absent_after_s,
                                 ready=ready_recv,
                                 wakes=wake_recv,
                                 work=work_send,
@@ -231,7 +236,11 @@ async def _run_pipeline(
                             sup,
                             "reaper",
                             lambda: reaper(
-                                gateway, store, worker_id=worker_id, interval_s=w.reap_interval_s
+                                gateway,
+                                store,
+                                worker_id=worker_id,
+                                interval_s=w.reap_interval_s,
+                                backends=backends.names,
                             ),
                         )
                 # Intake stopped: the Executor finishes its job, then finds no claimer.

@@ -8,6 +8,8 @@ write the projection, commit) is one crossing running one transaction.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -157,12 +159,25 @@ class Gateway:
 
         return await self._run(body)
 
-    async def claim(self, decide: Decide) -> Transition | None:
-        """Claim the oldest claimable pending job (SKIP LOCKED); None when there is none."""
+    async def claim(
+        self,
+        decide: Decide,
+        *,
+        backends: Sequence[str] | None = None,
+        absent_after_s: float = 600.0,
+    ) -> Transition | None:
+        """Claim the oldest claimable pending job (SKIP LOCKED); None when there is none.
+
+        With ``backends``, only jobs for those backends, or for a backend that no worker seen
+        in the last ``absent_after_s`` offers (``imagen.workers``): nobody else can run it.
+        """
+        offered = None if backends is None else list(backends)
 
         async def body() -> Transition | None:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(query("claim_next_and_load_events"))
+                rows = await conn.fetch(
+                    query("claim_next_and_load_events"), offered, absent_after_s
+                )
                 if not rows:
                     return None
                 job_id = rows[0]["job_id"]
@@ -282,6 +297,19 @@ class Gateway:
     async def reserved_image_keys(self, bucket: str, job_id: uuid.UUID) -> list[str]:
         """Every key ``job_id`` reserved in ``bucket``, oldest first."""
         return [r["storage_path"] for r in await self.fetch("reserved_image_keys", job_id, bucket)]
+
+    async def worker_seen(
+        self, worker_id: str, backends: Sequence[str], *, starting: bool = False
+    ) -> None:
+        """Record that ``worker_id`` is alive and offers ``backends`` (``imagen.workers``)."""
+        await self.fetchval(
+            "worker_seen",
+            worker_id,
+            list(backends),
+            socket.gethostname(),
+            os.getpid(),
+            starting,
+        )
 
     async def job_error(self, job_id: uuid.UUID) -> str | None:
         row = await self.fetchrow("load_job", job_id)

@@ -8,6 +8,7 @@ the earliest backoff (``run_after``) of a requeued job.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Final
 
 import trio
@@ -30,10 +31,14 @@ async def claimer(
     *,
     worker_id: str,
     lease_s: float,
+    backends: Sequence[str],
+    backend_absent_after_s: float,
     ready: trio.MemoryReceiveChannel[None],
     wakes: trio.MemoryReceiveChannel[Wake],
     work: trio.MemorySendChannel[ClaimedWork],
 ) -> None:
+    """Claim for ``backends`` only, plus jobs whose backend no live worker offers (which the
+    Executor then fails, naming the backends there are)."""
     decide = dc.claim(worker_id, lease_s)
     while True:
         try:
@@ -46,7 +51,9 @@ async def claimer(
                 # Claim and hand over as one step: a committed claim must reach the Executor
                 # or go back to the queue, whatever cancellation arrives meanwhile.
                 with trio.CancelScope(shield=True):
-                    transition = await gateway.claim(decide)
+                    transition = await gateway.claim(
+                        decide, backends=backends, absent_after_s=backend_absent_after_s
+                    )
                     if transition is not None:
                         await _hand_over(gateway, worker_id, transition, work)
                 if transition is not None:

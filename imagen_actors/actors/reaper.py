@@ -6,6 +6,7 @@ under the row lock."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Final
 
 import trio
@@ -54,7 +55,12 @@ async def reap_expired(gateway: Gateway, worker_id: str) -> int:
 
 
 async def reaper(
-    gateway: Gateway, store: ObjectStore, *, worker_id: str, interval_s: float
+    gateway: Gateway,
+    store: ObjectStore,
+    *,
+    worker_id: str,
+    interval_s: float,
+    backends: Sequence[str],
 ) -> None:
     """The periodic half; ``requeue_own`` runs once before any actor starts, never on a
     restart of this actor (our own Executor may hold jobs by then). Each pass also discards
@@ -64,10 +70,15 @@ async def reaper(
     A pass that fails on the database is logged and tried again at the next interval: the
     Reaper has nothing in hand to lose, and crashing on every pass of an outage would
     exhaust the supervisor's restart budget and take the whole worker down with it.
+
+    Each pass starts with the worker's heartbeat in ``imagen.workers`` (the backends it
+    offers), which other workers read to tell a job nobody can run from one whose host is
+    just restarting.
     """
     recent_only = False
     while True:
         try:
+            await gateway.worker_seen(worker_id, backends)
             await reap_expired(gateway, worker_id)
             await discard_leftovers(gateway, store, worker_id, recent_only=recent_only)
             recent_only = True

@@ -61,8 +61,14 @@ class ObservedGateway(Gateway):
         self._report(t)
         return t
 
-    async def claim(self, decide: Decide) -> Transition | None:
-        t = await super().claim(decide)
+    async def claim(
+        self,
+        decide: Decide,
+        *,
+        backends: Sequence[str] | None = None,
+        absent_after_s: float = 600.0,
+    ) -> Transition | None:
+        t = await super().claim(decide, backends=backends, absent_after_s=absent_after_s)
         if t is not None:
             self._report(t)
         return t

@@ -14,13 +14,20 @@ FROM imagen.job_events e JOIN locked l ON e.job_id = l.id
 ORDER BY e.seq;
 
 -- name: claim_next_and_load_events
--- The oldest claimable pending job, skipping rows another worker has locked.
+-- The oldest claimable pending job, skipping rows another worker has locked. $1: this
+-- worker's backends (NULL: any). A job for another backend is claimable too when no worker
+-- seen in the last $2 seconds offers it: nobody can run it, so the claimant fails it.
 WITH next AS (
-    SELECT id, version FROM imagen.jobs
-    WHERE status = 'pending' AND (run_after IS NULL OR run_after <= now())
-    ORDER BY created_at, id
+    SELECT j.id, j.version FROM imagen.jobs j
+    WHERE j.status = 'pending' AND (j.run_after IS NULL OR j.run_after <= now())
+      AND ($1::text[] IS NULL
+           OR j.backend = ANY($1::text[])
+           OR NOT EXISTS (SELECT 1 FROM imagen.workers w
+                          WHERE j.backend = ANY(w.backends)
+                            AND w.last_seen_at > now() - make_interval(secs => $2::float8)))
+    ORDER BY j.created_at, j.id
     LIMIT 1
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF j SKIP LOCKED
 )
 SELECT e.job_id, e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at, now() AS db_now,
        n.version AS locked_version
@@ -152,3 +159,19 @@ SELECT name, checksum FROM imagen.schema_migrations ORDER BY name;
 
 -- name: record_migration
 INSERT INTO imagen.schema_migrations (name, checksum) VALUES ($1, $2);
+
+-- name: worker_seen
+-- A worker's heartbeat: its backends now; $5 true at start-up (a new started_at).
+INSERT INTO imagen.workers (worker_id, backends, hostname, pid)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (worker_id) DO UPDATE SET
+    backends = EXCLUDED.backends, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
+    last_seen_at = now(),
+    started_at = CASE WHEN $5 THEN now() ELSE imagen.workers.started_at END;
+
+-- name: offered_backends
+-- Every backend some worker seen in the last $1 seconds offers, with who offers it.
+SELECT b AS backend, array_agg(w.worker_id ORDER BY w.worker_id) AS workers
+FROM imagen.workers w, unnest(w.backends) AS b
+WHERE w.last_seen_at > now() - make_interval(secs => $1::float8)
+GROUP BY b ORDER BY b;

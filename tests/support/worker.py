@@ -35,7 +35,8 @@ def make_config(
     **worker: Any,
 ) -> config.Config:
     doc = {
-        "default_backend": "mock",
+        # The first configured backend when the config has no "mock" (a host with other ones).
+        "default_backend": "mock" if not backends or "mock" in backends else min(backends),
         "database": {"url": dsn},
         "output": {"directory": str(tmp / "out")},
         "storage": storage or {"type": "local", "root": str(tmp / "objects")},

@@ -32,7 +32,7 @@ class FakeQueue:
         self.pending = [uuid.uuid4() for _ in range(jobs)]
         self.claims = 0
 
-    async def claim(self, decide: Any) -> Transition | None:
+    async def claim(self, decide: Any, **_filters: Any) -> Transition | None:
         if self.failures:
             self.failures -= 1
             raise DatabaseUnavailableError("connection refused")
@@ -72,6 +72,8 @@ async def test_claim_failure_keeps_the_ready_token(autojump_clock: trio.testing.
                 queue,
                 worker_id="w",
                 lease_s=60,  # type: ignore[arg-type]
+                backends=["mock"],
+                backend_absent_after_s=600,
                 ready=ready_recv,
                 wakes=wake_recv,
                 work=work_send,
