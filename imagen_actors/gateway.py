@@ -8,8 +8,6 @@ write the projection, commit) is one crossing running one transaction.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -29,6 +27,7 @@ from imagen_actors.errors import (
     DatabaseError,
     DatabaseUnavailableError,
 )
+from imagen_actors.gateway_queries import NamedQueries
 from imagen_actors.sql import query
 from imagen_actors.transactions import (
     Decide,
@@ -85,7 +84,7 @@ def _translate(exc: BaseException) -> BaseException:
 
 
 @attrs.define
-class Gateway:
+class Gateway(NamedQueries):
     """Owns the asyncpg pool. Open with ``async with Gateway.open(dsn, ...) as gw``."""
 
     _loop: Any
@@ -288,32 +287,6 @@ class Gateway:
             return None if row is None else dict(row)
 
         return await self._run(body)
-
-    async def reserve_image_key(self, bucket: str, key: str, job_id: uuid.UUID) -> uuid.UUID:
-        """Reserve (bucket, key) for ``job_id``; the key's owner afterwards (maybe another job)."""
-        owner: uuid.UUID = await self.fetchval("reserve_image_key", bucket, key, job_id)
-        return owner
-
-    async def reserved_image_keys(self, bucket: str, job_id: uuid.UUID) -> list[str]:
-        """Every key ``job_id`` reserved in ``bucket``, oldest first."""
-        return [r["storage_path"] for r in await self.fetch("reserved_image_keys", job_id, bucket)]
-
-    async def worker_seen(
-        self, worker_id: str, backends: Sequence[str], *, starting: bool = False
-    ) -> None:
-        """Record that ``worker_id`` is alive and offers ``backends`` (``imagen.workers``)."""
-        await self.fetchval(
-            "worker_seen",
-            worker_id,
-            list(backends),
-            socket.gethostname(),
-            os.getpid(),
-            starting,
-        )
-
-    async def job_error(self, job_id: uuid.UUID) -> str | None:
-        row = await self.fetchrow("load_job", job_id)
-        return None if row is None else row["error"]
 
     async def fetchval(self, name: str, *args: Any) -> Any:
         return await self._run(self._pool.fetchval, query(name), *args)
