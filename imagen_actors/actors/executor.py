@@ -258,61 +258,34 @@ async def _generate_with_lease(
     assert request.job_id is not None
     job_id = request.job_id
     progress = _Progress()
-    lost: list[LeaseLostError] = []
-    result: list[GenerationResult] = []
-    failed: list[Exception] = []
 
     def on_progress(step: int, total: int) -> None:
         progress.step, progress.total = step, total
         if observer is not None:
             observer(job_id, step, total)
 
-    async def keep_lease(cancel: trio.CancelScope) -> None:
-        interval = min(settings.lease_s / 3, settings.progress_persist_interval_s)
-        while True:
-            await trio.sleep(interval)
-            try:
-                if progress.step != progress.persisted_step:
-                    step, total = progress.step, progress.total
-                    await gateway.transition(
-                        job_id,
-                        dc.record_progress(settings.worker_id, step, total, settings.lease_s),
-                    )
-                    progress.persisted_step = step
-                else:
-                    await gateway.transition(
-                        job_id, dc.extend_lease(settings.worker_id, settings.lease_s)
-                    )
-            except LeaseLostError as exc:
-                lost.append(exc)
-                cancel.cancel()
-                return
-            except DatabaseError as exc:
-                # A blip: the lease still has time left; try again at the next tick. If it
-                # really runs out, the next renewal reports the lease lost.
-                log.warning(
-                    "job %s: lease renewal failed (%s); will retry",
-                    job_id,
-                    exc,
-                    extra=job_fields(job_id),
-                )
-
-    async def run(cancel: trio.CancelScope) -> None:
-        # Errors are carried out of the nursery by hand so callers see the backend's own
-        # exception (its error_class decides retry), not an ExceptionGroup.
-        try:
-            out = await generate(request, on_progress)  # type: ignore[misc]
-        except Exception as exc:
-            failed.append(exc)
+    async def renew() -> None:
+        # A renewal that also carries progress when a step was reached since the last one.
+        if progress.step != progress.persisted_step:
+            step, total = progress.step, progress.total
+            await gateway.transition(
+                job_id, dc.record_progress(settings.worker_id, step, total, settings.lease_s)
+            )
+            progress.persisted_step = step
         else:
-            result.append(out)
-        cancel.cancel()
+            await gateway.transition(job_id, dc.extend_lease(settings.worker_id, settings.lease_s))
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(keep_lease, nursery.cancel_scope)
-        nursery.start_soon(run, nursery.cancel_scope)
-    if lost:
-        raise lost[0]
-    if failed:
-        raise failed[0]
-    return result[0]
+    async def run() -> GenerationResult:
+        out: GenerationResult = await generate(request, on_progress)  # type: ignore[misc]
+        return out
+
+    return await holding_lease(
+        gateway,
+        job_id,
+        run,
+        worker_id=settings.worker_id,
+        lease_s=settings.lease_s,
+        actor="executor",
+        renew=renew,
+        interval_s=min(settings.lease_s / 3, settings.progress_persist_interval_s),
+    )

@@ -1,10 +1,11 @@
-"""Keep a job's lease while work on it runs, outside the backend call (which the Executor
-renews itself, with progress): the upload, and a finished image waiting to be handed over.
+"""Keep a job's lease while work on it runs: the backend call (whose renewals also persist
+progress), the upload, and a finished image waiting to be handed over.
 
-A sibling task appends ``LeaseExtended`` every ``lease_s / 3``, so work that finishes sooner
-costs no extra write. If the job turns out to be no longer ours (``LeaseLostError``) the work
-is cancelled and that error raised; a renewal that fails on the database is logged and tried
-again at the next tick (the lease still has two thirds left).
+A sibling task appends ``LeaseExtended`` (or what ``renew`` writes) every ``interval_s``
+(default ``lease_s / 3``), so work that finishes sooner costs no extra write. If the job
+turns out to be no longer ours (``LeaseLostError``) the work is cancelled and that error
+raised; a renewal that fails on the database is logged and tried again at the next tick
+(the lease still has time left).
 """
 
 from __future__ import annotations
@@ -33,17 +34,26 @@ async def holding_lease(
     worker_id: str,
     lease_s: float,
     actor: str,
+    renew: Callable[[], Awaitable[None]] | None = None,
+    interval_s: float | None = None,
 ) -> T:
-    """``await work()`` while renewing the job's lease; its own exceptions pass unwrapped."""
+    """``await work()`` while renewing the job's lease; its own exceptions pass unwrapped.
+
+    ``renew`` replaces the plain ``LeaseExtended`` transition (the Executor persists progress
+    with it); it must renew the lease too.
+    """
     lost: list[LeaseLostError] = []
     result: list[T] = []
     failed: list[Exception] = []
 
-    async def renew(cancel: trio.CancelScope) -> None:
+    async def extend() -> None:
+        await gateway.transition(job_id, dc.extend_lease(worker_id, lease_s, actor=actor))
+
+    async def renewing(cancel: trio.CancelScope) -> None:
         while True:
-            await trio.sleep(lease_s / 3)
+            await trio.sleep(lease_s / 3 if interval_s is None else interval_s)
             try:
-                await gateway.transition(job_id, dc.extend_lease(worker_id, lease_s, actor=actor))
+                await (renew or extend)()
             except LeaseLostError as exc:
                 lost.append(exc)
                 cancel.cancel()
@@ -65,10 +75,10 @@ async def holding_lease(
         cancel.cancel()
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(renew, nursery.cancel_scope)
+        nursery.start_soon(renewing, nursery.cancel_scope)
         nursery.start_soon(run, nursery.cancel_scope)
     if result:
         return result[0]  # finished, even if a late renewal then found the job done
-    if failed:
-        raise failed[0]
-    raise lost[0]  # the only other way out: the renewal found the job handed on
+    if lost:
+        raise lost[0]  # handed on: whatever the work raised meanwhile is moot
+    raise failed[0]
