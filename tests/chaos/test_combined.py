@@ -6,8 +6,6 @@ failing 20% of requests, and a backend failing 10% (transiently or for good).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,18 +38,6 @@ pytestmark = [
 ]
 
 JOBS, CYCLES = 1000, 40
-
-
-@pytest.fixture
-def cluster() -> Iterator[RestartableCluster]:
-    if os.environ.get("IMAGEN_TEST_DATABASE_URL"):
-        pytest.skip(
-            "IMAGEN_TEST_DATABASE_URL is set: the combined campaign restarts its Postgres, so "
-            "it runs only on its own embedded cluster (unset the variable to run it)"
-        )
-    c = RestartableCluster()
-    yield c
-    c.close()
 
 
 async def test_all_faults_combined(

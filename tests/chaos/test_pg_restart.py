@@ -6,8 +6,6 @@ escalation, every job done or failed, and a clean SIGTERM exit afterwards.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,18 +29,6 @@ from tests.support.worker import make_config
 pytestmark = pytest.mark.chaos
 
 JOBS, RESTARTS = (600, 5) if FULL else (300, 2)
-
-
-@pytest.fixture
-def cluster() -> Iterator[RestartableCluster]:
-    if os.environ.get("IMAGEN_TEST_DATABASE_URL"):
-        pytest.skip(
-            "IMAGEN_TEST_DATABASE_URL is set: the Postgres-restart scenario restarts its "
-            "server, so it runs only on its own embedded cluster (unset the variable to run it)"
-        )
-    c = RestartableCluster()
-    yield c
-    c.close()
 
 
 async def test_postgres_restarts_mid_run_and_the_worker_rides_through(
