@@ -36,7 +36,7 @@ from imagen_actors.storage.base import ObjectStore
 WAKE_BUFFER: Final = 1
 # One finished image may wait while the previous one uploads, so the GPU never waits for
 # an upload; more would hold finished jobs on leases with nobody working on them.
-UPLOAD_BUFFER: Final = 1
+UPLOAD_BUFFER: Final = 0
 # Usage rows are best-effort bookkeeping; a few may queue behind a slow insert.
 USAGE_BUFFER: Final = 8
 log = logging.getLogger("imagen_actors.daemon")

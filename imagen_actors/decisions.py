@@ -174,7 +174,12 @@ def failure(
 
 
 def complete(worker_id: str, stored: ev.ImageStored, actor: str = "uploader") -> DecideWithImage:
+    """Complete the job with its stored image; nothing to do when this worker's completion
+    already committed (a retry after the commit's reply was lost in a database restart)."""
+
     def decide(state: JobState, now: datetime, image_id: uuid.UUID) -> Sequence[ev.Event]:
+        if state.status == "done" and state.worker_id == worker_id and state.image_id == image_id:
+            return []
         _held(state, worker_id)
         return [
             ev.ImageStored(

@@ -4,8 +4,10 @@ progress), the upload, and a finished image waiting to be handed over.
 A sibling task appends ``LeaseExtended`` (or what ``renew`` writes) every ``interval_s``
 (default ``lease_s / 3``), so work that finishes sooner costs no extra write. If the job
 turns out to be no longer ours (``LeaseLostError``) the work is cancelled and that error
-raised; a renewal that fails on the database is logged and tried again at the next tick
-(the lease still has time left).
+raised; a renewal that fails on the database is logged and tried again at the next tick,
+until ``lease_s`` has passed since the last good one: then the lease has expired, the work
+is cancelled and ``LeaseLostError`` raised, so nothing is written for a job the Reaper may
+already have handed on.
 """
 
 from __future__ import annotations
@@ -50,15 +52,29 @@ async def holding_lease(
         await gateway.transition(job_id, dc.extend_lease(worker_id, lease_s, actor=actor))
 
     async def renewing(cancel: trio.CancelScope) -> None:
+        renewed_at = trio.current_time()
         while True:
             await trio.sleep(lease_s / 3 if interval_s is None else interval_s)
             try:
                 await (renew or extend)()
+                renewed_at = trio.current_time()
             except LeaseLostError as exc:
                 lost.append(exc)
                 cancel.cancel()
                 return
             except DatabaseError as exc:
+                if trio.current_time() - renewed_at >= lease_s:
+                    # The lease has run out unrenewed: the Reaper may hand the job on at
+                    # any moment, so stop rather than upload (or render) for a job that is
+                    # no longer ours.
+                    lost.append(
+                        LeaseLostError(
+                            f"job {job_id}: the lease could not be renewed for {lease_s:g}s "
+                            f"(worker.lease_s) and has expired; last error: {exc}"
+                        )
+                    )
+                    cancel.cancel()
+                    return
                 log.warning(
                     "job %s: lease renewal failed (%s); will retry",
                     job_id,

@@ -140,7 +140,14 @@ async def choose_key(gateway: JobStore, store: ObjectStore, item: GeneratedImage
             return candidate
     # Two job ids sharing their first 8 hex digits: the whole id makes a key no one else has.
     full = disambiguated_key(key, sub.job_id, full=True)
-    await gateway.reserve_image_key(store.bucket, full, sub.job_id)
+    owner = await gateway.reserve_image_key(store.bucket, full, sub.job_id)
+    if owner != sub.job_id:
+        # Only a different prompt whose slug ends in this job's seed and id could hold it.
+        raise StorageError(
+            f"object key {full} is reserved by job {owner}; resubmit this job (a new job id "
+            "gives a new key)",
+            error_class="permanent",
+        )
     return full
 
 
@@ -193,7 +200,9 @@ async def upload_one(
             await give_back(
                 gateway, worker, sub.job_id, "worker shut down mid-upload", actor="uploader"
             )
-    completed = next(e for e in t.events if isinstance(e, ev.JobCompleted))
+    # Normally this transition's event; the stream's own when a retried completion found
+    # its first try committed (its reply lost to a database restart).
+    completed = next(e for e in (*t.events, *t.prior) if isinstance(e, ev.JobCompleted))
     log.info("job %s done: %s", sub.job_id, image_path, extra=job_fields(sub.job_id))
     return ImageCompleted(
         submitted=sub, succeeded=gen, completed=completed, image_path=str(image_path)

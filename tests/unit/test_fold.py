@@ -127,6 +127,23 @@ def test_permanent_failure_fails_at_once() -> None:
     assert s.status == "failed" and s.attempts == 1
 
 
+def test_a_retried_completion_that_already_committed_is_a_no_op() -> None:
+    """The commit's reply was lost in a database restart and the Uploader retries: its own
+    completion is already there, so nothing is appended (and no LeaseLostError, which would
+    have dropped the job's usage row); anyone else's completion still raises."""
+    s = apply(fold(None, submitted()), dc.claim(W, 60), T0)
+    s = apply(s, dc.start_generation(W, 7), T0)
+    s = apply(s, dc.generation_succeeded(W, outcome(), 60), T0)
+    image = uuid.uuid4()
+    s = apply(s, dc.complete(W, stored()), T0, image)
+    assert s.status == "done"
+    assert dc.complete(W, stored())(s, T0, image) == []
+    with pytest.raises(LeaseLostError):
+        dc.complete("other:w", stored())(s, T0, image)
+    with pytest.raises(LeaseLostError):
+        dc.complete(W, stored())(s, T0, uuid.uuid4())
+
+
 def test_other_worker_cannot_advance_a_job() -> None:
     """A worker whose lease was handed on gets LeaseLostError, not a silent write."""
     s = apply(fold(None, submitted()), dc.claim(W, 60), T0)
