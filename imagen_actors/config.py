@@ -128,8 +128,11 @@ def _validate(cfg: Config) -> Config:
          "must be a number of seconds >= 0 (default 120)"),
         (_seconds(w.reap_interval_s, minimum=0, strict=True), "worker.reap_interval_s",
          "must be a number of seconds > 0 (default 5)"),
-        (_seconds(w.backend_absent_after_s, minimum=0, strict=True),
-         "worker.backend_absent_after_s", "must be a number of seconds > 0 (default 600)"),
+        (_seconds(w.backend_absent_after_s, minimum=0, strict=True)
+         and w.backend_absent_after_s >= 10 * w.reap_interval_s,
+         "worker.backend_absent_after_s",
+         "must be a number of seconds of at least 10 x worker.reap_interval_s (the heartbeat), "
+         "so a live host is never taken for gone (default 600)"),
         (_seconds(w.progress_persist_interval_s, minimum=0, strict=True),
          "worker.progress_persist_interval_s", "must be a number of seconds > 0 (default 5)"),
         (bool(re.fullmatch(r"[A-Za-z0-9._-]{1,40}", w.name)), "worker.name",

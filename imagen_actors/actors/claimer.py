@@ -38,7 +38,7 @@ async def claimer(
     work: trio.MemorySendChannel[ClaimedWork],
 ) -> None:
     """Claim for ``backends`` only, plus jobs whose backend no live worker offers (which the
-    Executor then fails, naming the backends there are)."""
+    Executor then fails as an unknown backend)."""
     decide = dc.claim(worker_id, lease_s)
     while True:
         try:

@@ -6,7 +6,7 @@ under the row lock."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 import trio
@@ -63,27 +63,50 @@ async def reaper(
     backends: Sequence[str],
 ) -> None:
     """The periodic half; ``requeue_own`` runs once before any actor starts, never on a
-    restart of this actor (our own Executor may hold jobs by then). Each pass also discards
-    what failed jobs left in storage (``janitor``): the first pass looks at every failed
-    job, later ones at the last hour's.
+    restart of this actor (our own Executor may hold jobs by then).
+
+    Three loops, each every ``interval_s``, so none can hold up another:
+
+    - the heartbeat in ``imagen.workers`` (the backends this worker offers), which other
+      workers read to tell a job nobody can run from one whose host is just restarting;
+    - reaping expired leases;
+    - discarding what failed jobs left in storage (``janitor``; the first pass looks at
+      every failed job, later ones at the last hour's), whose deletes can be slow when
+      storage is.
 
     A pass that fails on the database is logged and tried again at the next interval: the
     Reaper has nothing in hand to lose, and crashing on every pass of an outage would
     exhaust the supervisor's restart budget and take the whole worker down with it.
-
-    Each pass starts with the worker's heartbeat in ``imagen.workers`` (the backends it
-    offers), which other workers read to tell a job nobody can run from one whose host is
-    just restarting.
     """
+
+    async def every_interval(what: str, step: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await step()
+            except DatabaseError as exc:
+                log.warning(
+                    "%s failed (%s: %s); retrying in %.1fs",
+                    what,
+                    type(exc).__name__,
+                    exc,
+                    interval_s,
+                )
+            await trio.sleep(interval_s)
+
     recent_only = False
-    while True:
-        try:
-            await gateway.worker_seen(worker_id, backends)
-            await reap_expired(gateway, worker_id)
-            await discard_leftovers(gateway, store, worker_id, recent_only=recent_only)
-            recent_only = True
-        except DatabaseError as exc:
-            log.warning(
-                "reaping failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, interval_s
-            )
-        await trio.sleep(interval_s)
+
+    async def heartbeat() -> None:
+        await gateway.worker_seen(worker_id, backends)
+
+    async def reap() -> None:
+        await reap_expired(gateway, worker_id)
+
+    async def clean() -> None:
+        nonlocal recent_only
+        await discard_leftovers(gateway, store, worker_id, recent_only=recent_only)
+        recent_only = True
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(every_interval, "heartbeat", heartbeat)
+        nursery.start_soon(every_interval, "reaping", reap)
+        nursery.start_soon(every_interval, "discarding leftovers", clean)

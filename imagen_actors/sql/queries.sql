@@ -88,6 +88,12 @@ VALUES ($1, $2, $3)
 ON CONFLICT (bucket, storage_path) DO UPDATE SET bucket = EXCLUDED.bucket
 RETURNING job_id;
 
+-- name: storage_key_owner
+SELECT job_id FROM imagen.storage_keys WHERE bucket = $1 AND storage_path = $2;
+
+-- name: release_image_keys
+DELETE FROM imagen.storage_keys WHERE job_id = $1 AND bucket = $2;
+
 -- name: reserved_image_keys
 SELECT storage_path FROM imagen.storage_keys
 WHERE job_id = $1 AND bucket = $2
@@ -168,10 +174,3 @@ ON CONFLICT (worker_id) DO UPDATE SET
     backends = EXCLUDED.backends, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
     last_seen_at = now(),
     started_at = CASE WHEN $5 THEN now() ELSE imagen.workers.started_at END;
-
--- name: offered_backends
--- Every backend some worker seen in the last $1 seconds offers, with who offers it.
-SELECT b AS backend, array_agg(w.worker_id ORDER BY w.worker_id) AS workers
-FROM imagen.workers w, unnest(w.backends) AS b
-WHERE w.last_seen_at > now() - make_interval(secs => $1::float8)
-GROUP BY b ORDER BY b;

@@ -208,13 +208,14 @@ class SupabaseStore:
         raise self._refused("lookup", key, failure, None)
 
     async def delete(self, key: str) -> None:
-        """``DELETE /object/{bucket}/{key}``; a missing object (``NoSuchKey``) is fine."""
+        """``DELETE /object/{bucket}/{key}``; a missing object is fine (``NoSuchKey``, or the
+        bare ``"error": "not_found"`` body older storage-api versions send)."""
         self._check_key(key)
         response = await self._exchange("DELETE", self.object_url(key), key=key, op="delete")
         if response.is_success:
             return
         failure = parse_failure(response)
-        if failure.code != "NoSuchKey":
+        if failure.code not in ("NoSuchKey", "not_found"):
             raise self._refused("delete", key, failure, None)
 
     async def check(self) -> str:

@@ -18,7 +18,7 @@ import trio
 
 from imagen_actors import decisions as dc
 from imagen_actors import events as ev
-from imagen_actors.actors.janitor import discard_one
+from imagen_actors.actors.janitor import BATCH, discard_leftovers, discard_one
 from imagen_actors.gateway import Gateway
 from imagen_actors.storage.local import LocalStore
 from tests.support.jobs import assert_replay_matches, insert_job
@@ -113,4 +113,49 @@ async def test_failed_job_clean_up_spares_a_key_another_job_is_completing_onto(
     assert await store.exists(contract) and not await store.exists(b_key)
     (discarded,) = [e for e in await gateway.load_events(b) if isinstance(e, ev.ImageDiscarded)]
     assert discarded.storage_paths == (b_key,)
+    assert await gateway.reserved_image_keys(BUCKET, b) == []  # released with the objects
+    assert await gateway.reserved_image_keys(BUCKET, a) == [contract]
     await assert_replay_matches(gateway, b)
+
+
+async def test_a_job_that_failed_before_reservations_falls_back_to_its_candidate_keys(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """No reservation (it failed before migration 0007): its contract key and variant are
+    deleted, unless another job holds the key."""
+    store = LocalStore(tmp_path / "objects", BUCKET)
+    failed = await insert_job(gateway, "old orphan", seed=3)
+    other = await insert_job(gateway, "old orphan", seed=4)
+    day = datetime.now(UTC).date().isoformat()
+    mine, variant = f"{day}/old-orphan-3.png", f"{day}/old-orphan-3-{failed.hex[:8]}.png"
+    await store.put(mine, b"orphan", "image/png")
+    await store.put(variant, b"orphan too", "image/png")
+    await _fail_after_generating(gateway, failed, 3)
+    assert await discard_one(gateway, store, W, failed)
+    assert not await store.exists(mine) and not await store.exists(variant)
+
+    # `other` failed too, but a third job holds its contract key (a stored image's key is
+    # backfilled into storage_keys by 0007): only the variant goes.
+    holder = await insert_job(gateway, "old orphan", seed=4)
+    theirs, other_variant = f"{day}/old-orphan-4.png", f"{day}/old-orphan-4-{other.hex[:8]}.png"
+    await store.put(theirs, b"theirs", "image/png")
+    await store.put(other_variant, b"orphan", "image/png")
+    assert await gateway.reserve_image_key(BUCKET, theirs, holder) == holder
+    await _fail_after_generating(gateway, other, 4)
+    assert await discard_one(gateway, store, W, other)
+    assert await store.exists(theirs) and not await store.exists(other_variant)
+
+
+async def test_the_first_pass_cleans_every_failed_job_not_just_one_batch(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    store = LocalStore(tmp_path / "objects", BUCKET)
+    n = BATCH + 5
+    jobs = [await insert_job(gateway, f"leftover {i}", seed=i) for i in range(n)]
+    for i, job in enumerate(jobs):
+        await _fail_after_generating(gateway, job, i)
+    assert await discard_leftovers(gateway, store, W, recent_only=False) == n
+    rows = await gateway.fetch_sql(
+        "SELECT count(*) AS n FROM imagen.job_events WHERE type = 'ImageDiscarded'"
+    )
+    assert rows[0]["n"] == n
