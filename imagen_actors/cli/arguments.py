@@ -138,3 +138,21 @@ def day(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a date; write YYYY-MM-DD, e.g. --since 2026-11-01"
         ) from None
+
+
+def add_request_options(p: argparse.ArgumentParser, *, seed_default: str = "random") -> None:
+    """--style, --size, --seed, --steps, --negative: shared with compare and submit."""
+    p.add_argument(
+        "--style",
+        type=style,
+        help=f"style preset ({', '.join(sorted(styles.presets()))})",
+    )
+    p.add_argument(
+        "--size",
+        type=size,
+        default="1024x1024",
+        help="WIDTHxHEIGHT, each side 64 to 4096 (default 1024x1024)",
+    )
+    p.add_argument("--seed", type=seed, help=f"0 to 2^53-1 (default: {seed_default})")
+    p.add_argument("--steps", type=steps, help="1 to 200 (default: the backend's)")
+    p.add_argument("--negative", type=negative, help="negative prompt")

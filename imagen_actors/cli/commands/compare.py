@@ -17,7 +17,6 @@ from imagen_actors.backends.registry import Backends
 from imagen_actors.cli import arguments, exitcodes
 from imagen_actors.cli.commands.generate import (
     Outcome,
-    add_request_options,
     produce,
     request_from_args,
 )
@@ -39,7 +38,7 @@ def register(sub: Any) -> None:
         required=True,
         help="comma-separated instances, e.g. a,b,c",
     )
-    add_request_options(p)
+    arguments.add_request_options(p)
     p.add_argument("--out", metavar="DIR")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import trio
 
-from imagen_actors import config, database, decisions, naming, styles
+from imagen_actors import config, database, decisions, naming
 from imagen_actors import events as ev
 from imagen_actors.actors.executor import ExecutorSettings, run_one
 from imagen_actors.actors.messages import ClaimedWork, ImageCompleted
@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--backend", type=arguments.backend, help="backend instance (default: default_backend)"
     )
-    add_request_options(p)
+    arguments.add_request_options(p)
     p.add_argument("--out", metavar="DIR", help="output directory (default: output.directory)")
     p.add_argument(
         "--owner",
@@ -55,24 +55,6 @@ def register(sub: Any) -> None:
         action="store_true",
         help="upload and insert imagen.images like the daemon (needs a database and an owner)",
     )
-
-
-def add_request_options(p: argparse.ArgumentParser) -> None:
-    """--style, --size, --seed, --steps, --negative: shared with compare."""
-    p.add_argument(
-        "--style",
-        type=arguments.style,
-        help=f"style preset ({', '.join(sorted(styles.presets()))})",
-    )
-    p.add_argument(
-        "--size",
-        type=arguments.size,
-        default="1024x1024",
-        help="WIDTHxHEIGHT, each side 64 to 4096 (default 1024x1024)",
-    )
-    p.add_argument("--seed", type=arguments.seed, help="0 to 2^53-1 (default: random)")
-    p.add_argument("--steps", type=arguments.steps, help="1 to 200 (default: the backend's)")
-    p.add_argument("--negative", type=arguments.negative, help="negative prompt")
 
 
 def progress_printer(enabled: bool) -> Any:

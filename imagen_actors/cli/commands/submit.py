@@ -27,16 +27,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--backend", type=arguments.backend, help="backend instance (default: default_backend)"
     )
-    p.add_argument(
-        "--size",
-        type=arguments.size,
-        default="1024x1024",
-        help="WIDTHxHEIGHT, each side 64 to 4096 (default 1024x1024)",
-    )
-    p.add_argument("--seed", type=arguments.seed, help="0 to 2^53-1 (default: from the job id)")
-    p.add_argument("--steps", type=arguments.steps, help="1 to 200 (default: the backend's)")
-    p.add_argument("--style", type=arguments.style, help="style preset (photo, ...)")
-    p.add_argument("--negative", type=arguments.negative, help="negative prompt")
+    arguments.add_request_options(p, seed_default="from the job id")
     p.add_argument(
         "--owner", type=arguments.uuid_of("owner user id"), help=f"owner (default: ${ENV_OWNER})"
     )
