@@ -28,6 +28,8 @@ import attrs
 import h11
 import trio
 
+from tests.fakes.http11 import read_request, send
+
 TOKEN = "r8_test_token"
 PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
@@ -203,18 +205,10 @@ class FakeReplicate:
         conn = h11.Connection(h11.SERVER)
         try:
             while True:
-                event = await _next_event(conn, stream)
-                if not isinstance(event, h11.Request):
+                got = await read_request(conn, stream)
+                if got is None:
                     return
-                raw = b""
-                while True:
-                    part = await _next_event(conn, stream)
-                    if isinstance(part, h11.Data):
-                        raw += part.data
-                    elif isinstance(part, h11.EndOfMessage):
-                        break
-                    else:
-                        return
+                event, raw = got
                 headers = {k.decode().lower(): v.decode() for k, v in event.headers}
                 body = json.loads(raw) if raw else None
                 reply = self.route(event.method.decode(), event.target.decode(), headers, body)
@@ -238,14 +232,6 @@ def _problem(status: int, detail: str) -> Reply:
     )
 
 
-async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> Any:
-    while True:
-        event = conn.next_event()
-        if event is not h11.NEED_DATA:
-            return event
-        conn.receive_data(await stream.receive_some(65536))
-
-
 async def _send(conn: h11.Connection, stream: trio.SocketStream, reply: Reply) -> None:
     if isinstance(reply.body, bytes):
         payload = reply.body
@@ -254,12 +240,13 @@ async def _send(conn: h11.Connection, stream: trio.SocketStream, reply: Reply) -
         payload = json.dumps(reply.body).encode() if reply.body is not None else b""
         headers = {"content-type": "application/json", **reply.headers}
     headers["content-length"] = str(len(payload))
-    out = conn.send(
-        h11.Response(status_code=reply.status, headers=[(k, v) for k, v in headers.items()])
+    await send(
+        conn,
+        stream,
+        h11.Response(status_code=reply.status, headers=list(headers.items())),
+        h11.Data(data=payload),
+        h11.EndOfMessage(),
     )
-    out = (out or b"") + (conn.send(h11.Data(data=payload)) or b"")
-    out += conn.send(h11.EndOfMessage()) or b""
-    await stream.send_all(out)
 
 
 @asynccontextmanager

@@ -41,6 +41,8 @@ import attrs
 import h11
 import trio
 
+from tests.fakes.http11 import read_request, send
+
 SERVICE_KEY = "test-service-role-key"
 ANON_KEY = "test-anon-key"
 EXPIRED_KEY = "test-service-role-key-expired"
@@ -156,23 +158,15 @@ class FakeSupabaseStorage:
         async with stream:
             try:
                 while True:
-                    event = await _next_event(stream, conn)
-                    if not isinstance(event, h11.Request):
+                    got = await read_request(conn, stream)
+                    if got is None:
                         return
-                    body = b""
-                    while True:
-                        part = await _next_event(stream, conn)
-                        if isinstance(part, h11.Data):
-                            body += part.data
-                        elif isinstance(part, h11.EndOfMessage):
-                            break
-                        else:
-                            return
+                    event, body = got
                     status, headers, payload = await self.answer(event, body)
-                    await _send(stream, conn, h11.Response(status_code=status, headers=headers))
+                    parts: list[Any] = [h11.Response(status_code=status, headers=headers)]
                     if payload and event.method != b"HEAD":
-                        await _send(stream, conn, h11.Data(data=payload))
-                    await _send(stream, conn, h11.EndOfMessage())
+                        parts.append(h11.Data(data=payload))
+                    await send(conn, stream, *parts, h11.EndOfMessage())
                     if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                         return
                     conn.start_next_cycle()
@@ -344,20 +338,6 @@ async def serve_fake_storage(
             yield fake
         finally:
             nursery.cancel_scope.cancel()
-
-
-async def _next_event(stream: trio.SocketStream, conn: h11.Connection) -> Any:
-    while True:
-        event = conn.next_event()
-        if event is not h11.NEED_DATA:
-            return event
-        conn.receive_data(await stream.receive_some(65536))
-
-
-async def _send(stream: trio.SocketStream, conn: h11.Connection, event: Any) -> None:
-    data = conn.send(event)
-    if data:
-        await stream.send_all(data)
 
 
 def _json(status: int, body: dict[str, Any]) -> Reply:
