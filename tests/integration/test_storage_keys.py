@@ -21,6 +21,7 @@ from imagen_actors import events as ev
 from imagen_actors.actors.janitor import BATCH, discard_leftovers, discard_one
 from imagen_actors.gateway import Gateway
 from imagen_actors.storage.local import LocalStore
+from tests.support.events import generated
 from tests.support.jobs import assert_replay_matches, insert_job
 from tests.support.worker import make_config, running_worker, wait_all_terminal
 
@@ -74,18 +75,7 @@ async def _fail_after_generating(gw: Gateway, job: uuid.UUID, seed: int) -> None
     claimed = await gw.claim(dc.claim(W, 60))
     assert claimed is not None and claimed.state.id == job
     await gw.transition(job, dc.start_generation(W, seed))
-    outcome = ev.GenerationSucceeded(
-        job_id=job,
-        occurred_at=datetime.now(UTC),
-        actor="executor",
-        backend="mock",
-        model="mock-1",
-        seed=seed,
-        mime="image/png",
-        bytes=3,
-        sha256="0" * 64,
-        latency_ms=1,
-    )
+    outcome = generated(job, datetime.now(UTC), seed=seed)
     await gw.transition(job, dc.generation_succeeded(W, outcome, 60))
     await gw.transition(job, dc.failure(W, "storage: gone", "permanent", "uploader"))
 

@@ -13,6 +13,7 @@ from imagen_actors import decisions as dc
 from imagen_actors import events as ev
 from imagen_actors.errors import LeaseLostError
 from imagen_actors.fold import IllegalTransitionError, JobState, fold, replay
+from tests.support import events as support
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 JOB = uuid.UUID("44444444-4444-4444-8444-444444444444")
@@ -20,17 +21,7 @@ W = "host:w1"
 
 
 def submitted(max_attempts: int = 3) -> ev.JobSubmitted:
-    return ev.JobSubmitted(
-        job_id=JOB,
-        occurred_at=T0,
-        actor="database",
-        owner_user_id=JOB,
-        prompt="owl",
-        backend="mock",
-        width=64,
-        height=64,
-        max_attempts=max_attempts,
-    )
+    return support.submitted(JOB, T0, max_attempts=max_attempts)
 
 
 def apply(state: JobState, decide: Any, at: datetime, *extra: Any) -> JobState:
@@ -40,18 +31,7 @@ def apply(state: JobState, decide: Any, at: datetime, *extra: Any) -> JobState:
 
 
 def outcome() -> ev.GenerationSucceeded:
-    return ev.GenerationSucceeded(
-        job_id=JOB,
-        occurred_at=T0,
-        actor="executor",
-        backend="mock",
-        model="mock-1",
-        seed=7,
-        mime="image/png",
-        bytes=10,
-        sha256="0" * 64,
-        latency_ms=5,
-    )
+    return support.generated(JOB, T0)
 
 
 def stored() -> ev.ImageStored:

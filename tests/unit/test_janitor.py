@@ -10,42 +10,15 @@ import pytest
 from imagen_actors import decisions as dc
 from imagen_actors import events as ev
 from imagen_actors.fold import IllegalTransitionError, fold, replay
+from tests.support import events as support
 
 T0 = datetime(2026, 11, 23, 23, 30, tzinfo=UTC)
 JOB = uuid.UUID("55555555-5555-4555-8555-555555555555")
 W = "host:w1"
 
 
-def stream(*seeds: int) -> list[ev.Event]:
-    events: list[ev.Event] = [
-        ev.JobSubmitted(
-            job_id=JOB,
-            occurred_at=T0,
-            actor="database",
-            owner_user_id=JOB,
-            prompt="A tiny owl!",
-            backend="mock",
-            width=64,
-            height=64,
-        )
-    ]
-    for seed in seeds:
-        events.append(
-            ev.GenerationSucceeded(
-                job_id=JOB,
-                occurred_at=T0,
-                actor="executor",
-                worker_id=W,
-                backend="mock",
-                model="m",
-                seed=seed,
-                mime="image/png",
-                bytes=1,
-                sha256="0" * 64,
-                latency_ms=1,
-            )
-        )
-    return events
+def stream() -> list[ev.Event]:
+    return [support.submitted(JOB, T0)]
 
 
 def failed() -> list[ev.Event]:
