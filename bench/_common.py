@@ -39,12 +39,12 @@ from urllib.parse import urlsplit, urlunsplit
 import trio
 import yaml
 
-from imagen_actors import config
-from imagen_actors.daemon import WorkerHandle, run_worker
-from imagen_actors.gateway import Gateway
-from imagen_actors.migrations import migrate
+from imagen_actors.config import settings as config
+from imagen_actors.db.gateway import Gateway
+from imagen_actors.db.migrations import migrate
 from imagen_actors.storage.base import ObjectStore
-from imagen_actors.worker_runtime import open_runtime
+from imagen_actors.worker.daemon import WorkerHandle, run_worker
+from imagen_actors.worker.runtime import open_runtime
 
 ENV_BENCH_DATABASE_URL = "IMAGEN_BENCH_DATABASE_URL"
 OWNER = uuid.UUID("00000000-0000-4000-8000-00000000be4c")
@@ -93,7 +93,7 @@ def private_database(tmp: Path) -> Iterator[tuple[str, str]]:
         finally:
             _admin(url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         return
-    from imagen_actors import embedded
+    from imagen_actors.db import embedded
 
     server, dsn = embedded.start(tmp / "pgdata", cleanup="delete")
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from imagen_actors import config
+from imagen_actors.config import settings as config
 
 
 @dataclass

@@ -11,7 +11,7 @@ use):
   CLI          ``python -m imagen_actors replay --all --config FILE`` as a subprocess, wall
                time, once; and ``python -m imagen_actors --version`` (the same imports and
                parser, no work) for the start-up share.
-  fold alone   every job's decoded event stream through ``imagen_actors.fold.replay``,
+  fold alone   every job's decoded event stream through ``imagen_actors.core.fold.replay``,
                repeated for at least a second; events/s. Decoding the rows
                (``transactions.event_from_record``: ``events.from_row`` on each row) is
                timed separately, as a supporting figure.
@@ -36,12 +36,13 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
 
-from imagen_actors import config, database
-from imagen_actors import events as ev
-from imagen_actors import fold as fl
 from imagen_actors.cli.commands.replay import verify_all
-from imagen_actors.gateway import Gateway
-from imagen_actors.transactions import event_from_record
+from imagen_actors.config import settings as config
+from imagen_actors.core import events as ev
+from imagen_actors.core import fold as fl
+from imagen_actors.db import database
+from imagen_actors.db.gateway import Gateway
+from imagen_actors.db.transactions import event_from_record
 
 SCRIPT = Path(__file__).name
 PAGE = 500
@@ -152,7 +153,7 @@ async def main(n: int, size: int, repeats: int) -> None:
                 note=f"{cli_s:.2f} s for {checked:,} jobs",
             ),
             c.measured(
-                "fold alone (`imagen_actors.fold.replay` over decoded streams)",
+                "fold alone (`imagen_actors.core.fold.replay` over decoded streams)",
                 folded / fold_s,
                 "events/s",
                 SCRIPT,

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
 import _processes as procs
 
-from imagen_actors.gateway import Gateway
+from imagen_actors.db.gateway import Gateway
 
 SCRIPT = Path(__file__).name
 LATENCY_MS = 50

@@ -20,7 +20,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
 
-from imagen_actors.gateway import Gateway
+from imagen_actors.db.gateway import Gateway
 
 SCRIPT = Path(__file__).name
 

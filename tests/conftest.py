@@ -54,7 +54,7 @@ def database_url(pg_cluster: Cluster) -> Iterator[str]:
 
 @pytest.fixture
 async def gateway(database_url: str) -> AsyncIterator[object]:
-    from imagen_actors.gateway import Gateway
+    from imagen_actors.db.gateway import Gateway
 
     async with Gateway.open(database_url, application_name="test") as gw:
         yield gw

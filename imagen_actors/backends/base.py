@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypeVar
 import attrs
 import msgspec
 
-from imagen_actors.config_errors import explain
+from imagen_actors.config.explain import explain
 
 C = TypeVar("C")
 

@@ -42,6 +42,7 @@ from imagen_actors.backends.comfyui_messages import (
     json_or_none,
     next_frame,
 )
+from imagen_actors.backends.comfyui_templating import TemplateError
 from imagen_actors.backends.comfyui_workflow import (
     Workflow,
     execution_error_message,
@@ -51,8 +52,7 @@ from imagen_actors.backends.comfyui_workflow import (
     network_reason,
     validation_message,
 )
-from imagen_actors.errors import ConfigError, GenerationError
-from imagen_actors.templating import TemplateError
+from imagen_actors.core.errors import ConfigError, GenerationError
 
 log = logging.getLogger("imagen_actors.backends.comfyui")
 

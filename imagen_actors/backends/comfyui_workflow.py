@@ -1,7 +1,7 @@
 """ComfyUI workflow templates (loading, checking, rendering) and error texts.
 
 A workflow is an API-format graph (``{node_id: {"class_type", "inputs"}}``) with
-whole-value placeholders (see ``imagen_actors.templating``). One optional top-level key,
+whole-value placeholders (see ``comfyui_templating``). One optional top-level key,
 ``"_imagen"``, holds defaults for the model (``{"model", "steps", "cfg"}``); it is removed
 before the graph is sent. ``workflow:`` in the config names a bundled template
 (``flux1-schnell`` -> ``workflows/flux1-schnell.json``) or a path to a JSON file.
@@ -18,10 +18,10 @@ import attrs
 import httpx
 import msgspec
 
-from imagen_actors import templating
-from imagen_actors.config_errors import explain
-from imagen_actors.errors import ConfigError
-from imagen_actors.resources import workflows_dir
+from imagen_actors.backends import comfyui_templating as templating
+from imagen_actors.config.bundled import workflows_dir
+from imagen_actors.config.explain import explain
+from imagen_actors.core.errors import ConfigError
 
 META_KEY: Final = "_imagen"
 # Where the image comes from: ComfyUI's SaveImage / PreviewImage (and custom Save* nodes).

@@ -25,7 +25,7 @@ from imagen_actors.backends.base import (
     ProgressCallback,
     adapter_config,
 )
-from imagen_actors.errors import GenerationError
+from imagen_actors.core.errors import GenerationError
 
 MODEL: Final = "mock-gradient-v1"
 # Encoding a large PNG takes tens of ms; off the event loop above this many pixels.

@@ -6,8 +6,8 @@ import importlib
 from typing import Any, Final, Protocol
 
 from imagen_actors.backends.base import Backend
-from imagen_actors.config import Config
-from imagen_actors.errors import ConfigError
+from imagen_actors.config.settings import Config
+from imagen_actors.core.errors import ConfigError
 
 # type -> module exposing ``build(name, block) -> Backend``; imported only when used.
 ADAPTERS: Final[dict[str, str]] = {

@@ -54,7 +54,7 @@ from urllib.parse import urlsplit
 import httpx
 import trio
 
-from imagen_actors import pricing
+from imagen_actors.backends import replicate_pricing as pricing
 from imagen_actors.backends.base import (
     BackendStatus,
     GenerationRequest,
@@ -74,8 +74,8 @@ from imagen_actors.backends.replicate_protocol import (
     nearest_aspect_ratio,
     problem_detail,
 )
-from imagen_actors.config import secret_from_env
-from imagen_actors.errors import ConfigError, GenerationError
+from imagen_actors.config.settings import secret_from_env
+from imagen_actors.core.errors import ConfigError, GenerationError
 
 log = logging.getLogger("imagen_actors.backends.replicate")
 

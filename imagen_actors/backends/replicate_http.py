@@ -18,7 +18,7 @@ from imagen_actors.backends.replicate_protocol import (
     parse_retry_after,
     problem_detail,
 )
-from imagen_actors.errors import GenerationError
+from imagen_actors.core.errors import GenerationError
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -12,8 +12,8 @@ from typing import Any, Final
 import httpx
 import msgspec
 
-from imagen_actors import pricing
-from imagen_actors.errors import ErrorClass
+from imagen_actors.backends import replicate_pricing as pricing
+from imagen_actors.core.errors import ErrorClass
 
 DEFAULT_TOKEN_ENV: Final = "REPLICATE_API_TOKEN"
 DEFAULT_BASE_URL: Final = "https://api.replicate.com"
@@ -68,7 +68,7 @@ class ReplicateConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     backoff_s: float = 0.5  # first 429/5xx backoff; doubles per 429 retry
     max_backoff_s: float = 60.0
     cancel_timeout_s: float = 5.0
-    cost_usd_per_image: float | None = None  # overrides imagen_actors.pricing
+    cost_usd_per_image: float | None = None  # overrides imagen_actors.backends.replicate_pricing
     opts: dict[str, Any] = msgspec.field(default_factory=dict)
 
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Final
 
-from imagen_actors import request_rules as rules
-from imagen_actors import styles
+from imagen_actors.config import styles
+from imagen_actors.core import request_rules as rules
 
 EXAMPLE_UUID: Final = "11111111-1111-4111-8111-111111111111"
 _SIZE: Final = re.compile(r"\s*(\d{1,9})\s*[xX]\s*(\d{1,9})\s*")

@@ -12,7 +12,7 @@ from typing import Any
 
 from imagen_actors import __version__
 from imagen_actors.cli import commands, exitcodes
-from imagen_actors.errors import ConfigError, DatabaseError, ImagenError, UsageError
+from imagen_actors.core.errors import ConfigError, DatabaseError, ImagenError, UsageError
 
 Runner = Callable[[argparse.Namespace], int]
 

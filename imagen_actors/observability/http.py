@@ -14,7 +14,7 @@ import attrs
 import h11
 import trio
 
-from imagen_actors.errors import ConfigError
+from imagen_actors.core.errors import ConfigError
 
 MAX_REQUEST_BYTES: Final = 16 * 1024
 REQUEST_TIMEOUT_S: Final = 10.0

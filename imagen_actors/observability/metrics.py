@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from imagen_actors import events as ev
-from imagen_actors.gateway import Transition
+from imagen_actors.core import events as ev
+from imagen_actors.db.gateway import Transition
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 STATUSES: Final = ("pending", "running", "done", "failed", "cancelled")

@@ -18,9 +18,9 @@ from typing import Any
 import attrs
 import trio
 
-from imagen_actors import events as ev
-from imagen_actors import fold as fl
-from imagen_actors.gateway import Decide, Gateway, ImageRow, Transition
+from imagen_actors.core import events as ev
+from imagen_actors.core import fold as fl
+from imagen_actors.db.gateway import Decide, Gateway, ImageRow, Transition
 
 log = logging.getLogger("imagen_actors.observability")
 CommitHook = Callable[[Transition], None]

@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from imagen_actors.config import Config
-from imagen_actors.errors import DatabaseError
-from imagen_actors.gateway import Gateway
+from imagen_actors.config.settings import Config
+from imagen_actors.core.errors import DatabaseError
+from imagen_actors.db.gateway import Gateway
 from imagen_actors.observability.http import Response, serve_http
 from imagen_actors.observability.metrics import CONTENT_TYPE, WorkerMetrics
 from imagen_actors.observability.observed import ObservedGateway
 from imagen_actors.observability.sdnotify import Notifier, watchdog_interval_s
 
 if TYPE_CHECKING:
-    from imagen_actors.daemon import WorkerHandle
+    from imagen_actors.worker.daemon import WorkerHandle
 
 PING_TIMEOUT_S: Final = 2.0
 QUERY_TIMEOUT_S: Final = 5.0

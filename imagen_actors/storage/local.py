@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 import trio
 
-from imagen_actors.errors import StorageError
+from imagen_actors.core.errors import StorageError
 from imagen_actors.storage.base import StoredObject
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from imagen_actors.config import LocalStorageConfig, StorageConfig
+from imagen_actors.config.settings import LocalStorageConfig, StorageConfig
 from imagen_actors.storage.base import ObjectStore
 from imagen_actors.storage.local import LocalStore
 

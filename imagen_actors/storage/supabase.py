@@ -21,8 +21,8 @@ import attrs
 import httpx
 import trio
 
-from imagen_actors.config import SupabaseStorageConfig, secret_from_env
-from imagen_actors.errors import ConfigError, StorageError
+from imagen_actors.config.settings import SupabaseStorageConfig, secret_from_env
+from imagen_actors.core.errors import ConfigError, StorageError
 from imagen_actors.storage.base import StoredObject
 
 BACKOFF_BASE_S = 0.5

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from imagen_actors import config
 from imagen_actors.cli import exitcodes
 from imagen_actors.cli.main import main
-from imagen_actors.errors import ConfigError
+from imagen_actors.config import settings as config
+from imagen_actors.core.errors import ConfigError
 
 SOURCE = "bad.yaml"
 MOCK = "backends: {m: {type: mock}}\ndefault_backend: m\n"

@@ -18,13 +18,15 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from imagen_actors import config, naming, templating
-from imagen_actors import request_rules as rules
+from imagen_actors.backends import comfyui_templating as templating
 from imagen_actors.backends.comfyui_workflow import load_workflow
 from imagen_actors.cli import arguments
 from imagen_actors.cli.main import build_parser
-from imagen_actors.errors import ConfigError
-from imagen_actors.resources import workflows_dir
+from imagen_actors.config import settings as config
+from imagen_actors.config.bundled import workflows_dir
+from imagen_actors.core import naming
+from imagen_actors.core import request_rules as rules
+from imagen_actors.core.errors import ConfigError
 from tests.badinput.door import Door, Refusal
 from tests.support.jobs import OWNER, assert_replay_matches
 from tests.support.worker import make_config, running_worker, wait_all_terminal

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from imagen_actors import events as ev
-from imagen_actors import naming
-from imagen_actors.gateway import Gateway
+from imagen_actors.core import events as ev
+from imagen_actors.core import naming
+from imagen_actors.db.gateway import Gateway
 from tests.badinput.door import Door
 from tests.support.jobs import OWNER, assert_replay_matches
 from tests.support.worker import make_config, running_worker, wait_terminal

@@ -15,8 +15,8 @@ import pytest
 from imagen_actors.backends.comfyui_workflow import load_workflow
 from imagen_actors.cli import exitcodes
 from imagen_actors.cli.main import main
-from imagen_actors.errors import ConfigError
-from imagen_actors.resources import workflows_dir
+from imagen_actors.config.bundled import workflows_dir
+from imagen_actors.core.errors import ConfigError
 
 KEY = "backends.flux.workflow"
 Graph = dict[str, Any]

@@ -22,7 +22,7 @@ from typing import Final
 import attrs
 import trio
 
-from imagen_actors.gateway import Gateway
+from imagen_actors.db.gateway import Gateway
 from tests.support.worker import worker_process
 
 SEED: Final = int(os.environ.get("IMAGEN_CHAOS_SEED") or random.SystemRandom().randrange(2**32))

@@ -28,7 +28,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from imagen_actors.gateway import Gateway
+from imagen_actors.db.gateway import Gateway
 
 REPLAY_TIMEOUT_S = 120
 

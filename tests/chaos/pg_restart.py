@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from imagen_actors import embedded
+from imagen_actors.db import embedded
 from tests.support.pg import admin, with_database
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from imagen_actors import events as ev
-from imagen_actors.gateway import Gateway
-from imagen_actors.migrations import migrate
+from imagen_actors.core import events as ev
+from imagen_actors.db.gateway import Gateway
+from imagen_actors.db.migrations import migrate
 from tests.chaos.pg_restart import RestartableCluster
 from tests.fakes.supabase_storage import SERVICE_KEY, FakeSupabaseStorage, serve_fake_storage
 from tests.support.jobs import assert_replay_matches, insert_job

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from imagen_actors.gateway import Gateway
+from imagen_actors.db.gateway import Gateway
 from tests.chaos.campaign import (
     FULL,
     Worker,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from imagen_actors.gateway import Gateway
-from imagen_actors.migrations import migrate
+from imagen_actors.db.gateway import Gateway
+from imagen_actors.db.migrations import migrate
 from tests.chaos.campaign import (
     FULL,
     Worker,

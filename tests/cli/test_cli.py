@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imagen_actors.migrations import discover
+from imagen_actors.db.migrations import discover
 
 
 def cli(

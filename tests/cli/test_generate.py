@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from imagen_actors import events as ev
-from imagen_actors import fold
+from imagen_actors.core import events as ev
+from imagen_actors.core import fold
 
 
 def generate(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from imagen_actors import audit_report as ar
-from imagen_actors import events as ev
-from imagen_actors import fold
-from imagen_actors.gateway import Gateway
+from imagen_actors.cli.reports import audit as ar
+from imagen_actors.core import events as ev
+from imagen_actors.core import fold
+from imagen_actors.db.gateway import Gateway
 from tests.support.jobs import OTHER_OWNER, OWNER, assert_replay_matches, insert_job
 from tests.support.roles import run_as
 

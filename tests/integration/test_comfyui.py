@@ -13,7 +13,7 @@ import trio
 
 from imagen_actors.backends.base import BackendStatus, GenerationRequest
 from imagen_actors.backends.comfyui import ComfyUIBackend, build
-from imagen_actors.errors import ConfigError, GenerationError
+from imagen_actors.core.errors import ConfigError, GenerationError
 from tests.fakes.comfyui_server import FakeComfyUI, comfyui_server
 
 OK_ID = "6da6e8d8-d430-4fca-9f4a-bdc98e03aa16"

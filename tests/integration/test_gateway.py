@@ -9,11 +9,11 @@ import asyncpg
 import pytest
 import trio
 
-from imagen_actors import decisions as dc
-from imagen_actors import events as ev
-from imagen_actors.errors import ConcurrencyError, JobNotFoundError, LeaseLostError
-from imagen_actors.fold import JobState
-from imagen_actors.gateway import Gateway
+from imagen_actors.core import decisions as dc
+from imagen_actors.core import events as ev
+from imagen_actors.core.errors import ConcurrencyError, JobNotFoundError, LeaseLostError
+from imagen_actors.core.fold import JobState
+from imagen_actors.db.gateway import Gateway
 from tests.support.jobs import assert_replay_matches, insert_job
 from tests.support.roles import run_as
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from imagen_actors import events as ev
+from imagen_actors.core import events as ev
 from tests.fakes.supabase_storage import (
     SERVICE_KEY,
     FakeSupabaseStorage,

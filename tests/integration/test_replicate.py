@@ -11,7 +11,7 @@ import trio
 
 from imagen_actors.backends.base import GenerationRequest
 from imagen_actors.backends.replicate import ReplicateBackend, build
-from imagen_actors.errors import ConfigError, GenerationError
+from imagen_actors.core.errors import ConfigError, GenerationError
 from tests.fakes.replicate_server import DROP, PNG, TOKEN, FakeReplicate, Reply, fake_replicate
 
 ENV = "IMAGEN_TEST_REPLICATE_TOKEN"

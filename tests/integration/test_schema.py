@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from imagen_actors.errors import ConstraintViolationError, DatabaseError, MigrationError
-from imagen_actors.gateway import Gateway
-from imagen_actors.migrations import discover, migrate
+from imagen_actors.core.errors import ConstraintViolationError, DatabaseError, MigrationError
+from imagen_actors.db.gateway import Gateway
+from imagen_actors.db.migrations import discover, migrate
 from tests.support.jobs import OWNER, assert_replay_matches
 from tests.support.pg import Cluster
 

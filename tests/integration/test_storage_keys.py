@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from imagen_actors import decisions as dc
-from imagen_actors import events as ev
-from imagen_actors.actors.janitor import BATCH, discard_leftovers, discard_one
-from imagen_actors.gateway import Gateway
+from imagen_actors.core import decisions as dc
+from imagen_actors.core import events as ev
+from imagen_actors.db.gateway import Gateway
 from imagen_actors.storage.local import LocalStore
+from imagen_actors.worker.actors.janitor import BATCH, discard_leftovers, discard_one
 from tests.support.events import generated
 from tests.support.jobs import assert_replay_matches, insert_job
 from tests.support.worker import make_config, running_worker, wait_all_terminal

@@ -9,8 +9,8 @@ import httpx
 import pytest
 import trio
 
-from imagen_actors.config import SupabaseStorageConfig
-from imagen_actors.errors import ConfigError, StorageError
+from imagen_actors.config.settings import SupabaseStorageConfig
+from imagen_actors.core.errors import ConfigError, StorageError
 from imagen_actors.storage.registry import build_store
 from imagen_actors.storage.supabase import SupabaseStore, build
 from tests.fakes.supabase_storage import (

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from imagen_actors.gateway import Gateway
+from imagen_actors.db.gateway import Gateway
 from tests.fakes.supabase_storage import SERVICE_KEY, FakeSupabaseStorage, serve_fake_storage
 from tests.support.jobs import assert_replay_matches, insert_job
 from tests.support.worker import make_config, running_worker, wait_terminal

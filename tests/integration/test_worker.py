@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from imagen_actors import events as ev
-from imagen_actors.gateway import Gateway
+from imagen_actors.core import events as ev
+from imagen_actors.db.gateway import Gateway
 from tests.support.jobs import assert_replay_matches, insert_job
 from tests.support.worker import make_config, running_worker, wait_all_terminal, wait_terminal
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from imagen_actors import events as ev
+from imagen_actors.core import events as ev
 
 
 def submitted(job_id: uuid.UUID, at: datetime, **fields: Any) -> ev.JobSubmitted:

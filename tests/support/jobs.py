@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from imagen_actors import fold
-from imagen_actors.gateway import Gateway
+from imagen_actors.core import fold
+from imagen_actors.db.gateway import Gateway
 
 OWNER = uuid.UUID("11111111-1111-4111-8111-111111111111")
 OTHER_OWNER = uuid.UUID("22222222-2222-4222-8222-222222222222")

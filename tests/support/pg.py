@@ -43,7 +43,7 @@ class Cluster:
         if url:
             self.admin_dsn = url
         else:
-            from imagen_actors import embedded
+            from imagen_actors.db import embedded
 
             self._tmp = tempfile.mkdtemp(prefix="imagen-test-pg-")
             self._server, dsn = embedded.start(Path(self._tmp) / "pgdata", cleanup="delete")
@@ -53,8 +53,8 @@ class Cluster:
     def build_template(self) -> None:
         import trio
 
-        from imagen_actors.gateway import Gateway
-        from imagen_actors.migrations import migrate
+        from imagen_actors.db.gateway import Gateway
+        from imagen_actors.db.migrations import migrate
 
         admin(self.admin_dsn, f"CREATE DATABASE {self.template}")
 

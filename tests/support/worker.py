@@ -14,10 +14,10 @@ from typing import Any
 import trio
 import yaml
 
-from imagen_actors import config
-from imagen_actors.daemon import WorkerHandle, run_worker
-from imagen_actors.gateway import Gateway
-from imagen_actors.worker_runtime import open_runtime
+from imagen_actors.config import settings as config
+from imagen_actors.db.gateway import Gateway
+from imagen_actors.worker.daemon import WorkerHandle, run_worker
+from imagen_actors.worker.runtime import open_runtime
 
 TERMINAL = ("done", "failed", "cancelled")
 

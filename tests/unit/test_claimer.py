@@ -9,12 +9,12 @@ import pytest
 import trio
 import trio.testing
 
-from imagen_actors import events as ev
-from imagen_actors import fold
-from imagen_actors.actors.claimer import claimer
-from imagen_actors.actors.messages import ClaimedWork, Wake
-from imagen_actors.errors import DatabaseUnavailableError
-from imagen_actors.gateway import Transition
+from imagen_actors.core import events as ev
+from imagen_actors.core import fold
+from imagen_actors.core.errors import DatabaseUnavailableError
+from imagen_actors.db.gateway import Transition
+from imagen_actors.worker.actors.claimer import claimer
+from imagen_actors.worker.actors.messages import ClaimedWork, Wake
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
 

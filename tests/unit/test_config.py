@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from imagen_actors import config
-from imagen_actors.errors import ConfigError
+from imagen_actors.config import settings as config
+from imagen_actors.core.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from imagen_actors import events as ev
+from imagen_actors.core import events as ev
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
 JOB = uuid.UUID("33333333-3333-4333-8333-333333333333")

@@ -9,10 +9,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from imagen_actors import decisions as dc
-from imagen_actors import events as ev
-from imagen_actors.errors import LeaseLostError
-from imagen_actors.fold import IllegalTransitionError, JobState, fold, replay
+from imagen_actors.core import decisions as dc
+from imagen_actors.core import events as ev
+from imagen_actors.core.errors import LeaseLostError
+from imagen_actors.core.fold import IllegalTransitionError, JobState, fold, replay
 from tests.support import events as support
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

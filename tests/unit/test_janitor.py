@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from imagen_actors import decisions as dc
-from imagen_actors import events as ev
-from imagen_actors.fold import IllegalTransitionError, fold, replay
+from imagen_actors.core import decisions as dc
+from imagen_actors.core import events as ev
+from imagen_actors.core.fold import IllegalTransitionError, fold, replay
 from tests.support import events as support
 
 T0 = datetime(2026, 11, 23, 23, 30, tzinfo=UTC)

@@ -9,8 +9,8 @@ import pytest
 import trio
 import trio.testing
 
-from imagen_actors.actors.lease import holding_lease
-from imagen_actors.errors import DatabaseUnavailableError, LeaseLostError
+from imagen_actors.core.errors import DatabaseUnavailableError, LeaseLostError
+from imagen_actors.worker.actors.lease import holding_lease
 
 JOB = uuid.UUID("66666666-6666-4666-8666-666666666666")
 

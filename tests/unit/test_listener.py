@@ -8,9 +8,9 @@ import pytest
 import trio
 import trio.testing
 
-from imagen_actors.actors.listener import listener
-from imagen_actors.actors.messages import Wake
-from imagen_actors.errors import DatabaseUnavailableError
+from imagen_actors.core.errors import DatabaseUnavailableError
+from imagen_actors.worker.actors.listener import listener
+from imagen_actors.worker.actors.messages import Wake
 
 
 @pytest.fixture

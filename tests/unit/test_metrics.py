@@ -6,12 +6,12 @@ from typing import Any
 
 import attrs
 
-from imagen_actors import events as ev
-from imagen_actors.config import Config
-from imagen_actors.daemon import WorkerHandle
-from imagen_actors.gateway import Gateway, Transition
+from imagen_actors.config.settings import Config
+from imagen_actors.core import events as ev
+from imagen_actors.db.gateway import Gateway, Transition
 from imagen_actors.observability.metrics import WorkerMetrics, pending_since
 from imagen_actors.observability.telemetry import Telemetry
+from imagen_actors.worker.daemon import WorkerHandle
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 JOB = uuid.uuid4()

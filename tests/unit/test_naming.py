@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imagen_actors import naming
+from imagen_actors.core import naming
 
 
 @given(st.text())

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imagen_actors import pricing
+from imagen_actors.backends import replicate_pricing as pricing
 from imagen_actors.backends.replicate_protocol import (
     ASPECT_RATIOS,
     classify_failure,

@@ -10,10 +10,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from imagen_actors import audit_report as ar
-from imagen_actors import events as ev
-from imagen_actors import fold
-from imagen_actors import replay_report as rr
+from imagen_actors.cli.reports import audit as ar
+from imagen_actors.cli.reports import replay as rr
+from imagen_actors.core import events as ev
+from imagen_actors.core import fold
 
 JOB = uuid.UUID("33333333-3333-4333-8333-333333333333")
 OWNER = uuid.UUID("11111111-1111-4111-8111-111111111111")

@@ -6,7 +6,12 @@ import pytest
 import trio
 import trio.testing
 
-from imagen_actors.actors.supervisor import EscalationError, RestartPolicy, backoff_s, supervise
+from imagen_actors.worker.actors.supervisor import (
+    EscalationError,
+    RestartPolicy,
+    backoff_s,
+    supervise,
+)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from imagen_actors.templating import (
+from imagen_actors.backends.comfyui_templating import (
     TemplateError,
     check_template,
     describe,

@@ -16,11 +16,12 @@ from typing import Any, Final
 
 import trio
 
-from imagen_actors import audit_report as ar
-from imagen_actors import config, database
 from imagen_actors.cli import arguments, exitcodes
 from imagen_actors.cli.main import command
-from imagen_actors.gateway import Gateway
+from imagen_actors.cli.reports import audit as ar
+from imagen_actors.config import settings as config
+from imagen_actors.db import database
+from imagen_actors.db.gateway import Gateway
 
 DEFAULT_PENDING_OLDER_THAN_S: Final = 600.0
 Report = Callable[[Gateway, argparse.Namespace], Awaitable[tuple[Any, str]]]

@@ -8,10 +8,10 @@ from typing import Any
 import msgspec
 import trio
 
-from imagen_actors import config
 from imagen_actors.backends.registry import Backends
 from imagen_actors.cli.main import command
-from imagen_actors.errors import ConfigError
+from imagen_actors.config import settings as config
+from imagen_actors.core.errors import ConfigError
 
 CHECK_TIMEOUT_S = 10.0
 

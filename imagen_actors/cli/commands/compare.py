@@ -12,7 +12,6 @@ from typing import Any
 
 import trio
 
-from imagen_actors import config, contact_sheet, naming
 from imagen_actors.backends.registry import Backends
 from imagen_actors.cli import arguments, exitcodes
 from imagen_actors.cli.commands.generate import (
@@ -21,7 +20,10 @@ from imagen_actors.cli.commands.generate import (
     request_from_args,
 )
 from imagen_actors.cli.main import command
-from imagen_actors.errors import ConfigError, ImagenError
+from imagen_actors.cli.reports import contact_sheet
+from imagen_actors.config import settings as config
+from imagen_actors.core import naming
+from imagen_actors.core.errors import ConfigError, ImagenError
 from imagen_actors.storage.local import write_atomic
 from imagen_actors.storage.registry import build_store
 

@@ -8,14 +8,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from imagen_actors import config
 from imagen_actors.backends.registry import build
 from imagen_actors.cli import exitcodes
-from imagen_actors.errors import ConfigError
+from imagen_actors.config import settings as config
+from imagen_actors.core.errors import ConfigError
 
 
 def sample_text() -> str:
-    return resources.files("imagen_actors").joinpath("sample_config.yaml").read_text("utf-8")
+    return resources.files("imagen_actors.config").joinpath("sample_config.yaml").read_text("utf-8")
 
 
 def register(sub: Any) -> None:

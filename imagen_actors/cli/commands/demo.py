@@ -9,11 +9,11 @@ from typing import Any, Final
 
 import trio
 
-from imagen_actors import config
 from imagen_actors.cli import arguments
 from imagen_actors.cli.main import command
-from imagen_actors.daemon import run_worker
-from imagen_actors.worker_runtime import open_runtime
+from imagen_actors.config import settings as config
+from imagen_actors.worker.daemon import run_worker
+from imagen_actors.worker.runtime import open_runtime
 
 DEMO_OWNER: Final = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
 PROMPTS: Final = (

@@ -17,21 +17,23 @@ from typing import Any
 import attrs
 import trio
 
-from imagen_actors import config, database, decisions, naming
-from imagen_actors import events as ev
-from imagen_actors.actors.executor import ExecutorSettings, run_one
-from imagen_actors.actors.messages import ClaimedWork, ImageCompleted
-from imagen_actors.actors.uploader import OutputSettings, UploaderSettings, upload_one
-from imagen_actors.actors.usage_recorder import record_one
 from imagen_actors.backends.registry import Backends
-from imagen_actors.caller import caller_identity
 from imagen_actors.cli import arguments, exitcodes
 from imagen_actors.cli.commands.submit import resolve_owner
 from imagen_actors.cli.main import command
-from imagen_actors.errors import UsageError
-from imagen_actors.identity import worker_id as make_worker_id
-from imagen_actors.jobstore import JobStore, LocalJobStore
+from imagen_actors.config import settings as config
+from imagen_actors.core import decisions, naming
+from imagen_actors.core import events as ev
+from imagen_actors.core.errors import UsageError
+from imagen_actors.db import database
+from imagen_actors.db.jobstore import JobStore, LocalJobStore
 from imagen_actors.storage.registry import build_store
+from imagen_actors.worker.actors.executor import ExecutorSettings, run_one
+from imagen_actors.worker.actors.messages import ClaimedWork, ImageCompleted
+from imagen_actors.worker.actors.uploader import OutputSettings, UploaderSettings, upload_one
+from imagen_actors.worker.actors.usage_recorder import record_one
+from imagen_actors.worker.caller import caller_identity
+from imagen_actors.worker.identity import worker_id as make_worker_id
 
 LOCAL_OWNER = uuid.UUID(int=0)
 EVENT_LOG = "imagen-events.jsonl"

@@ -8,10 +8,11 @@ from typing import Any
 
 import trio
 
-from imagen_actors import config, database
 from imagen_actors.cli.main import command
-from imagen_actors.gateway import Gateway
-from imagen_actors.migrations import migrate
+from imagen_actors.config import settings as config
+from imagen_actors.db import database
+from imagen_actors.db.gateway import Gateway
+from imagen_actors.db.migrations import migrate
 
 
 def register(sub: Any) -> None:

@@ -11,15 +11,17 @@ from typing import Any, Final
 
 import trio
 
-from imagen_actors import config, database, naming
-from imagen_actors import events as ev
-from imagen_actors import replay_report as rr
 from imagen_actors.backends.registry import Backends
 from imagen_actors.cli import arguments, exitcodes
 from imagen_actors.cli.commands.generate import Request, produce
 from imagen_actors.cli.main import command
-from imagen_actors.errors import ConfigError, JobNotFoundError, UsageError
-from imagen_actors.gateway import Gateway
+from imagen_actors.cli.reports import replay as rr
+from imagen_actors.config import settings as config
+from imagen_actors.core import events as ev
+from imagen_actors.core import naming
+from imagen_actors.core.errors import ConfigError, JobNotFoundError, UsageError
+from imagen_actors.db import database
+from imagen_actors.db.gateway import Gateway
 from imagen_actors.storage.local import LocalStore
 
 PAGE: Final = 500

@@ -7,9 +7,10 @@ from typing import Any
 
 import trio
 
-from imagen_actors import config, database
 from imagen_actors.cli import arguments
 from imagen_actors.cli.main import command
+from imagen_actors.config import settings as config
+from imagen_actors.db import database
 
 
 def register(sub: Any) -> None:

@@ -10,12 +10,13 @@ from typing import Any
 
 import trio
 
-from imagen_actors import config, database
-from imagen_actors import events as ev
 from imagen_actors.cli import arguments, exitcodes
 from imagen_actors.cli.main import command
-from imagen_actors.errors import ConfigError, UsageError
-from imagen_actors.gateway import Gateway
+from imagen_actors.config import settings as config
+from imagen_actors.core import events as ev
+from imagen_actors.core.errors import ConfigError, UsageError
+from imagen_actors.db import database
+from imagen_actors.db.gateway import Gateway
 
 ENV_OWNER = "IMAGEN_OWNER_USER_ID"
 WAIT_POLL_S = 0.05

@@ -9,9 +9,10 @@ from typing import Any
 import msgspec
 import trio
 
-from imagen_actors import config, database
 from imagen_actors.cli import arguments
 from imagen_actors.cli.main import command
+from imagen_actors.config import settings as config
+from imagen_actors.db import database
 
 RAW_LIMIT = 1000
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import trio
 
-from imagen_actors import config
 from imagen_actors.cli.main import command
-from imagen_actors.daemon import WorkerHandle, run_worker
-from imagen_actors.identity import worker_id
+from imagen_actors.config import settings as config
 from imagen_actors.observability.logs import configure_logging, wants_json
-from imagen_actors.worker_runtime import open_runtime
+from imagen_actors.worker.daemon import WorkerHandle, run_worker
+from imagen_actors.worker.identity import worker_id
+from imagen_actors.worker.runtime import open_runtime
 
 log = logging.getLogger("imagen_actors.worker")
 

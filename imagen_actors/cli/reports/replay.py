@@ -1,0 +1,250 @@
+"""Pure logic behind ``imagen-actors replay``: timelines, replay-vs-row diffs, JSONL logs.
+
+Nothing here touches the database or prints; the CLI feeds it events and rows and writes
+what it returns.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from imagen_actors.core import events as ev
+from imagen_actors.core import fold as fl
+
+
+class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int
+    occurred_at: datetime
+    since_previous_ms: float | None
+    type: str
+    actor: str
+    worker_id: str | None
+    details: dict[str, Any]
+
+
+class JobTimeline(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: uuid.UUID
+    events: list[TimelineEntry]
+    status: str | None = None
+    error: str | None = None
+
+
+class FieldDiff(msgspec.Struct, frozen=True, kw_only=True):
+    column: str
+    replayed: Any
+    stored: Any
+
+
+class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: uuid.UUID
+    ok: bool
+    events: int
+    diffs: list[FieldDiff] = msgspec.field(default_factory=list)
+    error: str | None = None
+
+
+class VerifySummary(msgspec.Struct, frozen=True, kw_only=True):
+    checked: int
+    ok: int
+    mismatched: int
+    results: list[VerifyResult]
+
+
+def details(event: ev.Event) -> dict[str, Any]:
+    """The fields worth a glance for each event type (attempt, error, lease, path, …)."""
+    match event:
+        case ev.JobSubmitted():
+            return {
+                "backend": event.backend,
+                "size": f"{event.width}x{event.height}",
+                "seed": event.seed,
+                "max_attempts": event.max_attempts,
+            }
+        case ev.JobClaimed():
+            return {"attempt": event.attempt, "lease": event.lease_expires_at}
+        case ev.LeaseExtended():
+            return {"lease": event.lease_expires_at}
+        case ev.GenerationStarted():
+            return {"backend": event.backend, "seed": event.seed}
+        case ev.GenerationProgress():
+            return {"step": f"{event.step}/{event.total}"}
+        case ev.GenerationSucceeded():
+            return {"model": event.model, "latency_ms": event.latency_ms, "bytes": event.bytes}
+        case ev.GenerationFailed() | ev.JobFailed():
+            return {"error_class": event.error_class, "error": event.error}
+        case ev.ImageStored():
+            return {"path": f"{event.bucket}/{event.storage_path}", "image_id": event.image_id}
+        case ev.JobCompleted():
+            return {"image_id": event.image_id}
+        case ev.ImageDiscarded():
+            return {"paths": [f"{event.bucket}/{k}" for k in event.storage_paths]}
+        case ev.JobRequeued():
+            out: dict[str, Any] = {"reason": event.reason}
+            if event.error is not None:
+                out["error"] = event.error
+            if event.retry_at is not None:
+                out["retry_at"] = event.retry_at
+            if event.refund_attempt:
+                out["refund_attempt"] = True
+            return out
+        case ev.JobCancelRequested() | ev.JobCancelled():
+            return {"reason": event.reason}
+        case ev.UsageRecorded():
+            return {"usage_id": event.usage_id, "cost_usd": event.cost_usd_estimate}
+        case ev.UsageFailed():
+            return {"error": event.error}
+    return {}
+
+
+def timeline(job_id: uuid.UUID, stream: Sequence[ev.Event]) -> JobTimeline:
+    """One entry per event (seq = position in the stream), plus the replayed outcome."""
+    entries: list[TimelineEntry] = []
+    previous: datetime | None = None
+    for seq, event in enumerate(stream, start=1):
+        delta = None
+        if previous is not None:
+            delta = (event.occurred_at - previous).total_seconds() * 1000
+        previous = event.occurred_at
+        entries.append(
+            TimelineEntry(
+                seq=seq,
+                occurred_at=event.occurred_at,
+                since_previous_ms=delta,
+                type=type(event).__name__,
+                actor=event.actor,
+                worker_id=event.worker_id,
+                details=details(event),
+            )
+        )
+    status: str | None = None
+    error: str | None = None
+    try:
+        status = fl.replay(stream).status if stream else None
+    except fl.IllegalTransitionError as exc:
+        error = str(exc)
+    return JobTimeline(job_id=job_id, events=entries, status=status, error=error)
+
+
+def format_duration(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if abs(ms) < 1000:
+        return f"+{ms:.0f}ms"
+    if abs(ms) < 120_000:
+        return f"+{ms / 1000:.2f}s"
+    return f"+{ms / 60_000:.1f}min"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    if isinstance(value, str) and (" " in value or not value):
+        return repr(value)
+    return str(value)
+
+
+def format_timeline(tl: JobTimeline) -> str:
+    lines = [f"job {tl.job_id}  ({len(tl.events)} events, status {tl.status or '?'})"]
+    for e in tl.events:
+        extra = "  ".join(f"{k}={_value(v)}" for k, v in e.details.items())
+        at = e.occurred_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        lines.append(
+            f"  {e.seq:>3}  {at}  {format_duration(e.since_previous_ms):>9}  {e.type:<20} "
+            f"{e.actor:<10} {e.worker_id or '-':<12} {extra}".rstrip()
+        )
+    if tl.error:
+        lines.append(f"  !! replay fails: {tl.error}")
+    return "\n".join(lines)
+
+
+# ---- verification ------------------------------------------------------------------
+
+
+def diff_projection(state: fl.JobState, row: Mapping[str, Any]) -> list[FieldDiff]:
+    """Every projected column where the replayed state and the stored row disagree."""
+    replayed = state.projection()
+    return [
+        FieldDiff(column=name, replayed=replayed[name], stored=row.get(name))
+        for name in fl.PROJECTED_COLUMNS
+        if replayed[name] != row.get(name)
+    ]
+
+
+def verify(
+    job_id: uuid.UUID, stream: Sequence[ev.Event], row: Mapping[str, Any] | None
+) -> VerifyResult:
+    """Replay ``stream`` and compare it with the job's ``imagen.jobs`` row."""
+    if row is None:
+        return VerifyResult(job_id=job_id, ok=False, events=len(stream), error="no imagen.jobs row")
+    try:
+        state = fl.replay(stream)
+    except (fl.IllegalTransitionError, ValueError) as exc:
+        return VerifyResult(job_id=job_id, ok=False, events=len(stream), error=str(exc))
+    diffs = diff_projection(state, row)
+    return VerifyResult(job_id=job_id, ok=not diffs, events=len(stream), diffs=diffs)
+
+
+def verify_stream(job_id: uuid.UUID, stream: Sequence[ev.Event]) -> VerifyResult:
+    """For a log with no row to compare: the stream must fold without an illegal event."""
+    try:
+        fl.replay(stream)
+    except (fl.IllegalTransitionError, ValueError) as exc:
+        return VerifyResult(job_id=job_id, ok=False, events=len(stream), error=str(exc))
+    return VerifyResult(job_id=job_id, ok=True, events=len(stream))
+
+
+def summarize(results: Iterable[VerifyResult]) -> VerifySummary:
+    kept = list(results)
+    ok = sum(1 for r in kept if r.ok)
+    return VerifySummary(checked=len(kept), ok=ok, mismatched=len(kept) - ok, results=kept)
+
+
+def format_verify(result: VerifyResult) -> str:
+    if result.ok:
+        return f"job {result.job_id}: OK ({result.events} events replay to the stored row)"
+    if result.error:
+        return f"job {result.job_id}: FAILED: {result.error}"
+    lines = [f"job {result.job_id}: MISMATCH in {len(result.diffs)} column(s)"]
+    width = max(len(d.column) for d in result.diffs)
+    for d in result.diffs:
+        lines.append(f"  {d.column:<{width}}  replayed {d.replayed!r}")
+        lines.append(f"  {'':<{width}}  stored   {d.stored!r}")
+    return "\n".join(lines)
+
+
+def format_summary(summary: VerifySummary) -> str:
+    lines = [format_verify(r) for r in summary.results if not r.ok]
+    lines.append(
+        f"checked {summary.checked} job(s): {summary.ok} ok, {summary.mismatched} mismatched"
+    )
+    return "\n".join(lines)
+
+
+# ---- JSONL logs ----------------------------------------------------------------------
+
+
+class LogError(ValueError):
+    """A line of an event log that is not an event."""
+
+
+def read_log(lines: Iterable[str | bytes]) -> dict[uuid.UUID, list[ev.AnyEvent]]:
+    """Decode a JSONL event log into per-job streams, in order of first appearance."""
+    streams: dict[uuid.UUID, list[ev.AnyEvent]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = ev.decode(line)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise LogError(f"line {number}: not an event: {exc}") from None
+        streams.setdefault(event.job_id, []).append(event)
+    return streams
+
+
+def to_json(value: Any) -> bytes:
+    return msgspec.json.encode(value)

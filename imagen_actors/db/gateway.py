@@ -1,0 +1,386 @@
+"""The Postgres gateway: the only module that imports asyncpg.
+
+asyncpg lives on the asyncio side of trio-asyncio. Every public method here is a Trio
+coroutine that crosses the bridge exactly once; a transition (lock, fold, append events,
+write the projection, commit) is one crossing running one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+import asyncpg
+import attrs
+import trio
+import trio_asyncio
+
+from imagen_actors.core import events as ev
+from imagen_actors.core import fold as fl
+from imagen_actors.core.errors import (
+    ConcurrencyError,
+    ConstraintViolationError,
+    DatabaseError,
+    DatabaseUnavailableError,
+)
+from imagen_actors.db.named_queries import NamedQueries
+from imagen_actors.db.sql import query
+from imagen_actors.db.transactions import (
+    Decide,
+    ImageRow,
+    Transition,
+    UsageRow,
+    advance,
+    event_from_record,
+    init_connection,
+    keep_session,
+    lock_job,
+    locked_stream,
+)
+
+__all__ = ["Decide", "Gateway", "ImageRow", "Transition", "UsageRow"]
+
+T = TypeVar("T")
+
+# A notification only means "look at the queue": one buffered wake is enough, later ones
+# coalesce into it while the Listener is busy.
+NOTIFY_BUFFER: Final = 1
+DEFAULT_STATEMENT_TIMEOUT_MS: Final = 15_000
+CONNECT_TIMEOUT_S: Final = 10.0
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """Map an asyncpg/asyncio failure to the project's own error, or return it unchanged."""
+    if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name in (
+        "job_events_job_seq_unique",
+    ):
+        return ConcurrencyError(f"another writer advanced the job first ({exc.detail})")
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return ConstraintViolationError(
+            f"{exc.message} (constraint {exc.constraint_name or 'unnamed'})"
+            + (f"; {exc.hint}" if getattr(exc, "hint", None) else ""),
+            constraint=exc.constraint_name,
+        )
+    if isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | asyncpg.ConnectionDoesNotExistError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.TooManyConnectionsError
+        | asyncpg.AdminShutdownError
+        | asyncpg.InterfaceError
+        # A connection left mid-operation (e.g. by a cancelled call) refuses the next one.
+        | asyncpg.InternalClientError,
+    ):
+        return DatabaseUnavailableError(f"database unavailable: {exc}")
+    if isinstance(exc, asyncpg.PostgresError):
+        return DatabaseError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+@attrs.define
+class Gateway(NamedQueries):
+    """Owns the asyncpg pool. Open with ``async with Gateway.open(dsn, ...) as gw``."""
+
+    _loop: Any
+    _pool: Any
+    dsn: str
+    application_name: str
+    _server_settings: dict[str, str]
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        application_name: str = "imagen-actors",
+        pool_size: int = 4,
+        statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    ) -> AsyncIterator[Gateway]:
+        settings = {
+            "application_name": application_name[:63],
+            "statement_timeout": str(statement_timeout_ms),
+            "lock_timeout": str(statement_timeout_ms),
+            "idle_in_transaction_session_timeout": str(statement_timeout_ms * 2),
+        }
+        async with trio_asyncio.open_loop() as loop:
+            try:
+                pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool, loop=loop)(
+                    dsn,
+                    min_size=1,
+                    max_size=pool_size,
+                    server_settings=settings,
+                    init=init_connection,
+                    reset=keep_session,
+                    timeout=CONNECT_TIMEOUT_S,
+                    # asyncpg arms a 300 s idle timer on every release and cancels it on the
+                    # next acquire; trio-asyncio keeps cancelled timers queued until they
+                    # would have fired, so a busy worker grew by ~2.5 KiB per job.
+                    max_inactive_connection_lifetime=0,
+                )
+            except BaseException as exc:
+                raise _translate(exc) from exc
+            gw = cls(loop, pool, dsn, application_name, settings)
+            try:
+                yield gw
+            finally:
+                with trio.move_on_after(5, shield=True):
+                    await trio_asyncio.aio_as_trio(pool.close, loop=loop)()
+
+    async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """One bridge crossing; asyncpg errors leave as the project's own."""
+        try:
+            result: T = await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args)
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+            TimeoutError,
+        ) as exc:
+            raise _translate(exc) from exc
+        return result
+
+    # ---- transitions -------------------------------------------------------------
+
+    async def transition(self, job_id: uuid.UUID, decide: Decide) -> Transition:
+        """Lock the job, fold ``decide``'s events onto its replayed state, append, commit."""
+
+        async def body() -> Transition:
+            async with self._pool.acquire() as conn, conn.transaction():
+                return await advance(conn, job_id, await lock_job(conn, job_id), decide)
+
+        return await self._run(body)
+
+    async def claim(
+        self,
+        decide: Decide,
+        *,
+        backends: Sequence[str] | None = None,
+        absent_after_s: float = 600.0,
+    ) -> Transition | None:
+        """Claim the oldest claimable pending job (SKIP LOCKED); None when there is none.
+
+        With ``backends``, only jobs for those backends, or for a backend that no worker seen
+        in the last ``absent_after_s`` offers (``imagen.workers``): nobody else can run it.
+        """
+        offered = None if backends is None else list(backends)
+
+        async def body() -> Transition | None:
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    query("claim_next_and_load_events"), offered, absent_after_s
+                )
+                if not rows:
+                    return None
+                job_id = rows[0]["job_id"]
+                return await advance(conn, job_id, await locked_stream(conn, job_id, rows), decide)
+
+        return await self._run(body)
+
+    async def insert_and_transition(self, job: Sequence[Any], decide: Decide) -> Transition:
+        """INSERT a job (the insert_job columns) and advance it in the same transaction, so
+        no other worker can claim it first (``generate`` with a database)."""
+
+        async def body() -> Transition:
+            async with self._pool.acquire() as conn, conn.transaction():
+                job_id = await conn.fetchval(query("insert_job"), *job)
+                return await advance(conn, job_id, await lock_job(conn, job_id), decide)
+
+        return await self._run(body)
+
+    async def store_image_and_transition(
+        self,
+        image: ImageRow,
+        decide: Callable[[fl.JobState, datetime, uuid.UUID], Sequence[ev.Event]],
+    ) -> Transition:
+        """Insert imagen.images (idempotent on job_id) and complete the job, one transaction."""
+
+        async def body() -> Transition:
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await lock_job(conn, image.job_id)
+                # If decide refuses (lease lost), the rollback takes the image row with it.
+                image_id = await conn.fetchval(
+                    query("upsert_image"),
+                    image.owner_user_id,
+                    image.job_id,
+                    image.prompt,
+                    image.backend,
+                    image.model,
+                    image.seed,
+                    image.width,
+                    image.height,
+                    image.bucket,
+                    image.storage_path,
+                    image.mime,
+                    image.bytes,
+                    image.sha256,
+                    image.metadata,
+                )
+                return await advance(
+                    conn, image.job_id, rows, lambda state, now: decide(state, now, image_id)
+                )
+
+        return await self._run(body)
+
+    async def record_usage_and_transition(
+        self,
+        usage: UsageRow,
+        decide: Callable[[fl.JobState, datetime, int], Sequence[ev.Event]] | None,
+    ) -> int:
+        """Insert one usage row; with a job, append its UsageRecorded in the same transaction."""
+
+        async def body() -> int:
+            async with self._pool.acquire() as conn, conn.transaction():
+                job_id = usage.job_id if decide is not None else None
+                rows = await lock_job(conn, job_id) if job_id is not None else None
+                usage_id: int = await conn.fetchval(
+                    query("insert_usage"),
+                    usage.backend,
+                    usage.model,
+                    usage.seed,
+                    usage.prompt_hash,
+                    usage.latency_ms,
+                    usage.cost_usd_estimate,
+                    usage.caller,
+                    usage.job_id,
+                )
+                if job_id is not None and rows is not None and decide is not None:
+                    await advance(
+                        conn, job_id, rows, lambda state, now: decide(state, now, usage_id)
+                    )
+                return usage_id
+
+        return await self._run(body)
+
+    # ---- reads and single statements --------------------------------------------
+
+    async def load_events(self, job_id: uuid.UUID) -> list[ev.AnyEvent]:
+        async def body() -> list[ev.AnyEvent]:
+            rows = await self._pool.fetch(query("load_events"), job_id)
+            return [event_from_record(job_id, r) for r in rows]
+
+        return await self._run(body)
+
+    async def events_after(self, job_id: uuid.UUID, seq: int) -> list[tuple[int, ev.AnyEvent]]:
+        async def body() -> list[tuple[int, ev.AnyEvent]]:
+            rows = await self._pool.fetch(query("events_after"), job_id, seq)
+            return [(r["seq"], event_from_record(job_id, r)) for r in rows]
+
+        return await self._run(body)
+
+    async def fetch(self, name: str, *args: Any) -> list[dict[str, Any]]:
+        async def body() -> list[dict[str, Any]]:
+            return [dict(r) for r in await self._pool.fetch(query(name), *args)]
+
+        return await self._run(body)
+
+    async def fetchrow(self, name: str, *args: Any) -> dict[str, Any] | None:
+        async def body() -> dict[str, Any] | None:
+            row = await self._pool.fetchrow(query(name), *args)
+            return None if row is None else dict(row)
+
+        return await self._run(body)
+
+    async def fetchval(self, name: str, *args: Any) -> Any:
+        return await self._run(self._pool.fetchval, query(name), *args)
+
+    async def fetch_sql(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        """For SQL kept as data elsewhere (shipped views, audit recipes); never user text."""
+
+        async def body() -> list[dict[str, Any]]:
+            return [dict(r) for r in await self._pool.fetch(sql, *args)]
+
+        return await self._run(body)
+
+    async def execute_sql(self, sql: str, *args: Any) -> str:
+        result: str = await self._run(self._pool.execute, sql, *args)
+        return result
+
+    # ---- migrations ---------------------------------------------------------------
+
+    async def apply_migrations(
+        self,
+        plan: Callable[[dict[str, str]], Sequence[tuple[str, str, str]]],
+        lock_key: int,
+    ) -> list[str]:
+        """Under an advisory lock, ask ``plan(applied)`` what to run; each file in its own
+        transaction, recorded with its checksum."""
+
+        async def body() -> list[str]:
+            async with self._pool.acquire() as conn:
+                await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
+                try:
+                    await conn.execute(query("migrations_table"))
+                    applied = {
+                        r["name"]: r["checksum"]
+                        for r in await conn.fetch(query("applied_migrations"))
+                    }
+                    done: list[str] = []
+                    for name, sql, checksum in plan(applied):
+                        async with conn.transaction():
+                            await conn.execute(sql)
+                            await conn.execute(query("record_migration"), name, checksum)
+                        done.append(name)
+                    return done
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
+
+        return await self._run(body)
+
+    # ---- LISTEN -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def listen(self, channel: str) -> AsyncIterator[trio.MemoryReceiveChannel[str]]:
+        """A dedicated connection LISTENing on ``channel``.
+
+        Yields a receive channel of payloads. When the connection dies the channel's
+        sending side is closed, so iteration simply ends: the caller reconnects.
+        """
+        send, recv = trio.open_memory_channel[str](NOTIFY_BUFFER)
+
+        def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            try:
+                send.send_nowait(payload)
+            except trio.WouldBlock:
+                pass  # a wake is already pending; it covers this one
+            except trio.ClosedResourceError:
+                pass
+
+        def on_terminate(_conn: Any) -> None:
+            send.close()
+
+        async def connect() -> Any:
+            conn = await asyncpg.connect(
+                self.dsn,
+                server_settings={**self._server_settings, "statement_timeout": "0"},
+                timeout=CONNECT_TIMEOUT_S,
+            )
+            conn.add_termination_listener(on_terminate)
+            await conn.add_listener(channel, on_notify)
+            return conn
+
+        conn = await self._run(connect)
+        try:
+            async with recv:
+                yield recv
+        finally:
+            send.close()
+
+            async def close() -> None:
+                if not conn.is_closed():
+                    await conn.close(timeout=2)
+
+            with trio.move_on_after(3, shield=True):
+                # A connection that is already gone has nothing left to release.
+                with contextlib.suppress(DatabaseError):
+                    await self._run(close)
+
+    async def ping(self) -> None:
+        await self._run(self._pool.fetchval, "SELECT 1")

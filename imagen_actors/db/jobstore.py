@@ -1,0 +1,94 @@
+"""What the Executor, Uploader and UsageRecorder need from a job store.
+
+``Gateway`` (Postgres) is the production store. ``LocalJobStore`` keeps the same
+transitions in memory and appends every event to a JSONL log, so ``generate`` runs the
+very same actor code with no database at all and ``replay --log`` can read the result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import trio
+
+from imagen_actors.core import events as ev
+from imagen_actors.core import fold as fl
+from imagen_actors.core.decisions import Decide, DecideWithImage, DecideWithUsage
+from imagen_actors.core.errors import JobNotFoundError
+from imagen_actors.db.gateway import ImageRow, Transition, UsageRow
+
+
+class JobStore(Protocol):
+    async def transition(self, job_id: uuid.UUID, decide: Decide) -> Transition: ...
+
+    async def store_image_and_transition(
+        self, image: ImageRow, decide: DecideWithImage
+    ) -> Transition: ...
+
+    async def record_usage_and_transition(
+        self, usage: UsageRow, decide: DecideWithUsage | None
+    ) -> int: ...
+
+    async def reserve_image_key(self, bucket: str, key: str, job_id: uuid.UUID) -> uuid.UUID: ...
+
+    async def job_error(self, job_id: uuid.UUID) -> str | None: ...
+
+
+class LocalJobStore:
+    """In-memory fold + JSONL log; for a single process with no database."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self._streams: dict[uuid.UUID, list[ev.Event]] = {}
+        self._states: dict[uuid.UUID, fl.JobState] = {}
+        self._images: dict[tuple[str, str], uuid.UUID] = {}
+
+    def _append(self, events: Sequence[ev.Event]) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as fh:
+            for e in events:
+                fh.write(ev.encode(e) + b"\n")
+
+    async def submit(self, submitted: ev.JobSubmitted) -> fl.JobState:
+        state = fl.fold(None, submitted)
+        self._streams[submitted.job_id] = [submitted]
+        self._states[submitted.job_id] = state
+        await trio.to_thread.run_sync(self._append, [submitted])
+        return state
+
+    async def transition(self, job_id: uuid.UUID, decide: Decide) -> Transition:
+        before = self._states.get(job_id)
+        if before is None:
+            raise JobNotFoundError(f"no job {job_id} in {self.log_path}")
+        prior = tuple(self._streams[job_id])
+        new = tuple(decide(before, datetime.now(UTC)))
+        after = before
+        for e in new:
+            after = fl.fold(after, e)
+        self._states[job_id] = after
+        self._streams[job_id].extend(new)
+        await trio.to_thread.run_sync(self._append, new)
+        return Transition(after, new, prior)  # type: ignore[arg-type]
+
+    async def store_image_and_transition(
+        self, image: ImageRow, decide: DecideWithImage
+    ) -> Transition:
+        image_id = self._images.setdefault(
+            (image.bucket, image.storage_path), uuid.uuid5(image.job_id, "image")
+        )
+        return await self.transition(image.job_id, lambda s, now: decide(s, now, image_id))
+
+    async def record_usage_and_transition(
+        self, usage: UsageRow, decide: DecideWithUsage | None
+    ) -> int:
+        raise JobNotFoundError("usage rows need a database; none is configured")
+
+    async def reserve_image_key(self, bucket: str, key: str, job_id: uuid.UUID) -> uuid.UUID:
+        return self._images.setdefault((bucket, key), job_id)
+
+    async def job_error(self, job_id: uuid.UUID) -> str | None:
+        return self._states[job_id].error

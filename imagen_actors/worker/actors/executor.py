@@ -1,0 +1,291 @@
+"""GPU Executor: one job at a time on the GPU slot; renews the lease while the backend works.
+
+Emits GenerationStarted, throttled GenerationProgress, then GenerationSucceeded (handing the
+image to the Uploader) or GenerationFailed with the error text and class, which requeues
+(transient, attempts left) or fails the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Final
+
+import attrs
+import trio
+
+from imagen_actors.backends.base import GenerationRequest, GenerationResult
+from imagen_actors.backends.registry import Backends
+from imagen_actors.config import styles
+from imagen_actors.core import decisions as dc
+from imagen_actors.core import events as ev
+from imagen_actors.core.errors import (
+    ConfigError,
+    DatabaseError,
+    ErrorClass,
+    GenerationError,
+    LeaseLostError,
+)
+from imagen_actors.core.naming import default_seed
+from imagen_actors.db.jobstore import JobStore
+from imagen_actors.observability.logs import job_fields
+from imagen_actors.worker.actors.lease import holding_lease
+from imagen_actors.worker.actors.messages import ClaimedWork, GeneratedImage
+
+# Final writes (the abort event) get this long even while the actor is being cancelled.
+FINAL_WRITE_GRACE_S: Final = 5.0
+ProgressObserver = Callable[[uuid.UUID, int, int], None]
+log = logging.getLogger("imagen_actors.executor")
+
+
+@attrs.define
+class _Progress:
+    step: int = 0
+    total: int = 0
+    persisted_step: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class ExecutorSettings:
+    worker_id: str
+    lease_s: float
+    progress_persist_interval_s: float = 5.0
+
+
+async def executor(
+    gateway: JobStore,
+    backends: Backends,
+    settings: ExecutorSettings,
+    *,
+    gpu: trio.Semaphore,
+    ready: trio.MemorySendChannel[None],
+    work: trio.MemoryReceiveChannel[ClaimedWork],
+    uploads: trio.MemorySendChannel[GeneratedImage],
+    observer: ProgressObserver | None = None,
+) -> None:
+    while True:
+        try:
+            await ready.send(None)
+            item = await work.receive()
+        except (trio.BrokenResourceError, trio.EndOfChannel, trio.ClosedResourceError):
+            return  # intake stopped: nothing more will be claimed for us
+        async with gpu:
+            generated = await run_one(gateway, backends, settings, item, observer)
+        if generated is not None:
+            await hand_over(gateway, settings, uploads, generated)
+
+
+async def hand_over(
+    gateway: JobStore,
+    settings: ExecutorSettings,
+    uploads: trio.MemorySendChannel[GeneratedImage],
+    generated: GeneratedImage,
+) -> None:
+    """Pass the image to the Uploader, holding the lease while the Uploader is busy; on
+    abort before it is taken, give the job back instead of leaving it to lease expiry."""
+    job_id = generated.submitted.job_id
+    delivered = False
+
+    async def deliver() -> None:
+        nonlocal delivered
+        await uploads.send(generated)
+        delivered = True
+
+    try:
+        await holding_lease(
+            gateway,
+            job_id,
+            deliver,
+            worker_id=settings.worker_id,
+            lease_s=settings.lease_s,
+            actor="executor",
+        )
+    except LeaseLostError as exc:
+        log.warning("job %s: %s; dropping its image", job_id, exc, extra=job_fields(job_id))
+    finally:
+        if not delivered and being_cancelled():
+            await give_back(
+                gateway,
+                settings.worker_id,
+                job_id,
+                "worker shut down before the upload",
+                actor="executor",
+            )
+
+
+async def run_one(
+    gateway: JobStore,
+    backends: Backends,
+    settings: ExecutorSettings,
+    item: ClaimedWork,
+    observer: ProgressObserver | None = None,
+) -> GeneratedImage | None:
+    sub = item.submitted
+    worker = settings.worker_id
+    seed = sub.seed if sub.seed is not None else default_seed(sub.job_id)
+    try:
+        try:
+            backend = backends.get(sub.backend)
+            styled, negative = styles.apply(sub.style, sub.prompt, sub.negative_prompt)
+        except ConfigError as exc:
+            await _fail(gateway, worker, sub.job_id, str(exc), "permanent")
+            return None
+        await gateway.transition(sub.job_id, dc.start_generation(worker, seed))
+        request = GenerationRequest(
+            prompt=styled,
+            user_prompt=sub.prompt,
+            width=sub.width,
+            height=sub.height,
+            seed=seed,
+            steps=sub.steps,
+            negative_prompt=negative,
+            style=sub.style,
+            opts=dict(sub.opts or {}),
+            job_id=sub.job_id,
+        )
+        try:
+            result = await _generate_with_lease(
+                gateway, settings, backend.generate, request, observer
+            )
+        except GenerationError as exc:
+            await _fail(gateway, worker, sub.job_id, f"{sub.backend}: {exc}", exc.error_class)
+            return None
+        except LeaseLostError:
+            raise
+        except Exception as exc:
+            # A bug or an unexpected library error: retry the job rather than lose it.
+            log.exception(
+                "backend %s raised unexpectedly for job %s",
+                sub.backend,
+                sub.job_id,
+                extra=job_fields(sub.job_id),
+            )
+            await _fail(
+                gateway,
+                worker,
+                sub.job_id,
+                f"{sub.backend}: internal error {type(exc).__name__}: {exc}",
+                "transient",
+            )
+            return None
+        succeeded = ev.GenerationSucceeded(
+            job_id=sub.job_id,
+            occurred_at=item.claimed.occurred_at,
+            actor="executor",
+            worker_id=worker,
+            backend=sub.backend,
+            model=result.model,
+            seed=result.seed,
+            mime=result.mime,
+            bytes=len(result.image),
+            sha256=hashlib.sha256(result.image).hexdigest(),
+            latency_ms=result.latency_ms,
+            cost_usd_estimate=result.cost_usd_estimate,
+            metadata=result.metadata,
+        )
+        t = await gateway.transition(
+            sub.job_id, dc.generation_succeeded(worker, succeeded, settings.lease_s)
+        )
+        recorded = next(e for e in t.events if isinstance(e, ev.GenerationSucceeded))
+        return GeneratedImage(
+            submitted=sub,
+            claimed=item.claimed,
+            succeeded=recorded,
+            image=result.image,
+            style=sub.style,
+        )
+    except LeaseLostError as exc:
+        log.warning(
+            "job %s: %s; dropping this attempt", sub.job_id, exc, extra=job_fields(sub.job_id)
+        )
+        return None
+    finally:
+        # Cancelled may arrive wrapped in an ExceptionGroup from an inner nursery, so ask
+        # the scope rather than matching the exception: are we being cancelled?
+        if being_cancelled():
+            await give_back(
+                gateway, worker, sub.job_id, "worker shut down mid-generation", actor="executor"
+            )
+
+
+def being_cancelled() -> bool:
+    return trio.current_effective_deadline() == float("-inf")
+
+
+async def give_back(
+    gateway: JobStore, worker: str, job_id: uuid.UUID, reason: str, *, actor: str
+) -> None:
+    """Requeue a job we hold (refunding the attempt), even while being cancelled."""
+    with trio.move_on_after(FINAL_WRITE_GRACE_S, shield=True):
+        try:
+            await gateway.transition(job_id, dc.abort_in_flight(worker, reason, actor=actor))
+            log.warning("job %s: %s; requeued", job_id, reason, extra=job_fields(job_id))
+        except (LeaseLostError, DatabaseError) as exc:
+            log.warning(
+                "job %s: could not requeue (%s); the Reaper will after its lease",
+                job_id,
+                exc,
+                extra=job_fields(job_id),
+            )
+
+
+async def _fail(
+    gateway: JobStore, worker: str, job_id: uuid.UUID, error: str, error_class: ErrorClass
+) -> None:
+    log.info(
+        "job %s generation failed (%s): %s",
+        job_id,
+        error_class,
+        error,
+        extra=job_fields(job_id),
+    )
+    await gateway.transition(job_id, dc.failure(worker, error, error_class, "executor"))
+
+
+async def _generate_with_lease(
+    gateway: JobStore,
+    settings: ExecutorSettings,
+    generate: Callable[..., object],
+    request: GenerationRequest,
+    observer: ProgressObserver | None,
+) -> GenerationResult:
+    """Run the backend while a sibling task renews the lease and persists progress.
+
+    If the lease is lost meanwhile the generation is cancelled and LeaseLostError raised.
+    """
+    assert request.job_id is not None
+    job_id = request.job_id
+    progress = _Progress()
+
+    def on_progress(step: int, total: int) -> None:
+        progress.step, progress.total = step, total
+        if observer is not None:
+            observer(job_id, step, total)
+
+    async def renew() -> None:
+        # A renewal that also carries progress when a step was reached since the last one.
+        if progress.step != progress.persisted_step:
+            step, total = progress.step, progress.total
+            await gateway.transition(
+                job_id, dc.record_progress(settings.worker_id, step, total, settings.lease_s)
+            )
+            progress.persisted_step = step
+        else:
+            await gateway.transition(job_id, dc.extend_lease(settings.worker_id, settings.lease_s))
+
+    async def run() -> GenerationResult:
+        out: GenerationResult = await generate(request, on_progress)  # type: ignore[misc]
+        return out
+
+    return await holding_lease(
+        gateway,
+        job_id,
+        run,
+        worker_id=settings.worker_id,
+        lease_s=settings.lease_s,
+        actor="executor",
+        renew=renew,
+        interval_s=min(settings.lease_s / 3, settings.progress_persist_interval_s),
+    )

@@ -1,0 +1,100 @@
+"""Keep a job's lease while work on it runs: the backend call (whose renewals also persist
+progress), the upload, and a finished image waiting to be handed over.
+
+A sibling task appends ``LeaseExtended`` (or what ``renew`` writes) every ``interval_s``
+(default ``lease_s / 3``), so work that finishes sooner costs no extra write. If the job
+turns out to be no longer ours (``LeaseLostError``) the work is cancelled and that error
+raised; a renewal that fails on the database is logged and tried again at the next tick,
+until ``lease_s`` has passed since the last good one: then the lease has expired, the work
+is cancelled and ``LeaseLostError`` raised, so nothing is written for a job the Reaper may
+already have handed on.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import trio
+
+from imagen_actors.core import decisions as dc
+from imagen_actors.core.errors import DatabaseError, LeaseLostError
+from imagen_actors.db.jobstore import JobStore
+from imagen_actors.observability.logs import job_fields
+
+T = TypeVar("T")
+log = logging.getLogger("imagen_actors.lease")
+
+
+async def holding_lease(
+    gateway: JobStore,
+    job_id: uuid.UUID,
+    work: Callable[[], Awaitable[T]],
+    *,
+    worker_id: str,
+    lease_s: float,
+    actor: str,
+    renew: Callable[[], Awaitable[None]] | None = None,
+    interval_s: float | None = None,
+) -> T:
+    """``await work()`` while renewing the job's lease; its own exceptions pass unwrapped.
+
+    ``renew`` replaces the plain ``LeaseExtended`` transition (the Executor persists progress
+    with it); it must renew the lease too.
+    """
+    lost: list[LeaseLostError] = []
+    result: list[T] = []
+    failed: list[Exception] = []
+
+    async def extend() -> None:
+        await gateway.transition(job_id, dc.extend_lease(worker_id, lease_s, actor=actor))
+
+    async def renewing(cancel: trio.CancelScope) -> None:
+        renewed_at = trio.current_time()
+        while True:
+            await trio.sleep(lease_s / 3 if interval_s is None else interval_s)
+            try:
+                await (renew or extend)()
+                renewed_at = trio.current_time()
+            except LeaseLostError as exc:
+                lost.append(exc)
+                cancel.cancel()
+                return
+            except DatabaseError as exc:
+                if trio.current_time() - renewed_at >= lease_s:
+                    # The lease has run out unrenewed: the Reaper may hand the job on at
+                    # any moment, so stop rather than upload (or render) for a job that is
+                    # no longer ours.
+                    lost.append(
+                        LeaseLostError(
+                            f"job {job_id}: the lease could not be renewed for {lease_s:g}s "
+                            f"(worker.lease_s) and has expired; last error: {exc}"
+                        )
+                    )
+                    cancel.cancel()
+                    return
+                log.warning(
+                    "job %s: lease renewal failed (%s); will retry",
+                    job_id,
+                    exc,
+                    extra=job_fields(job_id),
+                )
+
+    async def run(cancel: trio.CancelScope) -> None:
+        # Carried out by hand so the caller sees work's own exception, not a group.
+        try:
+            result.append(await work())
+        except Exception as exc:
+            failed.append(exc)
+        cancel.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(renewing, nursery.cancel_scope)
+        nursery.start_soon(run, nursery.cancel_scope)
+    if result:
+        return result[0]  # finished, even if a late renewal then found the job done
+    if lost:
+        raise lost[0]  # handed on: whatever the work raised meanwhile is moot
+    raise failed[0]

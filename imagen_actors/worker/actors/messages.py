@@ -1,0 +1,40 @@
+"""What actors send each other over Trio memory channels: msgspec structs wrapping events."""
+
+from __future__ import annotations
+
+import msgspec
+
+from imagen_actors.core import events as ev
+
+
+class Wake(msgspec.Struct, frozen=True):
+    """Something may be claimable: a NOTIFY arrived, the safety poll fired, or we reconnected."""
+
+    reason: str
+
+
+class ClaimedWork(msgspec.Struct, frozen=True, kw_only=True):
+    """A claimed job handed from the Claimer to the Executor."""
+
+    submitted: ev.JobSubmitted
+    claimed: ev.JobClaimed
+
+
+class GeneratedImage(msgspec.Struct, frozen=True, kw_only=True):
+    """A finished generation handed from the Executor to the Uploader."""
+
+    submitted: ev.JobSubmitted
+    claimed: ev.JobClaimed
+    succeeded: ev.GenerationSucceeded
+    image: bytes
+    style: str | None = None
+    workflow: str | None = None
+
+
+class ImageCompleted(msgspec.Struct, frozen=True, kw_only=True):
+    """A completed job handed from the Uploader to the UsageRecorder."""
+
+    submitted: ev.JobSubmitted
+    succeeded: ev.GenerationSucceeded
+    completed: ev.JobCompleted
+    image_path: str

@@ -1,0 +1,271 @@
+"""Uploader: PNG + JSON sidecar on disk, the object in storage, then ONE transaction that
+inserts imagen.images (idempotent on job_id) and completes the job.
+
+Runs beside the Executor: job N uploads while job N+1 generates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import msgspec
+import trio
+
+from imagen_actors.core import decisions as dc
+from imagen_actors.core import events as ev
+from imagen_actors.core.errors import LeaseLostError, StorageError
+from imagen_actors.core.naming import disambiguated_key, render_template, storage_key
+from imagen_actors.db.gateway import ImageRow, Transition
+from imagen_actors.db.jobstore import JobStore
+from imagen_actors.observability.logs import job_fields
+from imagen_actors.storage.base import ObjectStore
+from imagen_actors.storage.local import write_atomic
+from imagen_actors.worker.actors.executor import being_cancelled, give_back
+from imagen_actors.worker.actors.lease import holding_lease
+from imagen_actors.worker.actors.messages import GeneratedImage, ImageCompleted
+
+log = logging.getLogger("imagen_actors.uploader")
+
+
+@attrs.frozen(kw_only=True)
+class OutputSettings:
+    directory: Path
+    naming: str
+    write_metadata_json: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class UploaderSettings:
+    worker_id: str
+    output: OutputSettings
+    # Renewed every lease_s / 3 while an upload runs (worker.lease_s).
+    lease_s: float = 60.0
+
+
+def sidecar(item: GeneratedImage, *, key: str, bucket: str, image_path: Path) -> dict[str, Any]:
+    sub, gen = item.submitted, item.succeeded
+    return {
+        "prompt": sub.prompt,
+        "style": sub.style,
+        "negative": sub.negative_prompt,
+        "backend": gen.backend,
+        "model": gen.model,
+        "workflow": item.workflow or gen.metadata.get("workflow"),
+        "seed": gen.seed,
+        "size": {"width": sub.width, "height": sub.height},
+        "steps": sub.steps or gen.metadata.get("steps"),
+        "latency_ms": gen.latency_ms,
+        "cost_usd_estimate": gen.cost_usd_estimate,
+        "job_id": str(sub.job_id),
+        "sha256": gen.sha256,
+        "bucket": bucket,
+        "storage_path": key,
+        "image": image_path.name,
+    }
+
+
+def write_output(out: OutputSettings, item: GeneratedImage) -> Path:
+    """Write the PNG (and sidecar) under the naming template; never overwrite another image."""
+    sub, gen = item.submitted, item.succeeded
+    relative = render_template(
+        out.naming,
+        when=sub.occurred_at.astimezone(UTC),
+        prompt=sub.prompt,
+        seed=gen.seed,
+        backend=gen.backend,
+        model=gen.model,
+        job_id=sub.job_id,
+    )
+    target = out.directory / relative
+    if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() != gen.sha256:
+        target = target.with_name(f"{target.stem}-{sub.job_id.hex[:8]}{target.suffix}")
+    write_atomic(target, item.image)
+    return target
+
+
+async def uploader(
+    gateway: JobStore,
+    store: ObjectStore,
+    settings: UploaderSettings,
+    *,
+    uploads: trio.MemoryReceiveChannel[GeneratedImage],
+    completed: trio.MemorySendChannel[ImageCompleted],
+) -> None:
+    try:
+        async for item in uploads:
+            done = await upload_one(gateway, store, settings, item)
+            if done is not None:
+                await completed.send(done)
+    finally:
+        if being_cancelled():
+            await give_back_waiting(gateway, settings.worker_id, uploads)
+
+
+async def give_back_waiting(
+    gateway: JobStore, worker: str, uploads: trio.MemoryReceiveChannel[GeneratedImage]
+) -> None:
+    """On abort, requeue the finished images still waiting for their upload too: they are
+    ours, and would otherwise stay ``running`` until their leases expire."""
+    while True:
+        try:
+            item = uploads.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return
+        await give_back(
+            gateway,
+            worker,
+            item.submitted.job_id,
+            "worker shut down before the upload",
+            actor="uploader",
+        )
+
+
+async def choose_key(gateway: JobStore, store: ObjectStore, item: GeneratedImage) -> str:
+    """The contract key, reserved for this job before anything is uploaded to it.
+
+    Another job that reserved it first (same prompt, seed and day) keeps it; this job takes
+    its job-specific variant. A retry of the same job gets the key it reserved before, so it
+    overwrites its own earlier upload instead of leaving a second object.
+    """
+    sub = item.submitted
+    key = storage_key(sub.occurred_at.astimezone(UTC), sub.prompt, item.succeeded.seed)
+    for candidate in (key, disambiguated_key(key, sub.job_id)):
+        if await gateway.reserve_image_key(store.bucket, candidate, sub.job_id) == sub.job_id:
+            return candidate
+    # Two job ids sharing their first 8 hex digits: the whole id makes a key no one else has.
+    full = disambiguated_key(key, sub.job_id, full=True)
+    owner = await gateway.reserve_image_key(store.bucket, full, sub.job_id)
+    if owner != sub.job_id:
+        # Only a different prompt whose slug ends in this job's seed and id could hold it.
+        raise StorageError(
+            f"object key {full} is reserved by job {owner}; resubmit this job (a new job id "
+            "gives a new key)",
+            error_class="permanent",
+        )
+    return full
+
+
+async def upload_one(
+    gateway: JobStore, store: ObjectStore, settings: UploaderSettings, item: GeneratedImage
+) -> ImageCompleted | None:
+    sub, gen = item.submitted, item.succeeded
+    worker = settings.worker_id
+    try:
+        # However long the upload takes (storage retries, a slow link), the lease is renewed
+        # meanwhile, so the Reaper never hands a job on while its upload is still running.
+        t, image_path = await holding_lease(
+            gateway,
+            sub.job_id,
+            lambda: store_and_complete(gateway, store, settings, item),
+            worker_id=worker,
+            lease_s=settings.lease_s,
+            actor="uploader",
+        )
+    except StorageError as exc:
+        log.warning(
+            "job %s: storing failed (%s): %s",
+            sub.job_id,
+            exc.error_class,
+            exc,
+            extra=job_fields(sub.job_id),
+        )
+        with contextlib.suppress(LeaseLostError):
+            await gateway.transition(
+                sub.job_id,
+                dc.failure(
+                    worker,
+                    f"storage: {exc}",
+                    exc.error_class,
+                    "uploader",
+                    record_generation_failed=False,
+                ),
+            )
+        return None
+    except LeaseLostError as exc:
+        log.warning(
+            "job %s: %s; another worker owns it now",
+            sub.job_id,
+            exc,
+            extra=job_fields(sub.job_id),
+        )
+        return None
+    finally:
+        if being_cancelled():
+            await give_back(
+                gateway, worker, sub.job_id, "worker shut down mid-upload", actor="uploader"
+            )
+    # Normally this transition's event; the stream's own when a retried completion found
+    # its first try committed (its reply lost to a database restart).
+    completed = next(e for e in (*t.events, *t.prior) if isinstance(e, ev.JobCompleted))
+    log.info("job %s done: %s", sub.job_id, image_path, extra=job_fields(sub.job_id))
+    return ImageCompleted(
+        submitted=sub, succeeded=gen, completed=completed, image_path=str(image_path)
+    )
+
+
+async def store_and_complete(
+    gateway: JobStore, store: ObjectStore, settings: UploaderSettings, item: GeneratedImage
+) -> tuple[Transition, Path]:
+    """Disk, then the object, then one transaction: the image row and the completion."""
+    sub, gen = item.submitted, item.succeeded
+    worker = settings.worker_id
+    key = await choose_key(gateway, store, item)
+    try:
+        image_path = await trio.to_thread.run_sync(write_output, settings.output, item)
+        if settings.output.write_metadata_json:
+            meta = sidecar(item, key=key, bucket=store.bucket, image_path=image_path)
+            await trio.to_thread.run_sync(
+                write_atomic,
+                image_path.with_suffix(".json"),
+                msgspec.json.format(msgspec.json.encode(meta), indent=2),
+            )
+    except OSError as exc:
+        # A full or read-only disk is the job's failure to report, not an actor crash.
+        raise StorageError(
+            f"could not write to output.directory {settings.output.directory}: "
+            f"{exc.strerror or exc}"
+        ) from exc
+    stored = await store.put(key, item.image, gen.mime)
+    image = ImageRow(
+        owner_user_id=sub.owner_user_id,
+        job_id=sub.job_id,
+        prompt=sub.prompt,
+        backend=gen.backend,
+        model=gen.model,
+        seed=gen.seed,
+        width=sub.width,
+        height=sub.height,
+        bucket=stored.bucket,
+        storage_path=stored.key,
+        mime=gen.mime,
+        bytes=gen.bytes,
+        sha256=gen.sha256,
+        metadata={
+            "local_path": str(image_path),
+            "location": stored.location,
+            "latency_ms": gen.latency_ms,
+            "style": sub.style,
+            "negative_prompt": sub.negative_prompt,
+            **gen.metadata,
+        },
+    )
+    template = ev.ImageStored(
+        job_id=sub.job_id,
+        occurred_at=datetime.now(UTC),
+        actor="uploader",
+        worker_id=worker,
+        image_id=sub.job_id,
+        bucket=stored.bucket,
+        storage_path=stored.key,
+        local_path=str(image_path),
+        bytes=gen.bytes,
+        sha256=gen.sha256,
+    )
+    t = await gateway.store_image_and_transition(image, dc.complete(worker, template))
+    return t, image_path

@@ -1,0 +1,252 @@
+"""The worker: six actors under one supervising nursery, wired by Trio memory channels.
+
+Shutdown is two-stage. ``stop_intake`` (first SIGTERM/SIGINT) cancels the Listener,
+Claimer and Reaper; the Executor finishes its job, the Uploader and UsageRecorder drain,
+then the pipeline returns. ``abort`` (second signal, or the grace period running out)
+cancels the pipeline: in-flight jobs are requeued through an event on the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+import attrs
+import trio
+
+from imagen_actors.backends.registry import Backends
+from imagen_actors.config.settings import Config
+from imagen_actors.core.naming import validate_template
+from imagen_actors.db.gateway import Gateway
+from imagen_actors.observability.telemetry import Telemetry
+from imagen_actors.storage.base import ObjectStore
+from imagen_actors.worker.actors.claimer import claimer
+from imagen_actors.worker.actors.executor import ExecutorSettings, ProgressObserver, executor
+from imagen_actors.worker.actors.listener import listener
+from imagen_actors.worker.actors.messages import ClaimedWork, GeneratedImage, ImageCompleted, Wake
+from imagen_actors.worker.actors.outage import OutageTolerantStore
+from imagen_actors.worker.actors.reaper import reaper, requeue_own
+from imagen_actors.worker.actors.supervisor import DEFAULT_POLICY, RestartPolicy, supervise
+from imagen_actors.worker.actors.uploader import OutputSettings, UploaderSettings, uploader
+from imagen_actors.worker.actors.usage_recorder import usage_recorder
+from imagen_actors.worker.caller import caller_identity
+
+# One Wake buffered is enough: it means "look", and later ones coalesce into it.
+WAKE_BUFFER: Final = 1
+# One finished image may wait while the previous one uploads, so the GPU never waits for
+# an upload; more would hold finished jobs on leases with nobody working on them.
+UPLOAD_BUFFER: Final = 0
+# Usage rows are best-effort bookkeeping; a few may queue behind a slow insert.
+USAGE_BUFFER: Final = 8
+log = logging.getLogger("imagen_actors.worker.daemon")
+
+
+@attrs.define
+class WorkerHandle:
+    """What a running worker exposes to its owner (CLI, tests, health endpoint)."""
+
+    worker_id: str
+    listening: trio.Event = attrs.field(factory=trio.Event)
+    intake: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    pipeline: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    restarts: dict[str, int] = attrs.field(factory=dict)
+    pipeline_done: trio.Event = attrs.field(factory=trio.Event)
+    # Set by stop_intake/abort: the worker takes no new jobs (readyz 503, STOPPING=1).
+    stopping: trio.Event = attrs.field(factory=trio.Event)
+    # Whether a LISTEN connection is open right now (``listening`` only says it was once).
+    listen_up: bool = False
+    # Where worker.http is served, once bound (port 0 picks a free one).
+    http_address: tuple[str, int] | None = None
+
+    def stop_intake(self) -> None:
+        self.stopping.set()
+        self.intake.cancel()
+
+    def abort(self) -> None:
+        self.stopping.set()
+        self.intake.cancel()
+        self.pipeline.cancel()
+
+    def _count_restart(self, name: str, _exc: BaseException) -> None:
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+
+
+async def run_worker(
+    cfg: Config,
+    gateway: Gateway,
+    store: ObjectStore,
+    backends: Backends,
+    worker_id: str,
+    *,
+    handle: WorkerHandle | None = None,
+    observer: ProgressObserver | None = None,
+    policy: RestartPolicy = DEFAULT_POLICY,
+    task_status: trio.TaskStatus[WorkerHandle] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until the intake is stopped and the pipeline drains (or is aborted).
+
+    Beside the pipeline run the worker's telemetry: metrics fed by the events committed
+    through ``telemetry.gateway``, the ``worker.http`` endpoint and sd_notify (when
+    $NOTIFY_SOCKET is set).
+    """
+    validate_template(cfg.output.naming)
+    handle = handle or WorkerHandle(worker_id)
+    telemetry = Telemetry(cfg, gateway, handle)
+    async with trio.open_nursery() as beside:
+        await beside.start(telemetry.run)
+        try:
+            await _run_pipeline(
+                cfg,
+                telemetry.gateway,
+                store,
+                backends,
+                handle,
+                worker_id,
+                observer=observer,
+                policy=policy,
+                task_status=task_status,
+            )
+        finally:
+            await telemetry.finish()
+            telemetry.close()
+            beside.cancel_scope.cancel()
+    handle.pipeline_done.set()
+
+
+async def _run_pipeline(
+    cfg: Config,
+    gateway: Gateway,
+    store: ObjectStore,
+    backends: Backends,
+    handle: WorkerHandle,
+    worker_id: str,
+    *,
+    observer: ProgressObserver | None,
+    policy: RestartPolicy,
+    task_status: trio.TaskStatus[WorkerHandle],
+) -> None:
+    w = cfg.worker
+    # Registered before the first claim, so other workers never take this host's jobs as
+    # unserved while it starts.
+    await gateway.worker_seen(worker_id, backends.names, starting=True)
+    await requeue_own(gateway, worker_id)
+
+    wake_send, wake_recv = trio.open_memory_channel[Wake](WAKE_BUFFER)
+    ready_send, ready_recv = trio.open_memory_channel[None](0)
+    work_send, work_recv = trio.open_memory_channel[ClaimedWork](0)
+    upload_send, upload_recv = trio.open_memory_channel[GeneratedImage](UPLOAD_BUFFER)
+    done_send, done_recv = trio.open_memory_channel[ImageCompleted](USAGE_BUFFER)
+
+    def sup(name: str, child: Callable[[], Awaitable[None]]) -> Awaitable[None]:
+        return supervise(name, child, policy=policy, on_restart=handle._count_restart)
+
+    async def stage(
+        name: str, child: Callable[[], Awaitable[None]], closes: Sequence[trio.abc.AsyncResource]
+    ) -> None:
+        """Supervise one pipeline stage; when it ends, close what it fed downstream."""
+        try:
+            await sup(name, child)
+        finally:
+            for resource in closes:
+                await resource.aclose()
+
+    exec_settings = ExecutorSettings(
+        worker_id=worker_id,
+        lease_s=w.lease_s,
+        progress_persist_interval_s=w.progress_persist_interval_s,
+    )
+    up_settings = UploaderSettings(
+        worker_id=worker_id,
+        lease_s=w.lease_s,
+        output=OutputSettings(
+            directory=cfg.output.resolved_directory(),
+            naming=cfg.output.naming,
+            write_metadata_json=cfg.output.write_metadata_json,
+        ),
+    )
+    gpu = trio.Semaphore(1)
+    caller = caller_identity()
+    # The Executor and Uploader hold a job across their writes: ride out a database outage
+    # for as long as the lease lasts rather than crash and strand the job until it expires.
+    holding = OutageTolerantStore(gateway, budget_s=w.lease_s)
+
+    with handle.pipeline:
+        async with trio.open_nursery() as pipeline:
+            pipeline.start_soon(
+                stage,
+                "executor",
+                lambda: executor(
+                    holding,
+                    backends,
+                    exec_settings,
+                    gpu=gpu,
+                    ready=ready_send,
+                    work=work_recv,
+                    uploads=upload_send,
+                    observer=observer,
+                ),
+                [upload_send],
+            )
+            pipeline.start_soon(
+                stage,
+                "uploader",
+                lambda: uploader(
+                    holding, store, up_settings, uploads=upload_recv, completed=done_send
+                ),
+                [done_send],
+            )
+            pipeline.start_soon(
+                stage,
+                "usage_recorder",
+                lambda: usage_recorder(
+                    gateway, worker_id=worker_id, caller=caller, completed=done_recv
+                ),
+                [],
+            )
+
+            async def intake() -> None:
+                with handle.intake:
+                    async with trio.open_nursery() as n:
+                        n.start_soon(
+                            sup,
+                            "listener",
+                            lambda: listener(
+                                gateway,
+                                wake_send,
+                                poll_interval_s=w.poll_interval_s,
+                                listening=handle.listening,
+                            ),
+                        )
+                        n.start_soon(
+                            sup,
+                            "claimer",
+                            lambda: claimer(
+                                gateway,
+                                worker_id=worker_id,
+                                lease_s=w.lease_s,
+                                backends=backends.names,
+                                backend_absent_after_s=w.backend_absent_after_s,
+                                ready=ready_recv,
+                                wakes=wake_recv,
+                                work=work_send,
+                            ),
+                        )
+                        n.start_soon(
+                            sup,
+                            "reaper",
+                            lambda: reaper(
+                                gateway,
+                                store,
+                                worker_id=worker_id,
+                                interval_s=w.reap_interval_s,
+                                backends=backends.names,
+                            ),
+                        )
+                # Intake stopped: the Executor finishes its job, then finds no claimer.
+                await ready_recv.aclose()
+                await work_send.aclose()
+                log.info("intake stopped; draining the pipeline")
+
+            pipeline.start_soon(intake)
+            task_status.started(handle)
