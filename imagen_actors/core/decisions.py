@@ -17,10 +17,7 @@ import msgspec
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import ErrorClass, LeaseLostError
 from imagen_actors.core.fold import JobState
-
-Decide = Callable[[JobState, datetime], Sequence[ev.Event]]
-DecideWithImage = Callable[[JobState, datetime, uuid.UUID], Sequence[ev.Event]]
-DecideWithUsage = Callable[[JobState, datetime, int], Sequence[ev.Event]]
+from imagen_actors.core.records import Decide, DecideWithImage, DecideWithUsage
 
 RETRY_BASE_S: Final = 2.0
 RETRY_CAP_S: Final = 60.0

@@ -27,13 +27,10 @@ from imagen_actors.core.errors import (
     DatabaseError,
     DatabaseUnavailableError,
 )
+from imagen_actors.core.records import Decide, ImageRow, NewJob, Transition, UsageRow
 from imagen_actors.db.named_queries import NamedQueries
 from imagen_actors.db.sql import query
 from imagen_actors.db.transactions import (
-    Decide,
-    ImageRow,
-    Transition,
-    UsageRow,
     advance,
     event_from_record,
     init_connection,
@@ -41,8 +38,6 @@ from imagen_actors.db.transactions import (
     lock_job,
     locked_stream,
 )
-
-__all__ = ["Decide", "Gateway", "ImageRow", "Transition", "UsageRow"]
 
 T = TypeVar("T")
 
@@ -184,13 +179,13 @@ class Gateway(NamedQueries):
 
         return await self._run(body)
 
-    async def insert_and_transition(self, job: Sequence[Any], decide: Decide) -> Transition:
-        """INSERT a job (the insert_job columns) and advance it in the same transaction, so
-        no other worker can claim it first (``generate`` with a database)."""
+    async def insert_and_transition(self, job: NewJob, decide: Decide) -> Transition:
+        """INSERT a job and advance it in the same transaction, so no other worker can claim
+        it first (``generate`` with a database)."""
 
         async def body() -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
-                job_id = await conn.fetchval(query("insert_job"), *job)
+                job_id = await conn.fetchval(query("insert_job"), *job.columns())
                 return await advance(conn, job_id, await lock_job(conn, job_id), decide)
 
         return await self._run(body)
@@ -206,23 +201,7 @@ class Gateway(NamedQueries):
             async with self._pool.acquire() as conn, conn.transaction():
                 rows = await lock_job(conn, image.job_id)
                 # If decide refuses (lease lost), the rollback takes the image row with it.
-                image_id = await conn.fetchval(
-                    query("upsert_image"),
-                    image.owner_user_id,
-                    image.job_id,
-                    image.prompt,
-                    image.backend,
-                    image.model,
-                    image.seed,
-                    image.width,
-                    image.height,
-                    image.bucket,
-                    image.storage_path,
-                    image.mime,
-                    image.bytes,
-                    image.sha256,
-                    image.metadata,
-                )
+                image_id = await conn.fetchval(query("upsert_image"), *image.columns())
                 return await advance(
                     conn, image.job_id, rows, lambda state, now: decide(state, now, image_id)
                 )
@@ -240,17 +219,7 @@ class Gateway(NamedQueries):
             async with self._pool.acquire() as conn, conn.transaction():
                 job_id = usage.job_id if decide is not None else None
                 rows = await lock_job(conn, job_id) if job_id is not None else None
-                usage_id: int = await conn.fetchval(
-                    query("insert_usage"),
-                    usage.backend,
-                    usage.model,
-                    usage.seed,
-                    usage.prompt_hash,
-                    usage.latency_ms,
-                    usage.cost_usd_estimate,
-                    usage.caller,
-                    usage.job_id,
-                )
+                usage_id: int = await conn.fetchval(query("insert_usage"), *usage.columns())
                 if job_id is not None and rows is not None and decide is not None:
                     await advance(
                         conn, job_id, rows, lambda state, now: decide(state, now, usage_id)

@@ -1,6 +1,6 @@
-"""What the Executor, Uploader and UsageRecorder need from a job store.
+"""A job store without a database.
 
-``Gateway`` (Postgres) is the production store. ``LocalJobStore`` keeps the same
+``Gateway`` (Postgres) is the production ``db.ports.JobStore``. ``LocalJobStore`` keeps the same
 transitions in memory and appends every event to a JSONL log, so ``generate`` runs the
 very same actor code with no database at all and ``replay --log`` can read the result.
 """
@@ -11,31 +11,20 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 import trio
 
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl
-from imagen_actors.core.decisions import Decide, DecideWithImage, DecideWithUsage
 from imagen_actors.core.errors import JobNotFoundError
-from imagen_actors.db.gateway import ImageRow, Transition, UsageRow
-
-
-class JobStore(Protocol):
-    async def transition(self, job_id: uuid.UUID, decide: Decide) -> Transition: ...
-
-    async def store_image_and_transition(
-        self, image: ImageRow, decide: DecideWithImage
-    ) -> Transition: ...
-
-    async def record_usage_and_transition(
-        self, usage: UsageRow, decide: DecideWithUsage | None
-    ) -> int: ...
-
-    async def reserve_image_key(self, bucket: str, key: str, job_id: uuid.UUID) -> uuid.UUID: ...
-
-    async def job_error(self, job_id: uuid.UUID) -> str | None: ...
+from imagen_actors.core.records import (
+    Decide,
+    DecideWithImage,
+    DecideWithUsage,
+    ImageRow,
+    Transition,
+    UsageRow,
+)
 
 
 class LocalJobStore:

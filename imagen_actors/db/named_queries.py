@@ -1,6 +1,9 @@
-"""Conveniences over named SQL blocks (``imagen_actors/sql``), on top of the Gateway's
-fetch primitives. The connection, transaction and bridge work stays in ``gateway``, the
-only module that touches asyncpg."""
+"""Named methods over the SQL blocks in ``db/sql``, on top of the Gateway's fetch primitives.
+
+Actors call these (``next_run_after()``, ``expired_leases(limit)``, ...) through the small
+protocols in ``db/ports``; none of them names a query or passes positional SQL arguments.
+The connection, transaction and bridge work stays in ``gateway``, the only asyncpg importer.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import socket
 import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
+
+from imagen_actors.core.records import NewJob
 
 
 class _Fetches(Protocol):
@@ -22,6 +27,40 @@ class _Fetches(Protocol):
 class NamedQueries:
     """Mixed into ``Gateway``, which supplies ``fetch``, ``fetchrow`` and ``fetchval``."""
 
+    # ---- the queue -----------------------------------------------------------------
+
+    async def insert_job(self: _Fetches, job: NewJob) -> uuid.UUID:
+        """INSERT a job exactly as the owner UI does; its id."""
+        job_id: uuid.UUID = await self.fetchval("insert_job", *job.columns())
+        return job_id
+
+    async def next_run_after(self: _Fetches) -> float | None:
+        """Seconds until the earliest backed-off pending job becomes claimable, or None."""
+        seconds: float | None = await self.fetchval("next_run_after")
+        return seconds
+
+    async def running_held_by(self: _Fetches, worker_id: str) -> list[uuid.UUID]:
+        """Running jobs whose lease ``worker_id`` holds."""
+        return [r["id"] for r in await self.fetch("running_held_by", worker_id)]
+
+    async def expired_leases(self: _Fetches, limit: int) -> list[uuid.UUID]:
+        """Up to ``limit`` running jobs whose lease has expired, the oldest expiry first."""
+        return [r["id"] for r in await self.fetch("expired_leases", limit)]
+
+    async def load_job(self: _Fetches, job_id: uuid.UUID) -> dict[str, Any] | None:
+        """The job's ``imagen.jobs`` row, or None."""
+        return await self.fetchrow("load_job", job_id)
+
+    async def job_error(self: _Fetches, job_id: uuid.UUID) -> str | None:
+        row = await self.fetchrow("load_job", job_id)
+        return None if row is None else row["error"]
+
+    async def status_counts(self: _Fetches) -> dict[str, int]:
+        """Jobs per status (only statuses that have jobs)."""
+        return {r["status"]: r["n"] for r in await self.fetch("status_counts")}
+
+    # ---- storage keys and leftovers ------------------------------------------------
+
     async def reserve_image_key(
         self: _Fetches, bucket: str, key: str, job_id: uuid.UUID
     ) -> uuid.UUID:
@@ -32,6 +71,24 @@ class NamedQueries:
     async def reserved_image_keys(self: _Fetches, bucket: str, job_id: uuid.UUID) -> list[str]:
         """Every key ``job_id`` reserved in ``bucket``, oldest first."""
         return [r["storage_path"] for r in await self.fetch("reserved_image_keys", job_id, bucket)]
+
+    async def storage_key_owner(self: _Fetches, bucket: str, key: str) -> uuid.UUID | None:
+        """The job that reserved (bucket, key), or None when nobody holds it."""
+        owner: uuid.UUID | None = await self.fetchval("storage_key_owner", bucket, key)
+        return owner
+
+    async def release_image_keys(self: _Fetches, bucket: str, job_id: uuid.UUID) -> None:
+        """Give up every key ``job_id`` reserved in ``bucket`` (its objects are gone)."""
+        await self.fetchval("release_image_keys", job_id, bucket)
+
+    async def failed_with_leftovers(
+        self: _Fetches, limit: int, *, recent_only: bool
+    ) -> list[uuid.UUID]:
+        """Failed jobs that generated an image and whose objects are not discarded yet;
+        ``recent_only`` looks at the last hour's failures only."""
+        return [r["id"] for r in await self.fetch("failed_with_leftovers", limit, recent_only)]
+
+    # ---- workers -------------------------------------------------------------------
 
     async def worker_seen(
         self: _Fetches, worker_id: str, backends: Sequence[str], *, starting: bool = False
@@ -45,7 +102,3 @@ class NamedQueries:
             os.getpid(),
             starting,
         )
-
-    async def job_error(self: _Fetches, job_id: uuid.UUID) -> str | None:
-        row = await self.fetchrow("load_job", job_id)
-        return None if row is None else row["error"]

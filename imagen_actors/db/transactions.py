@@ -8,58 +8,16 @@ the gateway hands in.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
-import attrs
 import msgspec
 
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl
 from imagen_actors.core.errors import ConcurrencyError, JobNotFoundError
+from imagen_actors.core.records import Decide, Transition
 from imagen_actors.db.sql import query
-
-Decide = Callable[[fl.JobState, datetime], Sequence[ev.Event]]
-"""Pure: given the locked job's state and the transaction's clock, the events to append."""
-
-
-@attrs.frozen
-class Transition:
-    state: fl.JobState
-    events: tuple[ev.Event, ...]
-    # The stream as it stood before this transition (already loaded under the lock).
-    prior: tuple[ev.AnyEvent, ...] = ()
-
-
-@attrs.frozen
-class ImageRow:
-    owner_user_id: uuid.UUID
-    job_id: uuid.UUID
-    prompt: str
-    backend: str
-    model: str
-    seed: int
-    width: int
-    height: int
-    bucket: str
-    storage_path: str
-    mime: str
-    bytes: int
-    sha256: str
-    metadata: dict[str, Any]
-
-
-@attrs.frozen
-class UsageRow:
-    backend: str
-    model: str
-    seed: int | None
-    prompt_hash: str
-    latency_ms: int
-    cost_usd_estimate: float
-    caller: str
-    job_id: uuid.UUID | None
 
 
 def event_from_record(job_id: uuid.UUID, rec: Any) -> ev.AnyEvent:

@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from imagen_actors.core import events as ev
-from imagen_actors.db.gateway import Transition
+from imagen_actors.core.records import Transition
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 STATUSES: Final = ("pending", "running", "done", "failed", "cancelled")
@@ -95,9 +95,9 @@ class WorkerMetrics:
         self._generating: dict[uuid.UUID, float] = {}
         self._uploading: dict[uuid.UUID, float] = {}
 
-    def set_queue_depth(self, rows: Iterable[Mapping[str, object]]) -> None:
-        """From the ``status_counts`` named query: rows of (status, n)."""
-        self.queue.counts = {str(r["status"]): int(str(r["n"])) for r in rows}
+    def set_queue_depth(self, counts: Mapping[str, int]) -> None:
+        """Jobs per status, as ``status_counts()`` gives them."""
+        self.queue.counts = dict(counts)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

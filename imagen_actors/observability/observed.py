@@ -20,7 +20,8 @@ import trio
 
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl
-from imagen_actors.db.gateway import Decide, Gateway, ImageRow, Transition
+from imagen_actors.core.records import Decide, ImageRow, Transition
+from imagen_actors.db.gateway import Gateway
 
 log = logging.getLogger("imagen_actors.observability")
 CommitHook = Callable[[Transition], None]

@@ -82,7 +82,7 @@ class Telemetry:
     async def refresh_queue_depth(self) -> None:
         with trio.move_on_after(QUERY_TIMEOUT_S):
             try:
-                self.metrics.set_queue_depth(await self.gateway.fetch("status_counts"))
+                self.metrics.set_queue_depth(await self.gateway.status_counts())
             except DatabaseError as exc:
                 log.debug("queue depth not refreshed: %s", exc)
 

@@ -12,7 +12,7 @@ import trio.testing
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold
 from imagen_actors.core.errors import DatabaseUnavailableError
-from imagen_actors.db.gateway import Transition
+from imagen_actors.core.records import Transition
 from imagen_actors.worker.actors.claimer import claimer
 from imagen_actors.worker.actors.messages import ClaimedWork, Wake
 

@@ -8,7 +8,8 @@ import attrs
 
 from imagen_actors.config.settings import Config
 from imagen_actors.core import events as ev
-from imagen_actors.db.gateway import Gateway, Transition
+from imagen_actors.core.records import Transition
+from imagen_actors.db.gateway import Gateway
 from imagen_actors.observability.metrics import WorkerMetrics, pending_since
 from imagen_actors.observability.telemetry import Telemetry
 from imagen_actors.worker.daemon import WorkerHandle
@@ -77,7 +78,7 @@ def test_restarts_and_queue_depth_are_read_at_scrape_time() -> None:
     """Actor restarts come from the handle's dict; queue depth from the last status_counts."""
     restarts = {"claimer": 2}
     m = WorkerMetrics("w", restarts=lambda: restarts)
-    m.set_queue_depth([{"status": "pending", "n": 4}])
+    m.set_queue_depth({"pending": 4})
     text = m.render().decode()
     assert 'imagen_actor_restarts_total{actor="claimer"} 2.0' in text
     assert 'imagen_queue_jobs{status="pending"} 4.0' in text

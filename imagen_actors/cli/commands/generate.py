@@ -25,8 +25,10 @@ from imagen_actors.config import settings as config
 from imagen_actors.core import decisions, naming
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import UsageError
+from imagen_actors.core.records import NewJob
 from imagen_actors.db import database
-from imagen_actors.db.jobstore import JobStore, LocalJobStore
+from imagen_actors.db.jobstore import LocalJobStore
+from imagen_actors.db.ports import JobStore
 from imagen_actors.storage.registry import build_store
 from imagen_actors.worker.actors.executor import ExecutorSettings, run_one
 from imagen_actors.worker.actors.messages import ClaimedWork, ImageCompleted
@@ -184,18 +186,17 @@ async def produce(
         return attrs.evolve(outcome, events_log=jobs.log_path)
     async with database.open_database(cfg, application_name=wid) as gw:
         t = await gw.insert_and_transition(
-            (
-                req.owner,
-                req.prompt,
-                backend,
-                req.width,
-                req.height,
-                req.style,
-                req.negative,
-                req.seed,
-                req.steps,
-                None,
-                1,
+            NewJob(
+                owner_user_id=req.owner,
+                prompt=req.prompt,
+                backend=backend,
+                width=req.width,
+                height=req.height,
+                style=req.style,
+                negative_prompt=req.negative,
+                seed=req.seed,
+                steps=req.steps,
+                max_attempts=1,
             ),
             decisions.claim(wid, cfg.worker.lease_s, "generate"),
         )

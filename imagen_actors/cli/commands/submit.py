@@ -15,6 +15,7 @@ from imagen_actors.cli.main import command
 from imagen_actors.config import settings as config
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import ConfigError, UsageError
+from imagen_actors.core.records import NewJob
 from imagen_actors.db import database
 from imagen_actors.db.gateway import Gateway
 
@@ -114,19 +115,19 @@ def run(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         async with database.open_database(cfg, application_name="imagen-actors submit") as gw:
-            job_id: uuid.UUID = await gw.fetchval(
-                "insert_job",
-                owner,
-                args.prompt,
-                backend,
-                width,
-                height,
-                args.style,
-                args.negative,
-                args.seed,
-                args.steps,
-                None,
-                cfg.worker.max_attempts,
+            job_id = await gw.insert_job(
+                NewJob(
+                    owner_user_id=owner,
+                    prompt=args.prompt,
+                    backend=backend,
+                    width=width,
+                    height=height,
+                    style=args.style,
+                    negative_prompt=args.negative,
+                    seed=args.seed,
+                    steps=args.steps,
+                    max_attempts=cfg.worker.max_attempts,
+                )
             )
             print(f"submitted job {job_id}", file=sys.stderr)
             if not args.wait:

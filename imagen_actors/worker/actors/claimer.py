@@ -15,7 +15,8 @@ import trio
 
 from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
-from imagen_actors.db.gateway import Gateway, Transition
+from imagen_actors.core.records import Transition
+from imagen_actors.db.ports import ClaimQueue
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.worker.actors.messages import ClaimedWork, Wake
 
@@ -27,7 +28,7 @@ log = logging.getLogger("imagen_actors.claimer")
 
 
 async def claimer(
-    gateway: Gateway,
+    gateway: ClaimQueue,
     *,
     worker_id: str,
     lease_s: float,
@@ -73,7 +74,7 @@ async def claimer(
 
 
 async def _hand_over(
-    gateway: Gateway,
+    gateway: ClaimQueue,
     worker_id: str,
     transition: Transition,
     work: trio.MemorySendChannel[ClaimedWork],
@@ -99,9 +100,9 @@ async def _hand_over(
     )
 
 
-async def _wait_for_work(gateway: Gateway, wakes: trio.MemoryReceiveChannel[Wake]) -> None:
+async def _wait_for_work(gateway: ClaimQueue, wakes: trio.MemoryReceiveChannel[Wake]) -> None:
     """Until a Wake, or the earliest run_after of a backed-off job, whichever is first."""
-    seconds: float | None = await gateway.fetchval("next_run_after")
+    seconds = await gateway.next_run_after()
     timeout = float("inf") if seconds is None else max(0.0, seconds) + 0.01
     with trio.move_on_after(timeout):
         try:

@@ -29,7 +29,7 @@ from imagen_actors.core.errors import (
     LeaseLostError,
 )
 from imagen_actors.core.naming import default_seed
-from imagen_actors.db.jobstore import JobStore
+from imagen_actors.db.ports import JobStore
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.worker.actors.lease import holding_lease
 from imagen_actors.worker.actors.messages import ClaimedWork, GeneratedImage

@@ -26,7 +26,7 @@ from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import StorageError
 from imagen_actors.core.naming import disambiguated_key, storage_key
-from imagen_actors.db.gateway import Gateway
+from imagen_actors.db.ports import LeftoverStore
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.storage.base import ObjectStore
 
@@ -35,7 +35,7 @@ log = logging.getLogger("imagen_actors.janitor")
 
 
 async def discard_one(
-    gateway: Gateway, store: ObjectStore, worker_id: str, job_id: uuid.UUID
+    gateway: LeftoverStore, store: ObjectStore, worker_id: str, job_id: uuid.UUID
 ) -> bool:
     keys = await gateway.reserved_image_keys(store.bucket, job_id)
     if not keys:
@@ -54,7 +54,7 @@ async def discard_one(
     t = await gateway.transition(job_id, dc.discard_objects(worker_id, store.bucket, keys))
     # The objects are gone: a later job with the same prompt, seed and day may take the
     # contract key again.
-    await gateway.fetchval("release_image_keys", job_id, store.bucket)
+    await gateway.release_image_keys(store.bucket, job_id)
     if t.events:
         log.info(
             "job %s failed after generating: discarded %s",
@@ -65,7 +65,9 @@ async def discard_one(
     return bool(t.events)
 
 
-async def unreserved_candidates(gateway: Gateway, bucket: str, job_id: uuid.UUID) -> list[str]:
+async def unreserved_candidates(
+    gateway: LeftoverStore, bucket: str, job_id: uuid.UUID
+) -> list[str]:
     """For a job that failed before keys were reserved (migration 0007): the keys its
     attempts would have chosen, the contract key per generated seed and its job variant,
     minus any key reserved by another job (every stored image's key is)."""
@@ -77,25 +79,21 @@ async def unreserved_candidates(gateway: Gateway, bucket: str, job_id: uuid.UUID
     for seed in sorted({e.seed for e in stream if isinstance(e, ev.GenerationSucceeded)}):
         key = storage_key(when, submitted.prompt, seed)
         keys += [key, disambiguated_key(key, job_id)]
-    return [
-        key
-        for key in keys
-        if await gateway.fetchval("storage_key_owner", bucket, key) in (None, job_id)
-    ]
+    return [key for key in keys if await gateway.storage_key_owner(bucket, key) in (None, job_id)]
 
 
 async def discard_leftovers(
-    gateway: Gateway, store: ObjectStore, worker_id: str, *, recent_only: bool
+    gateway: LeftoverStore, store: ObjectStore, worker_id: str, *, recent_only: bool
 ) -> int:
     """One pass over failed jobs not yet cleaned, batch after batch; the number cleaned."""
     n = 0
     while True:
-        rows = await gateway.fetch("failed_with_leftovers", BATCH, recent_only)
+        failed = await gateway.failed_with_leftovers(BATCH, recent_only=recent_only)
         cleaned = 0
-        for row in rows:
-            cleaned += await discard_one(gateway, store, worker_id, row["id"])
+        for job_id in failed:
+            cleaned += await discard_one(gateway, store, worker_id, job_id)
         n += cleaned
         # A full batch may have more behind it; one where nothing could be cleaned (storage
         # down) would only come back the same, so the next pass retries it.
-        if len(rows) < BATCH or cleaned == 0:
+        if len(failed) < BATCH or cleaned == 0:
             return n

@@ -21,7 +21,7 @@ import trio
 
 from imagen_actors.core import decisions as dc
 from imagen_actors.core.errors import DatabaseError, LeaseLostError
-from imagen_actors.db.jobstore import JobStore
+from imagen_actors.db.ports import Transitions
 from imagen_actors.observability.logs import job_fields
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ log = logging.getLogger("imagen_actors.lease")
 
 
 async def holding_lease(
-    gateway: JobStore,
+    gateway: Transitions,
     job_id: uuid.UUID,
     work: Callable[[], Awaitable[T]],
     *,

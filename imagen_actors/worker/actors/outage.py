@@ -22,10 +22,16 @@ from typing import Final, TypeVar
 
 import trio
 
-from imagen_actors.core.decisions import Decide, DecideWithImage, DecideWithUsage
 from imagen_actors.core.errors import DatabaseUnavailableError
-from imagen_actors.db.gateway import ImageRow, Transition, UsageRow
-from imagen_actors.db.jobstore import JobStore
+from imagen_actors.core.records import (
+    Decide,
+    DecideWithImage,
+    DecideWithUsage,
+    ImageRow,
+    Transition,
+    UsageRow,
+)
+from imagen_actors.db.ports import JobStore
 
 RETRY_BASE_S: Final = 0.1
 RETRY_CAP_S: Final = 2.0

@@ -13,7 +13,7 @@ import trio
 
 from imagen_actors.core import decisions as dc
 from imagen_actors.core.errors import DatabaseError
-from imagen_actors.db.gateway import Gateway
+from imagen_actors.db.ports import ReapQueue
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.storage.base import ObjectStore
 from imagen_actors.worker.actors.janitor import discard_leftovers
@@ -22,40 +22,40 @@ BATCH: Final = 100
 log = logging.getLogger("imagen_actors.reaper")
 
 
-async def requeue_own(gateway: Gateway, worker_id: str) -> int:
-    rows = await gateway.fetch("running_held_by", worker_id)
-    for row in rows:
-        t = await gateway.transition(row["id"], dc.reap(worker_id, own=True))
+async def requeue_own(gateway: ReapQueue, worker_id: str) -> int:
+    held = await gateway.running_held_by(worker_id)
+    for job_id in held:
+        t = await gateway.transition(job_id, dc.reap(worker_id, own=True))
         if t.events:
             log.warning(
                 "job %s: requeued at start-up (%s held it)",
-                row["id"],
+                job_id,
                 worker_id,
-                extra=job_fields(row["id"]),
+                extra=job_fields(job_id),
             )
-    return len(rows)
+    return len(held)
 
 
-async def reap_expired(gateway: Gateway, worker_id: str) -> int:
+async def reap_expired(gateway: ReapQueue, worker_id: str) -> int:
     n = 0
     while True:
-        rows = await gateway.fetch("expired_leases", BATCH)
-        for row in rows:
-            t = await gateway.transition(row["id"], dc.reap(worker_id))
+        expired = await gateway.expired_leases(BATCH)
+        for job_id in expired:
+            t = await gateway.transition(job_id, dc.reap(worker_id))
             if t.events:
                 n += 1
                 log.warning(
                     "job %s: %s",
-                    row["id"],
+                    job_id,
                     type(t.events[0]).__name__,
-                    extra=job_fields(row["id"]),
+                    extra=job_fields(job_id),
                 )
-        if len(rows) < BATCH:
+        if len(expired) < BATCH:
             return n
 
 
 async def reaper(
-    gateway: Gateway,
+    gateway: ReapQueue,
     store: ObjectStore,
     *,
     worker_id: str,

@@ -21,8 +21,8 @@ from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import LeaseLostError, StorageError
 from imagen_actors.core.naming import disambiguated_key, render_template, storage_key
-from imagen_actors.db.gateway import ImageRow, Transition
-from imagen_actors.db.jobstore import JobStore
+from imagen_actors.core.records import ImageRow, Transition
+from imagen_actors.db.ports import JobStore
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.storage.base import ObjectStore
 from imagen_actors.storage.local import write_atomic

@@ -13,8 +13,8 @@ import trio
 
 from imagen_actors.core import decisions as dc
 from imagen_actors.core.errors import DatabaseError
-from imagen_actors.db.gateway import UsageRow
-from imagen_actors.db.jobstore import JobStore
+from imagen_actors.core.records import UsageRow
+from imagen_actors.db.ports import JobStore
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.worker.actors.messages import ImageCompleted
 

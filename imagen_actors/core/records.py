@@ -1,0 +1,101 @@
+"""The records a transaction takes and gives back: plain data, no I/O.
+
+Actors build these and hand them to a job store (``db.gateway.Gateway`` or
+``db.jobstore.LocalJobStore``); the store writes them in one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from imagen_actors.core import events as ev
+from imagen_actors.core import fold as fl
+
+Decide = Callable[[fl.JobState, datetime], Sequence[ev.Event]]
+"""Pure: given the locked job's state and the transaction's clock, the events to append."""
+DecideWithImage = Callable[[fl.JobState, datetime, uuid.UUID], Sequence[ev.Event]]
+DecideWithUsage = Callable[[fl.JobState, datetime, int], Sequence[ev.Event]]
+
+
+@attrs.frozen
+class Transition:
+    state: fl.JobState
+    events: tuple[ev.Event, ...]
+    # The stream as it stood before this transition (already loaded under the lock).
+    prior: tuple[ev.AnyEvent, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class NewJob:
+    """A job as the owner UI INSERTs it (``submit``, and ``generate`` with a database)."""
+
+    owner_user_id: uuid.UUID
+    prompt: str
+    backend: str
+    width: int
+    height: int
+    style: str | None = None
+    negative_prompt: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    opts: dict[str, Any] | None = None
+    max_attempts: int = 3
+
+    def columns(self) -> tuple[Any, ...]:
+        """In the order of the ``insert_job`` query's parameters."""
+        return (
+            self.owner_user_id,
+            self.prompt,
+            self.backend,
+            self.width,
+            self.height,
+            self.style,
+            self.negative_prompt,
+            self.seed,
+            self.steps,
+            self.opts,
+            self.max_attempts,
+        )
+
+
+@attrs.frozen
+class ImageRow:
+    owner_user_id: uuid.UUID
+    job_id: uuid.UUID
+    prompt: str
+    backend: str
+    model: str
+    seed: int
+    width: int
+    height: int
+    bucket: str
+    storage_path: str
+    mime: str
+    bytes: int
+    sha256: str
+    metadata: dict[str, Any]
+
+    def columns(self) -> tuple[Any, ...]:
+        """In the order of the ``upsert_image`` query's parameters."""
+        return attrs.astuple(self, recurse=False)
+
+
+@attrs.frozen
+class UsageRow:
+    backend: str
+    model: str
+    seed: int | None
+    prompt_hash: str
+    latency_ms: int
+    cost_usd_estimate: float
+    caller: str
+    job_id: uuid.UUID | None
+
+    def columns(self) -> tuple[Any, ...]:
+        """In the order of the ``insert_usage`` query's parameters."""
+        return attrs.astuple(self, recurse=False)
