@@ -9,11 +9,12 @@ Retries inside one ``generate`` (the job-level retry is the supervisor's busines
 
 - 429: up to ``max_rate_limit_retries`` (3) more tries, waiting ``Retry-After`` when the
   response carries one (seconds or an HTTP date, capped at ``max_backoff_s``), otherwise
-  ``backoff_s * 2**(n-1)``. POST-create included: Replicate's own client never retries POST,
-  so we do it here; a 429 means nothing was created.
-- 5xx: one more try (``backoff_s`` later), then a transient GenerationError. This includes
-  POST-create: a 5xx normally means nothing was created; a gateway 502/504 that hides a
-  created prediction is bounded by ``Cancel-After``.
+  ``core.backoff`` (base ``backoff_s``, cap ``max_backoff_s``, full jitter). POST-create
+  included: Replicate's own client never retries POST, so we do it here; a 429 means
+  nothing was created.
+- 5xx: one more try (up to ``backoff_s`` later, jittered), then a transient
+  GenerationError. This includes POST-create: a 5xx normally means nothing was created;
+  a gateway 502/504 that hides a created prediction is bounded by ``Cancel-After``.
 - Transport errors: a connect failure (nothing sent) gets one more try; a timeout or a
   dropped connection after a POST-create was sent is *not* retried (it may have created a
   paid prediction) and surfaces as a transient GenerationError. GETs are retried once.

@@ -18,6 +18,7 @@ from imagen_actors.backends.replicate_protocol import (
     parse_retry_after,
     problem_detail,
 )
+from imagen_actors.core.backoff import Backoff
 from imagen_actors.core.errors import GenerationError
 
 
@@ -42,6 +43,7 @@ class ReplicateHttp:
     def __init__(self, cfg: ReplicateConfig, *, token_rejected: str) -> None:
         self._cfg = cfg
         self._token_rejected = token_rejected
+        self._backoff = Backoff(base_s=cfg.backoff_s, cap_s=max(cfg.backoff_s, cfg.max_backoff_s))
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -91,7 +93,7 @@ class ReplicateHttp:
                         error_class="transient",
                     ) from exc
                 transport_errors += 1
-                await trio.sleep(self._cfg.backoff_s)
+                await trio.sleep(self._backoff.delay_s(transport_errors))
                 continue
             status = response.status_code
             if status < 400:
@@ -118,7 +120,7 @@ class ReplicateHttp:
                         error_class="transient",
                     )
                 server_errors += 1
-                await trio.sleep(self._cfg.backoff_s)
+                await trio.sleep(self._backoff.delay_s(server_errors))
                 continue
             raise GenerationError(
                 f"Replicate {what} refused (HTTP {status}): {problem_detail(response)}",
@@ -141,5 +143,6 @@ class ReplicateHttp:
 
     def _rate_limit_delay(self, response: httpx.Response, attempt: int) -> float:
         hinted = parse_retry_after(response.headers.get("Retry-After"))
-        delay = hinted if hinted is not None else self._cfg.backoff_s * 2 ** (attempt - 1)
-        return min(delay, self._cfg.max_backoff_s)
+        if hinted is not None:
+            return min(hinted, self._cfg.max_backoff_s)
+        return self._backoff.delay_s(attempt)

@@ -65,7 +65,7 @@ class ReplicateConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     prefer_wait_s: int = 0  # 0 = plain polling; 1..60 sends "Prefer: wait=N"
     http_timeout_s: float = 30.0  # one HTTP request
     max_rate_limit_retries: int = 3
-    backoff_s: float = 0.5  # first 429/5xx backoff; doubles per 429 retry
+    backoff_s: float = 0.5  # ceiling of the first 429/5xx backoff (full jitter); doubles
     max_backoff_s: float = 60.0
     cancel_timeout_s: float = 5.0
     cost_usd_per_image: float | None = None  # overrides imagen_actors.backends.replicate_pricing

@@ -119,8 +119,12 @@ class Gateway(NamedQueries):
                     # would have fired, so a busy worker grew by ~2.5 KiB per job.
                     max_inactive_connection_lifetime=0,
                 )
-            except BaseException as exc:
-                raise _translate(exc) from exc
+            except Exception as exc:
+                # Exception, not BaseException: Cancelled and KeyboardInterrupt pass as they are.
+                translated = _translate(exc)
+                if translated is exc:
+                    raise
+                raise translated from exc
             gw = cls(loop, pool, dsn, application_name, settings)
             try:
                 yield gw
@@ -331,8 +335,13 @@ class Gateway(NamedQueries):
                 server_settings={**self._server_settings, "statement_timeout": "0"},
                 timeout=CONNECT_TIMEOUT_S,
             )
-            conn.add_termination_listener(on_terminate)
-            await conn.add_listener(channel, on_notify)
+            try:
+                conn.add_termination_listener(on_terminate)
+                await conn.add_listener(channel, on_notify)
+            except BaseException:
+                # A connection that could not LISTEN would otherwise stay open, unowned.
+                conn.terminate()
+                raise
             return conn
 
         conn = await self._run(connect)

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import trio
 
 from imagen_actors.config.settings import Config
 from imagen_actors.core.errors import DatabaseError
 from imagen_actors.db.gateway import Gateway
+from imagen_actors.observability.health import WorkerHealth
 from imagen_actors.observability.http import Response, serve_http
 from imagen_actors.observability.metrics import CONTENT_TYPE, WorkerMetrics
 from imagen_actors.observability.observed import ObservedGateway
 from imagen_actors.observability.sdnotify import Notifier, watchdog_interval_s
-
-if TYPE_CHECKING:
-    from imagen_actors.worker.daemon import WorkerHandle
 
 PING_TIMEOUT_S: Final = 2.0
 QUERY_TIMEOUT_S: Final = 5.0
@@ -36,13 +34,13 @@ class Telemetry:
         self,
         cfg: Config,
         gateway: Gateway,
-        handle: WorkerHandle,
+        health: WorkerHealth,
         *,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.handle = handle
+        self.health = health
         self.http_spec = cfg.worker.http
-        self.metrics = WorkerMetrics(handle.worker_id, restarts=lambda: handle.restarts)
+        self.metrics = WorkerMetrics(health.worker_id, restarts=lambda: health.restarts)
         self.notifier = Notifier(env)
         self.watchdog_s = watchdog_interval_s(env)
         self.gateway = ObservedGateway.wrap(
@@ -51,7 +49,7 @@ class Telemetry:
         self._stopping_sent = False
 
     def _on_listen(self, up: bool) -> None:
-        self.handle.listen_up = up
+        self.health.listen_up = up
 
     # ---- health -------------------------------------------------------------------
 
@@ -66,7 +64,7 @@ class Telemetry:
         return f"database did not answer within {PING_TIMEOUT_S:.0f}s"
 
     def _not_listening(self) -> str | None:
-        h = self.handle
+        h = self.health
         if h.stopping.is_set():
             return "stopping: finishing the job in flight"
         if not h.listening.is_set():
@@ -77,7 +75,7 @@ class Telemetry:
 
     async def not_ready(self) -> str | None:
         """None when ready to take work, else the reason (for /readyz and STATUS=)."""
-        return self._not_listening() or await self.database_problem()
+        return self._not_listening() or self.health.crash_problem() or await self.database_problem()
 
     async def refresh_queue_depth(self) -> None:
         with trio.move_on_after(QUERY_TIMEOUT_S):
@@ -106,7 +104,7 @@ class Telemetry:
         systemd, until cancelled."""
         async with trio.open_nursery() as nursery:
             if self.http_spec:
-                self.handle.http_address = await nursery.start(
+                self.health.http_address = await nursery.start(
                     serve_http, self.http_spec, self.respond
                 )
             if self.notifier.enabled:
@@ -114,7 +112,7 @@ class Telemetry:
             task_status.started()
 
     async def _systemd(self) -> None:
-        h = self.handle
+        h = self.health
         await h.listening.wait()
         if not h.stopping.is_set():
             await self.notifier.ready(self._ready_status())
@@ -123,10 +121,10 @@ class Telemetry:
             await self._status_loop()
 
     def _ready_status(self) -> str:
-        return f"ready: listening as {self.handle.worker_id}"
+        return f"ready: listening as {self.health.worker_id}"
 
     async def _watch_stopping(self) -> None:
-        await self.handle.stopping.wait()
+        await self.health.stopping.wait()
         await self.finish()
 
     async def _status_loop(self) -> None:
@@ -140,7 +138,7 @@ class Telemetry:
                 db = f"health check failed: {exc!r}"
             if self.watchdog_s is not None and db is None:
                 await self.notifier.watchdog()
-            reason = self._not_listening() or db
+            reason = self._not_listening() or self.health.crash_problem() or db
             status = reason or self._ready_status()
             if status != last and not self._stopping_sent:
                 await self.notifier.status(status)

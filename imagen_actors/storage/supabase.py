@@ -22,6 +22,7 @@ import httpx
 import trio
 
 from imagen_actors.config.settings import SupabaseStorageConfig, secret_from_env
+from imagen_actors.core.backoff import Backoff
 from imagen_actors.core.errors import ConfigError, StorageError
 from imagen_actors.storage.base import StoredObject
 
@@ -139,8 +140,7 @@ class SupabaseStore:
         self.cache_control_s = cache_control_s
         self.timeout_s = timeout_s
         self.max_attempts = max(1, max_attempts)
-        self.backoff_base_s = backoff_base_s
-        self.backoff_cap_s = backoff_cap_s
+        self.backoff = Backoff(base_s=backoff_base_s, cap_s=max(backoff_base_s, backoff_cap_s))
         # The hosted gateway wants ``apikey``; the storage server reads the Bearer JWT.
         self._client = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {api_key}", "apikey": api_key},
@@ -160,10 +160,6 @@ class SupabaseStore:
 
     def object_url(self, key: str, *, route: str = "object") -> str:
         return f"{self.root}/{route}/{quote(self.bucket, safe='')}/{quote(key, safe='/')}"
-
-    def backoff_s(self, attempt: int) -> float:
-        """Delay after failed attempt number ``attempt`` (1-based)."""
-        return float(min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1)))
 
     # -- ObjectStore ---------------------------------------------------------------------
 
@@ -256,7 +252,7 @@ class SupabaseStore:
         last = ""
         last_exc: Exception | None = None
         for attempt in range(1, self.max_attempts + 1):
-            delay = self.backoff_s(attempt)
+            delay = self.backoff.delay_s(attempt)
             try:
                 response = await self._client.request(method, url, headers=headers, content=content)
             except httpx.UnsupportedProtocol as exc:
@@ -292,7 +288,7 @@ class SupabaseStore:
             value = float(raw)
         except ValueError:
             return 0.0
-        return min(self.backoff_cap_s, value) if math.isfinite(value) and value > 0 else 0.0
+        return min(self.backoff.cap_s, value) if math.isfinite(value) and value > 0 else 0.0
 
     def _refused(
         self, op: str, key: str, failure: Failure, content_type: str | None

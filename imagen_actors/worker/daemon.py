@@ -12,7 +12,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
-import attrs
 import trio
 
 from imagen_actors.backends.registry import Backends
@@ -21,7 +20,7 @@ from imagen_actors.core.naming import validate_template
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.observability.telemetry import Telemetry
 from imagen_actors.storage.base import ObjectStore
-from imagen_actors.worker.actors.claimer import claimer
+from imagen_actors.worker.actors.claimer import ReadyToken, claimer
 from imagen_actors.worker.actors.executor import ExecutorSettings, ProgressObserver, executor
 from imagen_actors.worker.actors.listener import listener
 from imagen_actors.worker.actors.messages import ClaimedWork, GeneratedImage, ImageCompleted, Wake
@@ -31,6 +30,7 @@ from imagen_actors.worker.actors.supervisor import DEFAULT_POLICY, RestartPolicy
 from imagen_actors.worker.actors.uploader import OutputSettings, UploaderSettings, uploader
 from imagen_actors.worker.actors.usage_recorder import usage_recorder
 from imagen_actors.worker.caller import caller_identity
+from imagen_actors.worker.handle import WorkerHandle
 
 # One Wake buffered is enough: it means "look", and later ones coalesce into it.
 WAKE_BUFFER: Final = 1
@@ -40,36 +40,6 @@ UPLOAD_BUFFER: Final = 0
 # Usage rows are best-effort bookkeeping; a few may queue behind a slow insert.
 USAGE_BUFFER: Final = 8
 log = logging.getLogger("imagen_actors.worker.daemon")
-
-
-@attrs.define
-class WorkerHandle:
-    """What a running worker exposes to its owner (CLI, tests, health endpoint)."""
-
-    worker_id: str
-    listening: trio.Event = attrs.field(factory=trio.Event)
-    intake: trio.CancelScope = attrs.field(factory=trio.CancelScope)
-    pipeline: trio.CancelScope = attrs.field(factory=trio.CancelScope)
-    restarts: dict[str, int] = attrs.field(factory=dict)
-    pipeline_done: trio.Event = attrs.field(factory=trio.Event)
-    # Set by stop_intake/abort: the worker takes no new jobs (readyz 503, STOPPING=1).
-    stopping: trio.Event = attrs.field(factory=trio.Event)
-    # Whether a LISTEN connection is open right now (``listening`` only says it was once).
-    listen_up: bool = False
-    # Where worker.http is served, once bound (port 0 picks a free one).
-    http_address: tuple[str, int] | None = None
-
-    def stop_intake(self) -> None:
-        self.stopping.set()
-        self.intake.cancel()
-
-    def abort(self) -> None:
-        self.stopping.set()
-        self.intake.cancel()
-        self.pipeline.cancel()
-
-    def _count_restart(self, name: str, _exc: BaseException) -> None:
-        self.restarts[name] = self.restarts.get(name, 0) + 1
 
 
 async def run_worker(
@@ -134,12 +104,14 @@ async def _run_pipeline(
 
     wake_send, wake_recv = trio.open_memory_channel[Wake](WAKE_BUFFER)
     ready_send, ready_recv = trio.open_memory_channel[None](0)
+    # Outlives Claimer restarts: a token taken by a Claimer that crashed stays held.
+    ready_token = ReadyToken(ready_recv)
     work_send, work_recv = trio.open_memory_channel[ClaimedWork](0)
     upload_send, upload_recv = trio.open_memory_channel[GeneratedImage](UPLOAD_BUFFER)
     done_send, done_recv = trio.open_memory_channel[ImageCompleted](USAGE_BUFFER)
 
     def sup(name: str, child: Callable[[], Awaitable[None]]) -> Awaitable[None]:
-        return supervise(name, child, policy=policy, on_restart=handle._count_restart)
+        return supervise(name, child, policy=policy, on_restart=handle.record_crash)
 
     async def stage(
         name: str, child: Callable[[], Awaitable[None]], closes: Sequence[trio.abc.AsyncResource]
@@ -227,7 +199,7 @@ async def _run_pipeline(
                                 lease_s=w.lease_s,
                                 backends=backends.names,
                                 backend_absent_after_s=w.backend_absent_after_s,
-                                ready=ready_recv,
+                                ready=ready_token,
                                 wakes=wake_recv,
                                 work=work_send,
                             ),

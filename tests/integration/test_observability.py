@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.observability.logs import JsonFormatter
-from imagen_actors.worker.daemon import WorkerHandle
+from imagen_actors.worker.handle import WorkerHandle
 from tests.support.jobs import insert_job
 from tests.support.pg import Cluster
 from tests.support.worker import (

@@ -16,7 +16,8 @@ import yaml
 
 from imagen_actors.config import settings as config
 from imagen_actors.db.gateway import Gateway
-from imagen_actors.worker.daemon import WorkerHandle, run_worker
+from imagen_actors.worker.daemon import run_worker
+from imagen_actors.worker.handle import WorkerHandle
 from imagen_actors.worker.runtime import open_runtime
 
 TERMINAL = ("done", "failed", "cancelled")

@@ -13,8 +13,9 @@ from imagen_actors.core import events as ev
 from imagen_actors.core import fold
 from imagen_actors.core.errors import DatabaseUnavailableError
 from imagen_actors.core.records import Transition
-from imagen_actors.worker.actors.claimer import claimer
+from imagen_actors.worker.actors.claimer import ReadyToken, claimer
 from imagen_actors.worker.actors.messages import ClaimedWork, Wake
+from imagen_actors.worker.actors.supervisor import RestartPolicy, supervise
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -54,9 +55,11 @@ class FakeQueue:
         self.claims += 1
         return Transition(fold.replay([submitted, *new]), tuple(new), (submitted,))
 
-    async def fetchval(self, name: str, *args: Any) -> Any:
-        assert name == "next_run_after"
+    async def next_run_after(self) -> float | None:
         return None
+
+    async def transition(self, job_id: uuid.UUID, decide: Any) -> Transition:
+        raise AssertionError("no hand-over fails in these tests")
 
 
 async def test_claim_failure_keeps_the_ready_token(autojump_clock: trio.testing.MockClock) -> None:
@@ -71,10 +74,10 @@ async def test_claim_failure_keeps_the_ready_token(autojump_clock: trio.testing.
             lambda: claimer(
                 queue,
                 worker_id="w",
-                lease_s=60,  # type: ignore[arg-type]
+                lease_s=60,
                 backends=["mock"],
                 backend_absent_after_s=600,
-                ready=ready_recv,
+                ready=ReadyToken(ready_recv),
                 wakes=wake_recv,
                 work=work_send,
             )
@@ -85,4 +88,89 @@ async def test_claim_failure_keeps_the_ready_token(autojump_clock: trio.testing.
         n.cancel_scope.cancel()
     assert [w.claimed.attempt for w in got] == [1, 1]
     assert queue.claims == 2 and queue.failures == 0
-    assert trio.current_time() > 0.1 + 0.2 + 0.4 - 1e-9  # backed off between retries
+    assert trio.current_time() > 0  # backed off (full jitter) between the retries
+
+
+class BuggyQueue(FakeQueue):
+    """claim() raises a bug (not a database error) ``bugs`` times, then works."""
+
+    def __init__(self, jobs: int, bugs: int) -> None:
+        super().__init__(jobs, failures=0)
+        self.bugs = bugs
+
+    async def claim(self, decide: Any, **filters: Any) -> Transition | None:
+        if self.bugs:
+            self.bugs -= 1
+            raise KeyError("a bug, not an outage")
+        return await super().claim(decide, **filters)
+
+
+async def test_a_bug_goes_to_the_supervisor_and_the_token_survives(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A non-database error crashes the Claimer into its supervisor (it is not retried in
+    place); the restarted Claimer still holds the Executor's token and claims the job."""
+    queue = BuggyQueue(jobs=1, bugs=2)
+    ready_send, ready_recv = trio.open_memory_channel[None](0)
+    _wake_send, wake_recv = trio.open_memory_channel[Wake](1)
+    work_send, work_recv = trio.open_memory_channel[ClaimedWork](0)
+    token = ReadyToken(ready_recv)
+    crashes: list[BaseException] = []
+
+    async def child() -> None:
+        await claimer(
+            queue,
+            worker_id="w",
+            lease_s=60,
+            backends=["mock"],
+            backend_absent_after_s=600,
+            ready=token,
+            wakes=wake_recv,
+            work=work_send,
+        )
+
+    async with trio.open_nursery() as n:
+        n.start_soon(
+            lambda: supervise(
+                "claimer",
+                child,
+                policy=RestartPolicy(max_restarts=5),
+                on_restart=lambda _name, exc: crashes.append(exc),
+            )
+        )
+        await ready_send.send(None)  # exactly one token, as the Executor sends per slot
+        with trio.fail_after(60):
+            got = await work_recv.receive()
+        n.cancel_scope.cancel()
+    assert got.claimed.attempt == 1
+    assert [type(e) for e in crashes] == [KeyError, KeyError]
+
+
+async def test_a_bug_past_the_restart_intensity_escalates(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A Claimer that crashes on every claim is not retried forever: the supervisor escalates."""
+    from imagen_actors.worker.actors.supervisor import EscalationError
+
+    queue = BuggyQueue(jobs=1, bugs=1000)
+    ready_send, ready_recv = trio.open_memory_channel[None](1)
+    _wake_send, wake_recv = trio.open_memory_channel[Wake](1)
+    work_send, _work_recv = trio.open_memory_channel[ClaimedWork](0)
+    token = ReadyToken(ready_recv)
+    ready_send.send_nowait(None)
+
+    async def child() -> None:
+        await claimer(
+            queue,
+            worker_id="w",
+            lease_s=60,
+            backends=["mock"],
+            backend_absent_after_s=600,
+            ready=token,
+            wakes=wake_recv,
+            work=work_send,
+        )
+
+    with pytest.raises(EscalationError, match="claimer crashed"):
+        await supervise("claimer", child, policy=RestartPolicy(max_restarts=3, period_s=60))
+    assert queue.bugs == 1000 - 4

@@ -5,14 +5,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
+import trio
+import trio.testing
 
 from imagen_actors.config.settings import Config
 from imagen_actors.core import events as ev
 from imagen_actors.core.records import Transition
 from imagen_actors.db.gateway import Gateway
+from imagen_actors.observability.health import CRASH_VISIBLE_S
 from imagen_actors.observability.metrics import WorkerMetrics, pending_since
 from imagen_actors.observability.telemetry import Telemetry
-from imagen_actors.worker.daemon import WorkerHandle
+from imagen_actors.worker.handle import WorkerHandle
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 JOB = uuid.uuid4()
@@ -93,3 +96,22 @@ async def test_readyz_is_503_before_listening() -> None:
     assert ready.status == 503 and b"LISTEN not up yet" in ready.body
     assert (await telemetry.respond("/healthz")).status == 200
     assert (await telemetry.respond("/other")).status == 404
+
+
+async def test_readyz_reports_a_crashed_actor_until_it_has_run_a_while(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An actor crash (a bug the supervisor restarted) makes /readyz 503 naming the actor and
+    the error; the reason clears once the restarted actor has run CRASH_VISIBLE_S."""
+    fields: dict[str, Any] = {str(a.alias): None for a in attrs.fields(Gateway)}
+    handle = WorkerHandle("w")
+    handle.listening.set()
+    handle.listen_up = True
+    telemetry = Telemetry(Config(), Gateway(**fields), handle, env={})
+    handle.record_crash("claimer", KeyError("a bug"))
+    ready = await telemetry.respond("/readyz")
+    assert ready.status == 503
+    assert b"actor claimer crashed" in ready.body and b"KeyError" in ready.body
+    assert handle.restarts == {"claimer": 1}
+    await trio.sleep(CRASH_VISIBLE_S + 1)
+    assert handle.crash_problem() is None

@@ -6,10 +6,10 @@ import pytest
 import trio
 import trio.testing
 
+from imagen_actors.core.backoff import Backoff
 from imagen_actors.worker.actors.supervisor import (
     EscalationError,
     RestartPolicy,
-    backoff_s,
     supervise,
 )
 
@@ -29,7 +29,7 @@ async def test_crashed_child_restarts_with_backoff(autojump_clock: trio.testing.
         if len(starts) < 3:
             raise RuntimeError("boom")
 
-    policy = RestartPolicy(max_restarts=5, period_s=30, backoff_base_s=1, backoff_cap_s=10)
+    policy = RestartPolicy(max_restarts=5, period_s=30, backoff=Backoff(base_s=1, cap_s=10))
     await supervise(
         "c",
         child,
@@ -48,7 +48,7 @@ async def test_escalates_past_restart_intensity(autojump_clock: trio.testing.Moc
     async def child() -> None:
         raise ValueError("always")
 
-    policy = RestartPolicy(max_restarts=3, period_s=60, backoff_base_s=0.1, backoff_cap_s=1)
+    policy = RestartPolicy(max_restarts=3, period_s=60, backoff=Backoff(base_s=0.1, cap_s=1))
     with pytest.raises(EscalationError, match="crashed 4 times"):
         await supervise("bad", child, policy=policy)
 
@@ -66,7 +66,7 @@ async def test_slow_crashes_outside_period_never_escalate(
             await trio.sleep(100)
             raise ValueError("rare")
 
-    policy = RestartPolicy(max_restarts=1, period_s=30, backoff_base_s=0.1, backoff_cap_s=1)
+    policy = RestartPolicy(max_restarts=1, period_s=30, backoff=Backoff(base_s=0.1, cap_s=1))
     await supervise("rare", child, policy=policy)
     assert count == 11
 
@@ -83,11 +83,3 @@ async def test_cancellation_is_not_a_crash(autojump_clock: trio.testing.MockCloc
     with trio.move_on_after(5):
         await supervise("c", child)
     assert starts == 1
-
-
-def test_backoff_is_capped_and_jittered() -> None:
-    """Delays double, stay within [ceiling/2, ceiling] and never exceed the cap."""
-    p = RestartPolicy(backoff_base_s=0.5, backoff_cap_s=4)
-    assert backoff_s(1, p, lambda: 0.0) == 0.25
-    assert backoff_s(1, p, lambda: 1.0) == 0.5
-    assert backoff_s(10, p, lambda: 1.0) == 4

@@ -12,7 +12,8 @@ import trio
 from imagen_actors.cli.main import command
 from imagen_actors.config import settings as config
 from imagen_actors.observability.logs import configure_logging, wants_json
-from imagen_actors.worker.daemon import WorkerHandle, run_worker
+from imagen_actors.worker.daemon import run_worker
+from imagen_actors.worker.handle import WorkerHandle
 from imagen_actors.worker.identity import worker_id
 from imagen_actors.worker.runtime import open_runtime
 

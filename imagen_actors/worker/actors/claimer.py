@@ -11,20 +11,47 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
+import attrs
 import trio
 
 from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
-from imagen_actors.core.records import Transition
+from imagen_actors.core.backoff import Backoff
+from imagen_actors.core.errors import DatabaseError, DatabaseUnavailableError
+from imagen_actors.core.records import Decide, Transition
 from imagen_actors.db.ports import ClaimQueue
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.worker.actors.messages import ClaimedWork, Wake
 
 # How long the hand-over of a just-claimed job may take before we give it back.
 HANDOVER_TIMEOUT_S: Final = 5.0
-RETRY_BASE_S: Final = 0.1
-RETRY_CAP_S: Final = 10.0
+# The claim, hand-over and any give-back run shielded from cancellation; this bounds them
+# (each statement is bounded by statement_timeout, 15 s) so a hung database cannot hold a
+# shutdown forever. Past it, a claim that committed is left to requeue_own or the Reaper.
+CLAIM_SHIELD_S: Final = 45.0
+CLAIM_RETRY: Final = Backoff(base_s=0.1, cap_s=10.0)
 log = logging.getLogger("imagen_actors.claimer")
+
+
+@attrs.define
+class ReadyToken:
+    """The Executor's "my slot is free" token, as the Claimer holds it.
+
+    The Executor sends exactly one per free slot. This object outlives a Claimer restart, so
+    a token received by a Claimer that then crashed is still held by the one that replaces
+    it, instead of both waiting for each other forever.
+    """
+
+    channel: trio.MemoryReceiveChannel[None]
+    held: bool = False
+
+    async def take(self) -> None:
+        if not self.held:
+            await self.channel.receive()
+            self.held = True
+
+    def spend(self) -> None:
+        self.held = False
 
 
 async def claimer(
@@ -34,43 +61,62 @@ async def claimer(
     lease_s: float,
     backends: Sequence[str],
     backend_absent_after_s: float,
-    ready: trio.MemoryReceiveChannel[None],
+    ready: ReadyToken,
     wakes: trio.MemoryReceiveChannel[Wake],
     work: trio.MemorySendChannel[ClaimedWork],
 ) -> None:
     """Claim for ``backends`` only, plus jobs whose backend no live worker offers (which the
-    Executor then fails as an unknown backend)."""
+    Executor then fails as an unknown backend).
+
+    Database errors are retried in place with backoff (the database comes back; the token
+    stays held). Anything else is a bug: it propagates to the supervisor, which restarts
+    this actor (the token survives in ``ready``), escalates past its restart intensity, and
+    makes /readyz report the crash meanwhile.
+    """
     decide = dc.claim(worker_id, lease_s)
     while True:
         try:
-            await ready.receive()  # the Executor's slot is free
+            await ready.take()  # the Executor's slot is free
         except trio.EndOfChannel:
             return
         failures = 0
         while True:
             try:
-                # Claim and hand over as one step: a committed claim must reach the Executor
-                # or go back to the queue, whatever cancellation arrives meanwhile.
-                with trio.CancelScope(shield=True):
-                    transition = await gateway.claim(
-                        decide, backends=backends, absent_after_s=backend_absent_after_s
-                    )
-                    if transition is not None:
-                        await _hand_over(gateway, worker_id, transition, work)
+                transition = await _claim_and_hand_over(
+                    gateway, worker_id, decide, backends, backend_absent_after_s, work
+                )
                 if transition is not None:
+                    ready.spend()
                     break
                 await _wait_for_work(gateway, wakes)
                 failures = 0
-            except Exception as exc:
-                # Never crash while holding the Executor's ready token: it sends exactly one
-                # per free slot, so a restarted Claimer would wait for a token that never
-                # comes and the worker would stall. Retry with capped backoff instead.
+            except DatabaseError as exc:
                 failures += 1
-                delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (failures - 1))
+                delay = CLAIM_RETRY.delay_s(failures)
                 log.warning(
                     "claim failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
                 )
                 await trio.sleep(delay)
+
+
+async def _claim_and_hand_over(
+    gateway: ClaimQueue,
+    worker_id: str,
+    decide: Decide,
+    backends: Sequence[str],
+    absent_after_s: float,
+    work: trio.MemorySendChannel[ClaimedWork],
+) -> Transition | None:
+    # One step: a committed claim must reach the Executor or go back to the queue, whatever
+    # cancellation arrives meanwhile.
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + CLAIM_SHIELD_S) as scope:
+        transition = await gateway.claim(decide, backends=backends, absent_after_s=absent_after_s)
+        if transition is not None:
+            await _hand_over(gateway, worker_id, transition, work)
+        return transition
+    # Only reached when the deadline cancelled the scope.
+    assert scope.cancelled_caught
+    raise DatabaseUnavailableError(f"claim and hand-over did not finish within {CLAIM_SHIELD_S:g}s")
 
 
 async def _hand_over(

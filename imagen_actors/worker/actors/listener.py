@@ -9,13 +9,13 @@ from typing import Final
 
 import trio
 
+from imagen_actors.core.backoff import Backoff
 from imagen_actors.core.errors import DatabaseUnavailableError
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.worker.actors.messages import Wake
 
 CHANNEL: Final = "imagen_jobs"
-RECONNECT_BASE_S: Final = 0.1
-RECONNECT_CAP_S: Final = 10.0
+RECONNECT: Final = Backoff(base_s=0.1, cap_s=10.0)
 log = logging.getLogger("imagen_actors.listener")
 
 
@@ -53,7 +53,7 @@ async def listener(
             failures += 1
             if lost is not None:
                 lost.set()
-            delay = min(RECONNECT_CAP_S, RECONNECT_BASE_S * 2 ** (failures - 1))
+            delay = RECONNECT.delay_s(failures)
             log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
             # Keep the safety net alive while reconnecting: the pool may still work.
             wake(wakes, "reconnecting")

@@ -22,6 +22,7 @@ from typing import Final, TypeVar
 
 import trio
 
+from imagen_actors.core.backoff import Backoff
 from imagen_actors.core.errors import DatabaseUnavailableError
 from imagen_actors.core.records import (
     Decide,
@@ -33,8 +34,7 @@ from imagen_actors.core.records import (
 )
 from imagen_actors.db.ports import JobStore
 
-RETRY_BASE_S: Final = 0.1
-RETRY_CAP_S: Final = 2.0
+RETRY: Final = Backoff(base_s=0.1, cap_s=2.0)
 T = TypeVar("T")
 log = logging.getLogger("imagen_actors.outage")
 
@@ -48,16 +48,17 @@ class OutageTolerantStore:
 
     async def _retry(self, what: str, subject: str, call: Callable[[], Awaitable[T]]) -> T:
         deadline = trio.current_time() + self.budget_s
-        delay = RETRY_BASE_S
+        failures = 0
         while True:
             try:
                 return await call()
             except DatabaseUnavailableError as exc:
+                failures += 1
+                delay = RETRY.delay_s(failures)
                 if trio.current_time() + delay > deadline:
                     raise
                 log.warning("%s: %s failed (%s); retrying in %.1fs", subject, what, exc, delay)
             await trio.sleep(delay)
-            delay = min(RETRY_CAP_S, delay * 2)
 
     async def transition(self, job_id: uuid.UUID, decide: Decide) -> Transition:
         return await self._retry(

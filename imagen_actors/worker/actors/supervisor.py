@@ -1,7 +1,7 @@
 """A small OTP-style supervisor: restart a crashed actor alone, with backoff and an intensity cap.
 
 trio has no restart supervisor (tractor neither), so this is ours: each child runs in a
-loop; a crash is logged and the child restarts after an exponential, jittered delay; more
+loop; a crash is logged and the child restarts after ``core.backoff``'s delay; more
 than ``max_restarts`` crashes within ``period_s`` escalates the last error to the parent.
 """
 
@@ -16,15 +16,20 @@ from typing import Final
 import attrs
 import trio
 
+from imagen_actors.core.backoff import Backoff
+
 log = logging.getLogger("imagen_actors.supervisor")
+
+
+# The floor keeps a crash loop from spinning when the draw comes out near zero.
+RESTART_BACKOFF: Final = Backoff(base_s=0.2, cap_s=10.0, floor_s=0.1)
 
 
 @attrs.frozen
 class RestartPolicy:
     max_restarts: int = 5
     period_s: float = 30.0
-    backoff_base_s: float = 0.2
-    backoff_cap_s: float = 10.0
+    backoff: Backoff = RESTART_BACKOFF
 
 
 DEFAULT_POLICY: Final = RestartPolicy()
@@ -32,12 +37,6 @@ DEFAULT_POLICY: Final = RestartPolicy()
 
 class EscalationError(Exception):
     """An actor crashed more often than its restart intensity allows."""
-
-
-def backoff_s(restart: int, policy: RestartPolicy, rng: Callable[[], float]) -> float:
-    """Delay before restart number ``restart`` (1-based): exponential, full jitter on top half."""
-    ceiling = min(policy.backoff_cap_s, policy.backoff_base_s * 2 ** (restart - 1))
-    return float(ceiling / 2 + ceiling / 2 * rng())
 
 
 async def supervise(
@@ -72,7 +71,7 @@ async def supervise(
                     f"last error: {exc!r}"
                 ) from exc
             restart = len(crashes)
-            delay = backoff_s(restart, policy, rng)
+            delay = policy.backoff.delay_s(restart, rng)
             log.warning("actor %s crashed (%r); restart %d in %.2fs", name, exc, restart, delay)
             if on_restart is not None:
                 on_restart(name, exc)
