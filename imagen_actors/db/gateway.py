@@ -29,6 +29,7 @@ from imagen_actors.core.errors import (
 )
 from imagen_actors.core.records import Decide, ImageRow, NewJob, Transition, UsageRow
 from imagen_actors.db.named_queries import NamedQueries
+from imagen_actors.db.notifications import Notifications
 from imagen_actors.db.sql import query
 from imagen_actors.db.transactions import (
     advance,
@@ -41,9 +42,6 @@ from imagen_actors.db.transactions import (
 
 T = TypeVar("T")
 
-# A notification only means "look at the queue": one buffered wake is enough, later ones
-# coalesce into it while the Listener is busy.
-NOTIFY_BUFFER: Final = 1
 DEFAULT_STATEMENT_TIMEOUT_MS: Final = 15_000
 CONNECT_TIMEOUT_S: Final = 10.0
 
@@ -76,6 +74,21 @@ def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, asyncpg.PostgresError):
         return DatabaseError(f"{type(exc).__name__}: {exc}")
     return exc
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _CoalescingConnection(asyncpg.Connection):  # type: ignore[misc]
+    """asyncpg schedules an asyncio handle per notification for each listener; this hands
+    each one straight to ``Notifications.notify`` (an O(1) flag) instead."""
+
+    notifications: Notifications | None = None
+
+    def _process_notification(self, pid: int, channel: str, payload: str) -> None:
+        if self.notifications is not None:
+            self.notifications.notify(payload)
 
 
 @attrs.define
@@ -310,34 +323,25 @@ class Gateway(NamedQueries):
     # ---- LISTEN -------------------------------------------------------------------
 
     @asynccontextmanager
-    async def listen(self, channel: str) -> AsyncIterator[trio.MemoryReceiveChannel[str]]:
-        """A dedicated connection LISTENing on ``channel``.
+    async def listen(self, channel: str) -> AsyncIterator[Notifications]:
+        """A dedicated connection LISTENing on ``channel``, its notifications coalesced.
 
-        Yields a receive channel of payloads. When the connection dies the channel's
-        sending side is closed, so iteration simply ends: the caller reconnects.
+        When the connection dies, ``Notifications.next`` raises ``ListenerClosedError``: the
+        caller reconnects.
         """
-        send, recv = trio.open_memory_channel[str](NOTIFY_BUFFER)
-
-        def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-            try:
-                send.send_nowait(payload)
-            except trio.WouldBlock:
-                pass  # a wake is already pending; it covers this one
-            except trio.ClosedResourceError:
-                pass
-
-        def on_terminate(_conn: Any) -> None:
-            send.close()
+        notes = Notifications()
 
         async def connect() -> Any:
             conn = await asyncpg.connect(
                 self.dsn,
                 server_settings={**self._server_settings, "statement_timeout": "0"},
                 timeout=CONNECT_TIMEOUT_S,
+                connection_class=_CoalescingConnection,
             )
             try:
-                conn.add_termination_listener(on_terminate)
-                await conn.add_listener(channel, on_notify)
+                conn.notifications = notes
+                conn.add_termination_listener(lambda _conn: notes.close())
+                await conn.execute(f"LISTEN {_quote_ident(channel)}")
             except BaseException:
                 # A connection that could not LISTEN would otherwise stay open, unowned.
                 conn.terminate()
@@ -346,10 +350,9 @@ class Gateway(NamedQueries):
 
         conn = await self._run(connect)
         try:
-            async with recv:
-                yield recv
+            yield notes
         finally:
-            send.close()
+            notes.close()
 
             async def close() -> None:
                 if not conn.is_closed():

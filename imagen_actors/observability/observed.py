@@ -16,12 +16,12 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-import trio
 
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl
 from imagen_actors.core.records import Decide, ImageRow, Transition
 from imagen_actors.db.gateway import Gateway
+from imagen_actors.db.notifications import Notifications
 
 log = logging.getLogger("imagen_actors.observability")
 CommitHook = Callable[[Transition], None]
@@ -84,7 +84,7 @@ class ObservedGateway(Gateway):
         return t
 
     @asynccontextmanager
-    async def listen(self, channel: str) -> AsyncIterator[trio.MemoryReceiveChannel[str]]:
+    async def listen(self, channel: str) -> AsyncIterator[Notifications]:
         async with super().listen(channel) as notes:
             self.on_listen(True)
             try:

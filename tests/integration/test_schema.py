@@ -70,8 +70,9 @@ async def test_smoke_insert_gives_pending_v1_one_event_and_notify(gateway: Gatew
             OWNER,
         )
         with trio.fail_after(5):
-            payload = await notes.receive()
-    job_id = uuid.UUID(payload)
+            await notes.next()
+    assert notes.last_payload is not None
+    job_id = uuid.UUID(notes.last_payload)
     row = await gateway.fetchrow("load_job", job_id)
     assert row is not None
     assert (row["status"], row["version"], row["attempts"]) == ("pending", 1, 0)

@@ -9,7 +9,8 @@ import trio
 import trio.testing
 
 from imagen_actors.core.errors import DatabaseUnavailableError
-from imagen_actors.worker.actors.listener import listener
+from imagen_actors.db.notifications import Notifications
+from imagen_actors.worker.actors.listener import MIN_WAKE_GAP_S, listener
 from imagen_actors.worker.actors.messages import Wake
 
 
@@ -25,18 +26,16 @@ class FakeListenGateway:
     def __init__(self, fail_connects: int = 0) -> None:
         self.fail_connects = fail_connects
         self.connects = 0
-        self.current: trio.MemorySendChannel[str] | None = None
+        self.current: Notifications | None = None
 
     @asynccontextmanager
-    async def listen(self, channel: str) -> AsyncIterator[trio.MemoryReceiveChannel[str]]:
+    async def listen(self, channel: str) -> AsyncIterator[Notifications]:
         self.connects += 1
         if self.fail_connects:
             self.fail_connects -= 1
             raise DatabaseUnavailableError("connection refused")
-        send, recv = trio.open_memory_channel[str](1)
-        self.current = send
-        async with recv:
-            yield recv
+        self.current = Notifications()
+        yield self.current
 
     def drop(self) -> None:
         assert self.current is not None
@@ -80,7 +79,7 @@ async def test_notification_wakes_at_once(autojump_clock: trio.testing.MockClock
         assert (await recv.receive()).reason == "listening"
         await trio.sleep(1)
         assert gw.current is not None
-        gw.current.send_nowait("job-id")
+        gw.current.notify("job-id")
         w = await recv.receive()
         return [(trio.current_time(), w.reason)]
 
@@ -103,3 +102,31 @@ async def test_reconnects_with_backoff_and_wakes(autojump_clock: trio.testing.Mo
     assert reasons.count("reconnecting") == 4
     assert reasons[-1] == "listening"
     assert gw.connects == 5
+
+
+async def test_a_flood_of_notifications_is_a_few_wakes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """100,000 notifications arriving over one second give at most one Wake per
+    MIN_WAKE_GAP_S, the first at once; the Claimer never sees a Wake per notification."""
+
+    async def body(gw: FakeListenGateway, recv: Any) -> Any:
+        assert (await recv.receive()).reason == "listening"
+        assert gw.current is not None
+        notes = gw.current
+
+        async def flood() -> None:
+            for i in range(100_000):
+                notes.notify(str(i))
+                if i % 100 == 0:
+                    await trio.sleep(0.001)
+
+        async with trio.open_nursery() as n:
+            n.start_soon(flood)
+            got = await collect(recv, trio.current_time() + 1.5)
+        return got
+
+    wakes = await run_listener(FakeListenGateway(), 60.0, body)
+    notifies = [t for t, r in wakes if r == "notify"]
+    assert 1 <= len(notifies) <= 1 + 1.5 / MIN_WAKE_GAP_S
+    assert notifies[0] == pytest.approx(0.0, abs=0.002)

@@ -1,22 +1,33 @@
-"""Listener: LISTEN imagen_jobs on a dedicated connection; a Wake per notification, a safety
-poll every ``poll_interval_s``, and reconnection with capped backoff when the connection dies."""
+"""Listener: LISTEN imagen_jobs on a dedicated connection; a Wake when notifications came
+(coalesced, and at most one per ``MIN_WAKE_GAP_S``), a safety poll every ``poll_interval_s``,
+and reconnection with backoff when the connection dies."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Final
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Final, Protocol
 
 import trio
 
 from imagen_actors.core.backoff import Backoff
 from imagen_actors.core.errors import DatabaseUnavailableError
-from imagen_actors.db.gateway import Gateway
+from imagen_actors.db.notifications import ListenerClosedError, Notifications
 from imagen_actors.worker.actors.messages import Wake
 
 CHANNEL: Final = "imagen_jobs"
 RECONNECT: Final = Backoff(base_s=0.1, cap_s=10.0)
+# A Wake makes the Claimer look at the queue once; one that drains a backlog claims job after
+# job without further Wakes. So Wakes faster than this only buy empty claims: under a NOTIFY
+# flood (any role may NOTIFY) they would be a claim loop. The first one is never delayed.
+MIN_WAKE_GAP_S: Final = 0.02
 log = logging.getLogger("imagen_actors.listener")
+
+
+class ListenSource(Protocol):
+    def listen(self, channel: str) -> AbstractAsyncContextManager[Notifications]: ...
 
 
 def wake(send: trio.MemorySendChannel[Wake], reason: str) -> None:
@@ -26,7 +37,7 @@ def wake(send: trio.MemorySendChannel[Wake], reason: str) -> None:
 
 
 async def listener(
-    gateway: Gateway,
+    gateway: ListenSource,
     wakes: trio.MemorySendChannel[Wake],
     *,
     poll_interval_s: float,
@@ -42,14 +53,9 @@ async def listener(
                     listening.set()
                 # Anything inserted while we were not listening has no notification coming.
                 wake(wakes, "listening")
-                while True:
-                    with trio.move_on_after(poll_interval_s) as poll:
-                        try:
-                            await notes.receive()
-                        except trio.EndOfChannel:
-                            raise DatabaseUnavailableError("LISTEN connection closed") from None
-                    wake(wakes, "poll" if poll.cancelled_caught else "notify")
-        except DatabaseUnavailableError as exc:
+                async for reason in _wakes(notes, poll_interval_s):
+                    wake(wakes, reason)
+        except (DatabaseUnavailableError, ListenerClosedError) as exc:
             failures += 1
             if lost is not None:
                 lost.set()
@@ -58,3 +64,15 @@ async def listener(
             # Keep the safety net alive while reconnecting: the pool may still work.
             wake(wakes, "reconnecting")
             await trio.sleep(delay)
+
+
+async def _wakes(notes: Notifications, poll_interval_s: float) -> AsyncIterator[str]:
+    """ "notify" when notifications came, "poll" after ``poll_interval_s`` of silence."""
+    while True:
+        with trio.move_on_after(poll_interval_s) as poll:
+            await notes.next()
+        if poll.cancelled_caught:
+            yield "poll"
+            continue
+        yield "notify"
+        await trio.sleep(MIN_WAKE_GAP_S)
