@@ -1,7 +1,11 @@
 """A tiny Trio-native HTTP/1.1 server (h11) for /healthz, /readyz and /metrics.
 
 One request per connection (``Connection: close``), GET and HEAD only, bounded request
-size and time. Enough for Prometheus and a load balancer; not a general web server.
+size and time, and at most ``MAX_CONNECTIONS`` open at once: past that the oldest
+connection still waiting for its request is dropped to make room, so a flood of idle
+connections can neither use up the worker's file descriptors (the Executor, the database
+pool and the storage client need them) nor lock a real scrape out. Enough for Prometheus
+and a load balancer; not a general web server.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import trio
 from imagen_actors.core.errors import ConfigError
 
 MAX_REQUEST_BYTES: Final = 16 * 1024
-REQUEST_TIMEOUT_S: Final = 10.0
+# A scrape or probe sends its request at once; a connection idle this long is dropped.
+REQUEST_TIMEOUT_S: Final = 5.0
+# Prometheus and a health checker need a handful; the rest is a flood.
+MAX_CONNECTIONS: Final = 32
 log = logging.getLogger("imagen_actors.http")
 
 
@@ -45,6 +52,8 @@ async def serve_http(
     spec: str,
     handler: Handler,
     *,
+    max_connections: int = MAX_CONNECTIONS,
+    idle_timeout_s: float = REQUEST_TIMEOUT_S,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on ``spec`` and serve until cancelled; ``started`` with the bound address."""
@@ -56,18 +65,43 @@ async def serve_http(
     sockname = listeners[0].socket.getsockname()
     bound = (str(sockname[0]), int(sockname[1]))
     log.info("HTTP endpoint on http://%s:%d (/healthz /readyz /metrics)", *bound)
+    # Connections still reading their request, oldest first (dicts keep insertion order).
+    waiting: dict[trio.SocketStream, trio.CancelScope] = {}
+
+    async def admit(stream: trio.SocketStream) -> None:
+        if len(waiting) >= max_connections:
+            oldest = next(iter(waiting))
+            waiting.pop(oldest).cancel()
+        scope = trio.CancelScope()
+        waiting[stream] = scope
+        try:
+            with scope:
+                await _connection(
+                    stream, handler, idle_timeout_s, lambda: waiting.pop(stream, None)
+                )
+        finally:
+            waiting.pop(stream, None)
+            await stream.aclose()
+
     async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, lambda s: _connection(s, handler), listeners)
+        await nursery.start(trio.serve_listeners, admit, listeners)
         task_status.started(bound)
 
 
-async def _connection(stream: trio.SocketStream, handler: Handler) -> None:
+async def _connection(
+    stream: trio.SocketStream,
+    handler: Handler,
+    idle_timeout_s: float,
+    request_read: Callable[[], object],
+) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
     try:
-        with trio.move_on_after(REQUEST_TIMEOUT_S):
+        with trio.move_on_after(idle_timeout_s):
             request = await _read_request(stream, conn)
             if request is None:
                 return
+            # It is being answered now: no longer a candidate for eviction.
+            request_read()
             if request.method not in (b"GET", b"HEAD"):
                 response = Response(405, b"method not allowed\n")
             else:
@@ -81,8 +115,6 @@ async def _connection(stream: trio.SocketStream, handler: Handler) -> None:
             await _write(stream, conn, response, head=request.method == b"HEAD")
     except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
         log.debug("HTTP connection dropped: %s", exc)
-    finally:
-        await stream.aclose()
 
 
 async def _read_request(stream: trio.SocketStream, conn: h11.Connection) -> h11.Request | None:
