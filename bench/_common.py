@@ -43,7 +43,8 @@ from imagen_actors.config import settings as config
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.db.migrations import migrate
 from imagen_actors.storage.base import ObjectStore
-from imagen_actors.worker.daemon import WorkerHandle, run_worker
+from imagen_actors.worker.daemon import run_worker
+from imagen_actors.worker.handle import WorkerHandle
 from imagen_actors.worker.runtime import open_runtime
 
 ENV_BENCH_DATABASE_URL = "IMAGEN_BENCH_DATABASE_URL"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
@@ -52,10 +53,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Runner = args.run
     try:
         try:
-            return run(args)
+            code = run(args)
+            # Inside the try: a pipe closed by its reader fails here, not at interpreter exit.
+            sys.stdout.flush()
+            return code
         except BaseExceptionGroup as group:
             # Errors leave Trio nurseries wrapped; report the first of our own plainly.
             raise _first_leaf(group) from group
+    except BrokenPipeError:
+        # The reader went away (`status | head`): what it wanted it has. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return exitcodes.OK
     except UsageError as exc:
         print(f"imagen-actors {args.command}: error: {exc}", file=sys.stderr)
         return exitcodes.USAGE

@@ -90,6 +90,15 @@ class NamedQueries:
 
     # ---- workers -------------------------------------------------------------------
 
+    async def offered_backends(self: _Fetches) -> list[str]:
+        """Every backend any worker has ever offered, by name."""
+        return [r["backend"] for r in await self.fetch("offered_backends")]
+
+    async def live_workers_offering(self: _Fetches, backend: str, within_s: float) -> int:
+        """How many workers seen within ``within_s`` seconds offer ``backend``."""
+        n: int = await self.fetchval("live_workers_offering", backend, within_s)
+        return n
+
     async def worker_seen(
         self: _Fetches, worker_id: str, backends: Sequence[str], *, starting: bool = False
     ) -> None:

@@ -385,6 +385,69 @@ async def test_cli_latency_json_and_plots(gw: Gateway, database_url: str, tmp_pa
     assert thr_png.read_bytes().startswith(b"\x89PNG")
 
 
+async def test_failures_group_a_given_up_job_under_its_cause(gw: Gateway) -> None:
+    """A job that failed two transient attempts and then gave up is one row under the
+    attempts' cause (2 failed attempts, 1 job ended failed), not a row per message; a job
+    that failed with no failed attempt (its lease expired) is a row of its own."""
+    job = await job_at(gw, BASE)
+    at = BASE + timedelta(seconds=1)
+
+    def failed_attempt(n: int) -> list[ev.Event]:
+        t = at + timedelta(seconds=10 * n)
+        return [
+            _claimed(job, t, attempt=n),
+            _started(job, t + MS),
+            ev.GenerationFailed(
+                job_id=job,
+                occurred_at=t + 2 * MS,
+                actor="executor",
+                worker_id=W,
+                error="HTTP 503",
+                error_class="transient",
+            ),
+        ]
+
+    requeue = ev.JobRequeued(
+        job_id=job,
+        occurred_at=at + timedelta(seconds=15),
+        actor="executor",
+        worker_id=W,
+        reason="retry",
+    )
+    gave_up = ev.JobFailed(
+        job_id=job,
+        occurred_at=at + timedelta(seconds=30),
+        actor="executor",
+        worker_id=W,
+        error="HTTP 503 (gave up after 2 attempts)",
+        error_class="transient",
+    )
+    await append(gw, job, [*failed_attempt(1), requeue])
+    await append(gw, job, [*failed_attempt(2), gave_up])
+    reaped = await job_at(gw, BASE)
+    await append(
+        gw,
+        reaped,
+        [
+            _claimed(reaped, at, lease_s=1),
+            ev.JobFailed(
+                job_id=reaped,
+                occurred_at=at + timedelta(seconds=5),
+                actor="reaper",
+                worker_id=W,
+                error="lease expired after 1 attempts",
+                error_class="transient",
+            ),
+        ],
+    )
+    rows = ar.rows_as(ar.FailureRow, await gw.fetch("audit_failures", None))
+    got = {(r.error_class, r.error): (r.attempts_failed, r.jobs_failed, r.jobs) for r in rows}
+    assert got == {
+        ("transient", "HTTP 503"): (2, 1, 1),
+        ("transient", "lease expired after 1 attempts"): (0, 1, 1),
+    }
+
+
 async def test_cli_failures_stuck_owner(gw: Gateway, database_url: str) -> None:
     """The other reports run end to end; a bad --since is a usage error (exit 2)."""
     await seed_failed(gw, BASE, "CUDA out of memory")

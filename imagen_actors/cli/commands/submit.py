@@ -21,6 +21,8 @@ from imagen_actors.db.gateway import Gateway
 
 ENV_OWNER = "IMAGEN_OWNER_USER_ID"
 WAIT_POLL_S = 0.05
+# --wait says so when nothing has claimed the job this long and no live worker offers it.
+NO_WORKER_AFTER_S = 5.0
 
 
 def register(sub: Any) -> None:
@@ -81,12 +83,25 @@ def describe(event: ev.Event) -> str | None:
     return None
 
 
-async def follow(gw: Gateway, job_id: uuid.UUID) -> int:
-    """Print each event as it lands; exit code from the final state."""
+async def follow(gw: Gateway, job_id: uuid.UUID, *, backend: str, absent_after_s: float) -> int:
+    """Print each event as it lands; exit code from the final state. Says so once when the
+    job sits unclaimed while no live worker offers its backend."""
     seq = 0
+    claimed = False
+    check_workers_at: float | None = trio.current_time() + NO_WORKER_AFTER_S
     while True:
+        if not claimed and check_workers_at is not None and trio.current_time() >= check_workers_at:
+            check_workers_at = None
+            if await gw.live_workers_offering(backend, absent_after_s) == 0:
+                print(
+                    f"  waiting: no worker offering backend {backend!r} has been seen in the "
+                    f"last {absent_after_s:g} s (worker.backend_absent_after_s); start one with "
+                    "`imagen-actors worker` on a host that has it configured",
+                    file=sys.stderr,
+                )
         for position, event in await gw.events_after(job_id, seq):
             seq = position
+            claimed = claimed or isinstance(event, ev.JobClaimed)
             line = describe(event)
             if line:
                 print(f"  {line}", file=sys.stderr)
@@ -115,6 +130,15 @@ def run(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         async with database.open_database(cfg, application_name="imagen-actors submit") as gw:
+            if backend not in cfg.backends:
+                offered = await gw.offered_backends()
+                if backend not in offered:
+                    raise ConfigError(
+                        f"unknown backend {backend!r}: not configured here (configured: "
+                        f"{', '.join(sorted(cfg.backends)) or 'none'}) and no worker has offered "
+                        f"it (offered: {', '.join(offered) or 'none yet'}); add it under "
+                        "backends: in the config, or pass one of those to --backend"
+                    )
             job_id = await gw.insert_job(
                 NewJob(
                     owner_user_id=owner,
@@ -133,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
             if not args.wait:
                 print(job_id)
                 return exitcodes.OK
-            return await follow(gw, job_id)
+            return await follow(
+                gw, job_id, backend=backend, absent_after_s=cfg.worker.backend_absent_after_s
+            )
 
     return trio.run(go)

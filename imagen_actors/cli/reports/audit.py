@@ -146,7 +146,9 @@ def format_failures(rows: Sequence[FailureRow]) -> str:
         ]
         for r in rows
     ]
-    return _table(["class", "attempts", "jobs_failed", "jobs", "last_seen (UTC)", "error"], body)
+    return _table(
+        ["class", "failed attempts", "jobs ended failed", "jobs", "last_seen (UTC)", "cause"], body
+    )
 
 
 def format_stuck(rows: Sequence[StuckRow]) -> str:

@@ -23,23 +23,42 @@ GROUP BY l.backend, s.ord, s.stage
 ORDER BY l.backend, s.ord;
 
 -- name: audit_failures
--- Failures grouped by error class and message. GenerationFailed = one failed attempt;
--- JobFailed = a job that ended failed. $1 since (timestamptz or NULL).
-SELECT coalesce(e.data ->> 'error_class',
-                CASE WHEN e.data ? 'retryable' THEN
-                    CASE WHEN (e.data ->> 'retryable')::boolean THEN 'transient'
-                         ELSE 'permanent' END
-                END, 'unknown') AS error_class,
-       coalesce(e.data ->> 'error', '') AS error,
-       count(*) FILTER (WHERE e.type = 'GenerationFailed')::int AS attempts_failed,
-       count(*) FILTER (WHERE e.type = 'JobFailed')::int AS jobs_failed,
-       count(DISTINCT e.job_id)::int AS jobs,
-       max(e.occurred_at) AS last_seen
-FROM imagen.job_events e
-WHERE e.type IN ('GenerationFailed', 'JobFailed')
-  AND ($1::timestamptz IS NULL OR e.occurred_at >= $1::timestamptz)
+-- Failures grouped by cause (error class and message). A failed attempt counts under its own
+-- GenerationFailed; a job that ended failed counts under its last failed attempt's cause, or
+-- under the JobFailed's own error when no attempt failed (lease expired, unknown backend).
+-- So a job retried twice and then given up appears in one row, not three. $1 since
+-- (timestamptz or NULL).
+WITH failures AS (
+    SELECT e.job_id, e.type, e.occurred_at,
+           coalesce(e.data ->> 'error_class',
+                    CASE WHEN e.data ? 'retryable' THEN
+                        CASE WHEN (e.data ->> 'retryable')::boolean THEN 'transient'
+                             ELSE 'permanent' END
+                    END, 'unknown') AS error_class,
+           coalesce(e.data ->> 'error', '') AS error
+    FROM imagen.job_events e
+    WHERE e.type IN ('GenerationFailed', 'JobFailed')
+      AND ($1::timestamptz IS NULL OR e.occurred_at >= $1::timestamptz)
+), last_attempt AS (
+    SELECT DISTINCT ON (job_id) job_id, error_class, error
+    FROM failures WHERE type = 'GenerationFailed'
+    ORDER BY job_id, occurred_at DESC
+), causes AS (
+    SELECT f.job_id, f.occurred_at, f.type,
+           CASE WHEN f.type = 'JobFailed' AND a.job_id IS NOT NULL THEN a.error_class
+                ELSE f.error_class END AS error_class,
+           CASE WHEN f.type = 'JobFailed' AND a.job_id IS NOT NULL THEN a.error
+                ELSE f.error END AS error
+    FROM failures f LEFT JOIN last_attempt a ON a.job_id = f.job_id
+)
+SELECT error_class, error,
+       count(*) FILTER (WHERE type = 'GenerationFailed')::int AS attempts_failed,
+       count(DISTINCT job_id) FILTER (WHERE type = 'JobFailed')::int AS jobs_failed,
+       count(DISTINCT job_id)::int AS jobs,
+       max(occurred_at) AS last_seen
+FROM causes
 GROUP BY 1, 2
-ORDER BY count(*) DESC, max(e.occurred_at) DESC;
+ORDER BY count(DISTINCT job_id) DESC, max(occurred_at) DESC;
 
 -- name: audit_stuck
 -- Running past the lease (the Reaper should have taken it back), or pending longer than
