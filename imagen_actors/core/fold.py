@@ -17,7 +17,6 @@ import attrs
 from imagen_actors.core import events as ev
 
 Status = Literal["pending", "running", "done", "failed", "cancelled"]
-TERMINAL: Final[frozenset[str]] = frozenset({"done", "failed", "cancelled"})
 
 # Columns of imagen.jobs that the fold owns; replay --verify compares exactly these.
 PROJECTED_COLUMNS: Final = (
@@ -107,10 +106,6 @@ class JobState:
     cancel_requested: bool = False
     usage_recorded: bool = False
     objects_discarded: bool = False
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
 
     def projection(self) -> dict[str, Any]:
         """The imagen.jobs row this state stands for."""

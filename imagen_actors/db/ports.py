@@ -73,9 +73,3 @@ class ReapQueue(LeftoverStore, Protocol):
     async def worker_seen(
         self, worker_id: str, backends: Sequence[str], *, starting: bool = False
     ) -> None: ...
-
-
-class StatusSource(Protocol):
-    """What the metrics endpoint reads on a scrape."""
-
-    async def status_counts(self) -> dict[str, int]: ...
