@@ -6,7 +6,6 @@ A backend block may override the table (``cost_usd_per_image`` in the Replicate 
 
 from __future__ import annotations
 
-import datetime
 import re
 from typing import Final
 
@@ -20,7 +19,6 @@ import attrs
 #   Replicate's own page was not retrieved.
 # - flux-1.1-pro: replicate.com model page ($0.04 per image), per the project issue;
 #   not re-verified against a dated copy.
-PRICES_AS_OF: Final = datetime.date(2026, 5, 11)
 
 
 @attrs.frozen

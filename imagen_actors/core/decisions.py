@@ -1,33 +1,33 @@
 """Pure decisions: given a job's state and the database clock, which events to append.
 
-Each function here is what an actor hands the gateway as ``decide``. They raise
-``LeaseLostError`` when the job is no longer this worker's, and never do I/O.
+Each function here is what an actor hands the gateway as ``decide``: it builds its events
+once, from the values handed to it and the locked state, and never does I/O. The Executor's
+and Uploader's decisions are fenced by the claim they work for (worker id *and* attempt):
+they raise ``LeaseLostError`` when the job is no longer that claim's, even if the same
+worker has claimed it again since.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-import msgspec
-
 from imagen_actors.core import events as ev
+from imagen_actors.core.backoff import Backoff, Rng
 from imagen_actors.core.errors import ErrorClass, LeaseLostError
-from imagen_actors.core.fold import JobState
-from imagen_actors.core.records import Decide, DecideWithImage, DecideWithUsage
+from imagen_actors.core.fold import GenerationOutcome, JobState
+from imagen_actors.core.records import Decide, DecideFor, ImageRow
 
-RETRY_BASE_S: Final = 2.0
-RETRY_CAP_S: Final = 60.0
-RETRY_JITTER: Final = 0.2
+# Before the retry of a job after a transient failure on attempt n: up to 2 s * 2**(n-1).
+RETRY_BACKOFF: Final = Backoff(base_s=2.0, cap_s=60.0)
 
 
-def retry_delay_s(attempt: int, *, rng: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with +-20% jitter before retry number ``attempt`` (1-based)."""
-    base = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, attempt - 1))
-    return float(base * (1 - RETRY_JITTER + 2 * RETRY_JITTER * rng()))
+def retry_delay_s(attempt: int, *, rng: Rng = random.random) -> float:
+    """How long a job waits before retry number ``attempt`` (1-based): full jitter."""
+    return RETRY_BACKOFF.delay_s(attempt, rng)
 
 
 def _header(state: JobState, now: datetime, actor: str, worker_id: str | None) -> dict[str, Any]:
@@ -35,11 +35,17 @@ def _header(state: JobState, now: datetime, actor: str, worker_id: str | None) -
     return {"job_id": state.id, "occurred_at": now, "actor": actor, "worker_id": worker_id}
 
 
-def _held(state: JobState, worker_id: str) -> None:
+def _held(state: JobState, worker_id: str, attempt: int) -> None:
+    """The job is still running the claim this decision works for: ours, same attempt."""
     if state.status != "running" or state.worker_id != worker_id:
         raise LeaseLostError(
             f"job {state.id} is {state.status} and held by {state.worker_id!r}, "
             f"not {worker_id!r}: its lease expired and it was handed on"
+        )
+    if state.attempts != attempt:
+        raise LeaseLostError(
+            f"job {state.id} is running attempt {state.attempts}, not attempt {attempt}: "
+            f"the lease of attempt {attempt} expired and {worker_id!r} claimed the job again"
         )
 
 
@@ -56,9 +62,9 @@ def claim(worker_id: str, lease_s: float, actor: str = "claimer") -> Decide:
     return decide
 
 
-def start_generation(worker_id: str, seed: int, actor: str = "executor") -> Decide:
+def start_generation(worker_id: str, seed: int, *, attempt: int, actor: str = "executor") -> Decide:
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        _held(state, worker_id)
+        _held(state, worker_id, attempt)
         return [
             ev.GenerationStarted(
                 **_header(state, now, actor, worker_id),
@@ -70,9 +76,11 @@ def start_generation(worker_id: str, seed: int, actor: str = "executor") -> Deci
     return decide
 
 
-def extend_lease(worker_id: str, lease_s: float, actor: str = "executor") -> Decide:
+def extend_lease(
+    worker_id: str, lease_s: float, *, attempt: int, actor: str = "executor"
+) -> Decide:
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        _held(state, worker_id)
+        _held(state, worker_id, attempt)
         return [
             ev.LeaseExtended(
                 **_header(state, now, actor, worker_id),
@@ -84,12 +92,12 @@ def extend_lease(worker_id: str, lease_s: float, actor: str = "executor") -> Dec
 
 
 def record_progress(
-    worker_id: str, step: int, total: int, lease_s: float, actor: str = "executor"
+    worker_id: str, step: int, total: int, lease_s: float, *, attempt: int, actor: str = "executor"
 ) -> Decide:
     """A throttled progress tick; it also renews the lease (the work is visibly alive)."""
 
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        _held(state, worker_id)
+        _held(state, worker_id, attempt)
         return [
             ev.GenerationProgress(
                 **_header(state, now, actor, worker_id),
@@ -105,15 +113,33 @@ def record_progress(
     return decide
 
 
-def generation_succeeded(worker_id: str, outcome: ev.GenerationSucceeded, lease_s: float) -> Decide:
+def generation_succeeded(
+    worker_id: str,
+    outcome: GenerationOutcome,
+    lease_s: float,
+    *,
+    attempt: int,
+    actor: str = "executor",
+) -> Decide:
     """Record the result and renew the lease so the upload has a full lease to finish."""
 
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        _held(state, worker_id)
+        _held(state, worker_id, attempt)
         return [
-            msgspec.structs.replace(outcome, job_id=state.id, occurred_at=now, worker_id=worker_id),
+            ev.GenerationSucceeded(
+                **_header(state, now, actor, worker_id),
+                backend=outcome.backend,
+                model=outcome.model,
+                seed=outcome.seed,
+                mime=outcome.mime,
+                bytes=outcome.bytes,
+                sha256=outcome.sha256,
+                latency_ms=outcome.latency_ms,
+                cost_usd_estimate=outcome.cost_usd_estimate,
+                metadata=outcome.metadata,
+            ),
             ev.LeaseExtended(
-                **_header(state, now, outcome.actor, worker_id),
+                **_header(state, now, actor, worker_id),
                 lease_expires_at=now + timedelta(seconds=lease_s),
             ),
         ]
@@ -127,13 +153,14 @@ def failure(
     error_class: ErrorClass,
     actor: str,
     *,
+    attempt: int,
     record_generation_failed: bool = True,
-    rng: Callable[[], float] = random.random,
+    rng: Rng = random.random,
 ) -> Decide:
     """A failed attempt: requeue with backoff when transient and attempts remain, else fail."""
 
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        _held(state, worker_id)
+        _held(state, worker_id, attempt)
         out: list[ev.Event] = []
         if record_generation_failed:
             out.append(
@@ -170,31 +197,44 @@ def failure(
     return decide
 
 
-def complete(worker_id: str, stored: ev.ImageStored, actor: str = "uploader") -> DecideWithImage:
-    """Complete the job with its stored image; nothing to do when this worker's completion
-    already committed (a retry after the commit's reply was lost in a database restart)."""
+def complete(
+    worker_id: str,
+    image: ImageRow,
+    *,
+    attempt: int,
+    local_path: str | None,
+    actor: str = "uploader",
+) -> DecideFor[uuid.UUID]:
+    """Complete the job with ``image`` once its imagen.images row has an id; nothing to do
+    when this claim's completion already committed (a retry after the commit's reply was
+    lost in a database restart)."""
 
-    def decide(state: JobState, now: datetime, image_id: uuid.UUID) -> Sequence[ev.Event]:
-        if state.status == "done" and state.worker_id == worker_id and state.image_id == image_id:
-            return []
-        _held(state, worker_id)
-        return [
-            ev.ImageStored(
-                **_header(state, now, actor, worker_id),
-                image_id=image_id,
-                bucket=stored.bucket,
-                storage_path=stored.storage_path,
-                local_path=stored.local_path,
-                bytes=stored.bytes,
-                sha256=stored.sha256,
-            ),
-            ev.JobCompleted(
-                **_header(state, now, actor, worker_id),
-                image_id=image_id,
-            ),
-        ]
+    def for_image(image_id: uuid.UUID) -> Decide:
+        def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+            if (
+                state.status == "done"
+                and state.worker_id == worker_id
+                and state.attempts == attempt
+                and state.image_id == image_id
+            ):
+                return []
+            _held(state, worker_id, attempt)
+            return [
+                ev.ImageStored(
+                    **_header(state, now, actor, worker_id),
+                    image_id=image_id,
+                    bucket=image.bucket,
+                    storage_path=image.storage_path,
+                    local_path=local_path,
+                    bytes=image.bytes,
+                    sha256=image.sha256,
+                ),
+                ev.JobCompleted(**_header(state, now, actor, worker_id), image_id=image_id),
+            ]
 
-    return decide
+        return decide
+
+    return for_image
 
 
 def discard_objects(
@@ -216,19 +256,24 @@ def discard_objects(
 
 def usage_recorded(
     worker_id: str | None, cost: float, actor: str = "usage_recorder"
-) -> DecideWithUsage:
-    def decide(state: JobState, now: datetime, usage_id: int) -> Sequence[ev.Event]:
-        if state.usage_recorded:
-            return []
-        return [
-            ev.UsageRecorded(
-                **_header(state, now, actor, worker_id),
-                usage_id=usage_id,
-                cost_usd_estimate=cost,
-            )
-        ]
+) -> DecideFor[int]:
+    """Record the job's mai.imagen_usage row once it has an id (once per job)."""
 
-    return decide
+    def for_usage(usage_id: int) -> Decide:
+        def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+            if state.usage_recorded:
+                return []
+            return [
+                ev.UsageRecorded(
+                    **_header(state, now, actor, worker_id),
+                    usage_id=usage_id,
+                    cost_usd_estimate=cost,
+                )
+            ]
+
+        return decide
+
+    return for_usage
 
 
 def usage_failed(worker_id: str | None, error: str, actor: str = "usage_recorder") -> Decide:
@@ -276,11 +321,15 @@ def reap(worker_id: str, *, own: bool = False, actor: str = "reaper") -> Decide:
     return decide
 
 
-def abort_in_flight(worker_id: str, reason: str, actor: str = "supervisor") -> Decide:
-    """Give a job back to the queue at once (second signal, crashed actor)."""
+def abort_in_flight(
+    worker_id: str, reason: str, *, attempt: int, actor: str = "supervisor"
+) -> Decide:
+    """Give a job back to the queue at once (shutdown, a failed hand-over); nothing to do
+    when the claim of ``attempt`` no longer holds it."""
 
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        if state.status != "running" or state.worker_id != worker_id:
+        held = (state.status, state.worker_id, state.attempts) == ("running", worker_id, attempt)
+        if not held:
             return []
         # An operator's abort is not the job's fault: the attempt is given back.
         return [

@@ -75,14 +75,6 @@ class GenerationError(ImagenError):
             self.error_class = error_class
 
 
-class TransientGenerationError(GenerationError):
-    error_class: ErrorClass = "transient"
-
-
-class PermanentGenerationError(GenerationError):
-    error_class: ErrorClass = "permanent"
-
-
 class StorageError(ImagenError):
     """Storing an object failed. Same transient/permanent split as GenerationError."""
 

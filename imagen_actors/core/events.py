@@ -11,11 +11,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, get_args
 
 import msgspec
 
-ErrorClass = Literal["transient", "permanent"]
+from imagen_actors.core.errors import ErrorClass
 
 # Fields stored as columns of imagen.job_events rather than inside its ``data`` jsonb.
 ROW_FIELDS: Final = frozenset({"type", "job_id", "occurred_at", "actor", "worker_id"})
@@ -159,28 +159,8 @@ AnyEvent = (
     | UsageFailed
 )
 
-EVENT_TYPES: Final[dict[str, type[Event]]] = {
-    cls.__name__: cls
-    for cls in (
-        JobSubmitted,
-        GenerateRequested,
-        JobClaimed,
-        LeaseExtended,
-        GenerationStarted,
-        GenerationProgress,
-        GenerationSucceeded,
-        GenerationFailed,
-        ImageStored,
-        JobCompleted,
-        JobFailed,
-        ImageDiscarded,
-        JobRequeued,
-        JobCancelRequested,
-        JobCancelled,
-        UsageRecorded,
-        UsageFailed,
-    )
-}
+# Every member of the union by its tag: what ``from_row`` rebuilds a stored row as.
+EVENT_TYPES: Final[dict[str, type[Event]]] = {cls.__name__: cls for cls in get_args(AnyEvent)}
 
 ENCODER: Final = msgspec.json.Encoder()
 DECODER: Final = msgspec.json.Decoder(AnyEvent)

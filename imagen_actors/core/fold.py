@@ -17,7 +17,6 @@ import attrs
 from imagen_actors.core import events as ev
 
 Status = Literal["pending", "running", "done", "failed", "cancelled"]
-TERMINAL: Final[frozenset[str]] = frozenset({"done", "failed", "cancelled"})
 
 # Columns of imagen.jobs that the fold owns; replay --verify compares exactly these.
 PROJECTED_COLUMNS: Final = (
@@ -62,7 +61,8 @@ class IllegalTransitionError(Exception):
 
 @attrs.frozen(kw_only=True)
 class GenerationOutcome:
-    """What the backend produced; kept in memory state, not projected to jobs."""
+    """What the backend produced: the Executor hands it to ``decisions.generation_succeeded``,
+    and the fold keeps it in memory state (not projected to jobs)."""
 
     backend: str
     model: str
@@ -71,7 +71,8 @@ class GenerationOutcome:
     bytes: int
     sha256: str
     latency_ms: int
-    cost_usd_estimate: float
+    cost_usd_estimate: float = 0.0
+    metadata: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)
@@ -105,10 +106,6 @@ class JobState:
     cancel_requested: bool = False
     usage_recorded: bool = False
     objects_discarded: bool = False
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
 
     def projection(self) -> dict[str, Any]:
         """The imagen.jobs row this state stands for."""
@@ -210,6 +207,7 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
                 sha256=event.sha256,
                 latency_ms=event.latency_ms,
                 cost_usd_estimate=event.cost_usd_estimate,
+                metadata=event.metadata,
             )
             return _step(s, at, generation=outcome)
         case ev.GenerationFailed():
@@ -279,9 +277,13 @@ def _step(state: JobState, at: datetime, **changes: Any) -> JobState:
     return attrs.evolve(state, updated_at=at, version=state.version + 1, **changes)
 
 
-def replay(events: Iterable[ev.Event]) -> JobState:
-    """Fold a whole stream from nothing. Raises ValueError for an empty stream."""
-    state: JobState | None = None
+def replay(events: Iterable[ev.Event], *, onto: JobState | None = None) -> JobState:
+    """Fold a stream in order: a whole one from nothing, or new events ``onto`` a state.
+
+    The one loop over events: replay, ``--verify`` and every transition use it. Raises
+    ValueError when that leaves no job (an empty stream from nothing).
+    """
+    state = onto
     for event in events:
         state = fold(state, event)
     if state is None:

@@ -9,17 +9,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl
 
+RowId = TypeVar("RowId")
+
 Decide = Callable[[fl.JobState, datetime], Sequence[ev.Event]]
 """Pure: given the locked job's state and the transaction's clock, the events to append."""
-DecideWithImage = Callable[[fl.JobState, datetime, uuid.UUID], Sequence[ev.Event]]
-DecideWithUsage = Callable[[fl.JobState, datetime, int], Sequence[ev.Event]]
+DecideFor = Callable[[RowId], Decide]
+"""The decision for a row the same transaction inserts first (``DecideFor[uuid.UUID]`` for
+imagen.images, ``DecideFor[int]`` for mai.imagen_usage): the store inserts the row, then
+calls this with the row's id for the ``Decide`` it applies."""
 
 
 @attrs.frozen

@@ -15,7 +15,6 @@ import attrs
 
 PROMPT_MAX: Final = 4000
 NEGATIVE_MAX: Final = 4000
-STYLE_MAX: Final = 64
 SIZE_MIN: Final = 64
 SIZE_MAX: Final = 4096
 SEED_MAX: Final = 2**53 - 1  # seeds stay exact as JSON/JavaScript numbers
@@ -145,16 +144,4 @@ def steps_problem(value: int) -> Problem | None:
         "jobs_steps_between_1_and_200",
         f"steps {value} is out of range: it must be between {STEPS_MIN} and {STEPS_MAX}",
         f"send steps from {STEPS_MIN} to {STEPS_MAX}, or NULL for the backend's default",
-    )
-
-
-def style_problem(value: str) -> Problem | None:
-    if len(value) <= STYLE_MAX:
-        return None
-    return Problem(
-        "style",
-        "jobs_style_max_64_chars",
-        f"style is {len(value)} characters long; the limit is {STYLE_MAX}",
-        "send a preset name such as 'photo' (`imagen-actors generate --help` lists them), "
-        "or NULL for none",
     )

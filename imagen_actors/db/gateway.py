@@ -11,7 +11,6 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any, Final, TypeVar
 
 import asyncpg
@@ -20,14 +19,13 @@ import trio
 import trio_asyncio
 
 from imagen_actors.core import events as ev
-from imagen_actors.core import fold as fl
 from imagen_actors.core.errors import (
     ConcurrencyError,
     ConstraintViolationError,
     DatabaseError,
     DatabaseUnavailableError,
 )
-from imagen_actors.core.records import Decide, ImageRow, NewJob, Transition, UsageRow
+from imagen_actors.core.records import Decide, DecideFor, ImageRow, NewJob, Transition, UsageRow
 from imagen_actors.db.named_queries import NamedQueries
 from imagen_actors.db.notifications import Notifications
 from imagen_actors.db.sql import query
@@ -208,9 +206,7 @@ class Gateway(NamedQueries):
         return await self._run(body)
 
     async def store_image_and_transition(
-        self,
-        image: ImageRow,
-        decide: Callable[[fl.JobState, datetime, uuid.UUID], Sequence[ev.Event]],
+        self, image: ImageRow, decide: DecideFor[uuid.UUID]
     ) -> Transition:
         """Insert imagen.images (idempotent on job_id) and complete the job, one transaction."""
 
@@ -219,16 +215,12 @@ class Gateway(NamedQueries):
                 rows = await lock_job(conn, image.job_id)
                 # If decide refuses (lease lost), the rollback takes the image row with it.
                 image_id = await conn.fetchval(query("upsert_image"), *image.columns())
-                return await advance(
-                    conn, image.job_id, rows, lambda state, now: decide(state, now, image_id)
-                )
+                return await advance(conn, image.job_id, rows, decide(image_id))
 
         return await self._run(body)
 
     async def record_usage_and_transition(
-        self,
-        usage: UsageRow,
-        decide: Callable[[fl.JobState, datetime, int], Sequence[ev.Event]] | None,
+        self, usage: UsageRow, decide: DecideFor[int] | None
     ) -> int:
         """Insert one usage row; with a job, append its UsageRecorded in the same transaction."""
 
@@ -238,9 +230,7 @@ class Gateway(NamedQueries):
                 rows = await lock_job(conn, job_id) if job_id is not None else None
                 usage_id: int = await conn.fetchval(query("insert_usage"), *usage.columns())
                 if job_id is not None and rows is not None and decide is not None:
-                    await advance(
-                        conn, job_id, rows, lambda state, now: decide(state, now, usage_id)
-                    )
+                    await advance(conn, job_id, rows, decide(usage_id))
                 return usage_id
 
         return await self._run(body)

@@ -17,14 +17,7 @@ import trio
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl
 from imagen_actors.core.errors import JobNotFoundError
-from imagen_actors.core.records import (
-    Decide,
-    DecideWithImage,
-    DecideWithUsage,
-    ImageRow,
-    Transition,
-    UsageRow,
-)
+from imagen_actors.core.records import Decide, DecideFor, ImageRow, Transition, UsageRow
 
 
 class LocalJobStore:
@@ -55,24 +48,22 @@ class LocalJobStore:
             raise JobNotFoundError(f"no job {job_id} in {self.log_path}")
         prior = tuple(self._streams[job_id])
         new = tuple(decide(before, datetime.now(UTC)))
-        after = before
-        for e in new:
-            after = fl.fold(after, e)
+        after = fl.replay(new, onto=before)
         self._states[job_id] = after
         self._streams[job_id].extend(new)
         await trio.to_thread.run_sync(self._append, new)
         return Transition(after, new, prior)  # type: ignore[arg-type]
 
     async def store_image_and_transition(
-        self, image: ImageRow, decide: DecideWithImage
+        self, image: ImageRow, decide: DecideFor[uuid.UUID]
     ) -> Transition:
         image_id = self._images.setdefault(
             (image.bucket, image.storage_path), uuid.uuid5(image.job_id, "image")
         )
-        return await self.transition(image.job_id, lambda s, now: decide(s, now, image_id))
+        return await self.transition(image.job_id, decide(image_id))
 
     async def record_usage_and_transition(
-        self, usage: UsageRow, decide: DecideWithUsage | None
+        self, usage: UsageRow, decide: DecideFor[int] | None
     ) -> int:
         raise JobNotFoundError("usage rows need a database; none is configured")
 

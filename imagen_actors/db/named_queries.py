@@ -47,10 +47,6 @@ class NamedQueries:
         """Up to ``limit`` running jobs whose lease has expired, the oldest expiry first."""
         return [r["id"] for r in await self.fetch("expired_leases", limit)]
 
-    async def load_job(self: _Fetches, job_id: uuid.UUID) -> dict[str, Any] | None:
-        """The job's ``imagen.jobs`` row, or None."""
-        return await self.fetchrow("load_job", job_id)
-
     async def job_error(self: _Fetches, job_id: uuid.UUID) -> str | None:
         row = await self.fetchrow("load_job", job_id)
         return None if row is None else row["error"]

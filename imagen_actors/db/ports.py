@@ -12,14 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from imagen_actors.core import events as ev
-from imagen_actors.core.records import (
-    Decide,
-    DecideWithImage,
-    DecideWithUsage,
-    ImageRow,
-    Transition,
-    UsageRow,
-)
+from imagen_actors.core.records import Decide, DecideFor, ImageRow, Transition, UsageRow
 
 
 class Transitions(Protocol):
@@ -30,11 +23,11 @@ class JobStore(Transitions, Protocol):
     """The Executor, Uploader and UsageRecorder's store (Postgres, or a JSONL log)."""
 
     async def store_image_and_transition(
-        self, image: ImageRow, decide: DecideWithImage
+        self, image: ImageRow, decide: DecideFor[uuid.UUID]
     ) -> Transition: ...
 
     async def record_usage_and_transition(
-        self, usage: UsageRow, decide: DecideWithUsage | None
+        self, usage: UsageRow, decide: DecideFor[int] | None
     ) -> int: ...
 
     async def reserve_image_key(self, bucket: str, key: str, job_id: uuid.UUID) -> uuid.UUID: ...
@@ -80,9 +73,3 @@ class ReapQueue(LeftoverStore, Protocol):
     async def worker_seen(
         self, worker_id: str, backends: Sequence[str], *, starting: bool = False
     ) -> None: ...
-
-
-class StatusSource(Protocol):
-    """What the metrics endpoint reads on a scrape."""
-
-    async def status_counts(self) -> dict[str, int]: ...

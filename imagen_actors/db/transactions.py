@@ -110,12 +110,6 @@ async def advance(conn: Any, job_id: uuid.UUID, rows: list[Any], decide: Decide)
     new = tuple(decide(before, rows[0]["db_now"]))
     if not new:
         return Transition(before, (), prior)
-    after = fold_all(before, new)
+    after = fl.replay(new, onto=before)
     await append_and_project(conn, job_id, before, new, after)
     return Transition(after, new, prior)
-
-
-def fold_all(state: fl.JobState, new: Sequence[ev.Event]) -> fl.JobState:
-    for event in new:
-        state = fl.fold(state, event)
-    return state

@@ -71,13 +71,6 @@ def configure_logging(
     return handler
 
 
-def set_worker_id(worker_id: str) -> None:
-    """Stamp ``worker_id`` on the JSON lines of the handlers ``configure_logging`` installed."""
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler.formatter, JsonFormatter):
-            handler.formatter.worker_id = worker_id
-
-
 def wants_json(log_format: str, stream: TextIO | None = None) -> bool:
     """``json``/``text`` as asked; ``auto`` is JSON unless ``stream`` (stderr) is a terminal."""
     if log_format != "auto":

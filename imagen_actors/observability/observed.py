@@ -12,14 +12,11 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any
 
 import attrs
 
-from imagen_actors.core import events as ev
-from imagen_actors.core import fold as fl
-from imagen_actors.core.records import Decide, ImageRow, Transition
+from imagen_actors.core.records import Decide, DecideFor, ImageRow, Transition
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.db.notifications import Notifications
 
@@ -75,9 +72,7 @@ class ObservedGateway(Gateway):
         return t
 
     async def store_image_and_transition(
-        self,
-        image: ImageRow,
-        decide: Callable[[fl.JobState, datetime, uuid.UUID], Sequence[ev.Event]],
+        self, image: ImageRow, decide: DecideFor[uuid.UUID]
     ) -> Transition:
         t = await super().store_image_and_transition(image, decide)
         self._report(t)

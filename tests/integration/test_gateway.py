@@ -59,7 +59,7 @@ async def test_two_concurrent_transitions_one_wins(gateway: Gateway, database_ur
                 raise ConcurrencyError(
                     f"expected version {expected_version}, found {state.version}"
                 )
-            return dc.extend_lease("w", 60)(state, now)
+            return dc.extend_lease("w", 60, attempt=1)(state, now)
 
         return decide
 
@@ -118,14 +118,14 @@ async def test_lost_lease_writes_nothing(gateway: Gateway) -> None:
     job = await insert_job(gateway)
     await gateway.claim(dc.claim("a", 60))
     with pytest.raises(LeaseLostError):
-        await gateway.transition(job, dc.start_generation("b", 1))
+        await gateway.transition(job, dc.start_generation("b", 1, attempt=1))
     assert len(await gateway.load_events(job)) == 2
 
 
 async def test_unknown_job_is_not_found(gateway: Gateway) -> None:
     """A transition on a missing id says so."""
     with pytest.raises(JobNotFoundError):
-        await gateway.transition(uuid.uuid4(), dc.extend_lease("w", 60))
+        await gateway.transition(uuid.uuid4(), dc.extend_lease("w", 60, attempt=1))
 
 
 async def test_eight_claimers_over_200_jobs_claim_each_once(
@@ -158,7 +158,7 @@ async def test_requeued_job_waits_for_run_after(gateway: Gateway) -> None:
     job = await insert_job(gateway)
     await gateway.claim(dc.claim("w", 60))
     await gateway.transition(
-        job, dc.failure("w", "HTTP 503", "transient", "executor", rng=lambda: 0.5)
+        job, dc.failure("w", "HTTP 503", "transient", "executor", attempt=1, rng=lambda: 0.5)
     )
     assert await gateway.claim(dc.claim("w", 60)) is None
     assert await gateway.fetchval("next_run_after") is not None

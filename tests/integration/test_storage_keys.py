@@ -21,7 +21,7 @@ from imagen_actors.core import events as ev
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.storage.local import LocalStore
 from imagen_actors.worker.actors.janitor import BATCH, discard_leftovers, discard_one
-from tests.support.events import generated
+from tests.support.events import outcome
 from tests.support.jobs import assert_replay_matches, insert_job
 from tests.support.worker import make_config, running_worker, wait_all_terminal
 
@@ -74,10 +74,12 @@ async def _fail_after_generating(gw: Gateway, job: uuid.UUID, seed: int) -> None
     """Drive ``job`` through claim, a generated image and a final failure, as a worker would."""
     claimed = await gw.claim(dc.claim(W, 60))
     assert claimed is not None and claimed.state.id == job
-    await gw.transition(job, dc.start_generation(W, seed))
-    outcome = generated(job, datetime.now(UTC), seed=seed)
-    await gw.transition(job, dc.generation_succeeded(W, outcome, 60))
-    await gw.transition(job, dc.failure(W, "storage: gone", "permanent", "uploader"))
+    attempt = claimed.state.attempts
+    await gw.transition(job, dc.start_generation(W, seed, attempt=attempt))
+    await gw.transition(job, dc.generation_succeeded(W, outcome(seed=seed), 60, attempt=attempt))
+    await gw.transition(
+        job, dc.failure(W, "storage: gone", "permanent", "uploader", attempt=attempt)
+    )
 
 
 async def test_failed_job_clean_up_spares_a_key_another_job_is_completing_onto(

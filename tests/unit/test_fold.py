@@ -12,7 +12,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import LeaseLostError
-from imagen_actors.core.fold import IllegalTransitionError, JobState, fold, replay
+from imagen_actors.core.fold import (
+    GenerationOutcome,
+    IllegalTransitionError,
+    JobState,
+    fold,
+    replay,
+)
 from tests.support import events as support
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -24,27 +30,19 @@ def submitted(max_attempts: int = 3) -> ev.JobSubmitted:
     return support.submitted(JOB, T0, max_attempts=max_attempts)
 
 
-def apply(state: JobState, decide: Any, at: datetime, *extra: Any) -> JobState:
-    for e in decide(state, at, *extra):
+def apply(state: JobState, decide: Any, at: datetime) -> JobState:
+    for e in decide(state, at):
         state = fold(state, e)
     return state
 
 
-def outcome() -> ev.GenerationSucceeded:
-    return support.generated(JOB, T0)
+def outcome() -> GenerationOutcome:
+    return support.outcome()
 
 
-def stored() -> ev.ImageStored:
-    return ev.ImageStored(
-        job_id=JOB,
-        occurred_at=T0,
-        actor="uploader",
-        image_id=JOB,
-        bucket="b",
-        storage_path="k",
-        bytes=10,
-        sha256="0" * 64,
-    )
+def complete(worker: str, attempt: int, image_id: uuid.UUID) -> Any:
+    """The Uploader's completion of attempt ``attempt`` once its images row is ``image_id``."""
+    return dc.complete(worker, support.image_row(JOB), attempt=attempt, local_path=None)(image_id)
 
 
 def test_happy_path_ends_done_with_image() -> None:
@@ -53,13 +51,13 @@ def test_happy_path_ends_done_with_image() -> None:
     s = apply(s, dc.claim(W, 60), T0 + timedelta(seconds=1))
     assert (s.status, s.attempts, s.worker_id) == ("running", 1, W)
     assert s.lease_expires_at == T0 + timedelta(seconds=61)
-    s = apply(s, dc.start_generation(W, 7), T0 + timedelta(seconds=2))
-    s = apply(s, dc.generation_succeeded(W, outcome(), 60), T0 + timedelta(seconds=3))
+    s = apply(s, dc.start_generation(W, 7, attempt=1), T0 + timedelta(seconds=2))
+    s = apply(s, dc.generation_succeeded(W, outcome(), 60, attempt=1), T0 + timedelta(seconds=3))
     image = uuid.uuid4()
-    s = apply(s, dc.complete(W, stored()), T0 + timedelta(seconds=4), image)
+    s = apply(s, complete(W, 1, image), T0 + timedelta(seconds=4))
     assert (s.status, s.image_id, s.lease_expires_at) == ("done", image, None)
     assert s.finished_at == T0 + timedelta(seconds=4)
-    s = apply(s, dc.usage_recorded(W, 0.0), T0 + timedelta(seconds=5), 1)
+    s = apply(s, dc.usage_recorded(W, 0.0)(1), T0 + timedelta(seconds=5))
     assert s.version == 8 and s.status == "done"
 
 
@@ -92,18 +90,19 @@ def test_transient_failure_requeues_with_backoff_then_fails_at_max() -> None:
     """Transient errors requeue (with retry_at) until max_attempts, then fail naming the count."""
     s = fold(None, submitted(max_attempts=2))
     s = apply(s, dc.claim(W, 60), T0)
-    s = apply(s, dc.failure(W, "HTTP 503", "transient", "executor", rng=lambda: 0.5), T0)
+    s = apply(s, dc.failure(W, "HTTP 503", "transient", "executor", attempt=1, rng=lambda: 0.5), T0)
     assert s.status == "pending" and s.error == "HTTP 503"
-    assert s.run_after == T0 + timedelta(seconds=dc.RETRY_BASE_S)
+    # Full jitter: the draw 0.5 waits half the first ceiling (2 s).
+    assert s.run_after == T0 + timedelta(seconds=1.0)
     s = apply(s, dc.claim(W, 60), T0)
-    s = apply(s, dc.failure(W, "HTTP 503", "transient", "executor"), T0)
+    s = apply(s, dc.failure(W, "HTTP 503", "transient", "executor", attempt=2), T0)
     assert s.status == "failed" and s.error == "HTTP 503 (gave up after 2 attempts)"
 
 
 def test_permanent_failure_fails_at_once() -> None:
     """A permanent error fails on the first attempt."""
     s = apply(fold(None, submitted()), dc.claim(W, 60), T0)
-    s = apply(s, dc.failure(W, "unknown backend", "permanent", "executor"), T0)
+    s = apply(s, dc.failure(W, "unknown backend", "permanent", "executor", attempt=1), T0)
     assert s.status == "failed" and s.attempts == 1
 
 
@@ -112,23 +111,23 @@ def test_a_retried_completion_that_already_committed_is_a_no_op() -> None:
     completion is already there, so nothing is appended (and no LeaseLostError, which would
     have dropped the job's usage row); anyone else's completion still raises."""
     s = apply(fold(None, submitted()), dc.claim(W, 60), T0)
-    s = apply(s, dc.start_generation(W, 7), T0)
-    s = apply(s, dc.generation_succeeded(W, outcome(), 60), T0)
+    s = apply(s, dc.start_generation(W, 7, attempt=1), T0)
+    s = apply(s, dc.generation_succeeded(W, outcome(), 60, attempt=1), T0)
     image = uuid.uuid4()
-    s = apply(s, dc.complete(W, stored()), T0, image)
+    s = apply(s, complete(W, 1, image), T0)
     assert s.status == "done"
-    assert dc.complete(W, stored())(s, T0, image) == []
+    assert complete(W, 1, image)(s, T0) == []
     with pytest.raises(LeaseLostError):
-        dc.complete("other:w", stored())(s, T0, image)
+        complete("other:w", 1, image)(s, T0)
     with pytest.raises(LeaseLostError):
-        dc.complete(W, stored())(s, T0, uuid.uuid4())
+        complete(W, 1, uuid.uuid4())(s, T0)
 
 
 def test_other_worker_cannot_advance_a_job() -> None:
     """A worker whose lease was handed on gets LeaseLostError, not a silent write."""
     s = apply(fold(None, submitted()), dc.claim(W, 60), T0)
     with pytest.raises(LeaseLostError):
-        dc.start_generation("other:w", 1)(s, T0)
+        dc.start_generation("other:w", 1, attempt=1)(s, T0)
     with pytest.raises(IllegalTransitionError, match="lease is held by"):
         fold(
             s,
@@ -152,15 +151,16 @@ def test_reaper_leaves_live_lease_and_requeues_expired() -> None:
 def test_shutdown_abort_refunds_the_attempt() -> None:
     """An operator abort requeues without using up an attempt, even on the last one."""
     s = apply(fold(None, submitted(max_attempts=1)), dc.claim(W, 60), T0)
-    s = apply(s, dc.abort_in_flight(W, "second signal"), T0)
+    s = apply(s, dc.abort_in_flight(W, "second signal", attempt=1), T0)
     assert (s.status, s.attempts) == ("pending", 0)
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    """Retry delays double per attempt and stop at the cap."""
+    """Retry delays are full jitter under a ceiling that doubles per attempt up to 60 s."""
     delays = [dc.retry_delay_s(a, rng=lambda: 0.5) for a in range(1, 10)]
-    assert delays[:3] == [2.0, 4.0, 8.0]
-    assert max(delays) == dc.RETRY_CAP_S
+    assert delays[:3] == [1.0, 2.0, 4.0]
+    assert max(delays) == 30.0
+    assert dc.retry_delay_s(3, rng=lambda: 0.0) == 0.0
 
 
 def test_replay_of_empty_stream_is_an_error() -> None:
@@ -178,10 +178,10 @@ class JobMachine(RuleBasedStateMachine):
         self.state: JobState = fold(None, self.events[0])
         self.t = T0
 
-    def _do(self, decide: Any, *extra: Any) -> None:
+    def _do(self, decide: Any) -> None:
         self.t += timedelta(seconds=1)
         try:
-            new = list(decide(self.state, self.t, *extra))
+            new = list(decide(self.state, self.t))
         except (LeaseLostError, IllegalTransitionError):
             return
         try:
@@ -198,24 +198,29 @@ class JobMachine(RuleBasedStateMachine):
 
     @rule()
     def start(self) -> None:
-        self._do(dc.start_generation(W, 1))
+        self._do(dc.start_generation(W, 1, attempt=self.state.attempts))
 
     @rule()
     def succeed(self) -> None:
-        self._do(dc.generation_succeeded(W, outcome(), 60))
+        self._do(dc.generation_succeeded(W, outcome(), 60, attempt=self.state.attempts))
 
     @rule(transient=st.booleans())
     def fail(self, transient: bool) -> None:
         self._do(
             dc.failure(
-                W, "e", "transient" if transient else "permanent", "executor", rng=lambda: 0.0
+                W,
+                "e",
+                "transient" if transient else "permanent",
+                "executor",
+                attempt=self.state.attempts,
+                rng=lambda: 0.0,
             )
         )
 
     @precondition(lambda self: self.state.generation is not None)
     @rule()
     def complete(self) -> None:
-        self._do(dc.complete(W, stored()), uuid.uuid4())
+        self._do(complete(W, self.state.attempts, uuid.uuid4()))
 
     @rule(seconds=st.integers(0, 120))
     def reap(self, seconds: int) -> None:
@@ -224,11 +229,11 @@ class JobMachine(RuleBasedStateMachine):
 
     @rule()
     def abort(self) -> None:
-        self._do(dc.abort_in_flight(W, "signal"))
+        self._do(dc.abort_in_flight(W, "signal", attempt=self.state.attempts))
 
     @rule()
     def usage(self) -> None:
-        self._do(dc.usage_recorded(W, 0.01), 1)
+        self._do(dc.usage_recorded(W, 0.01)(1))
 
     @invariant()
     def consistent(self) -> None:

@@ -37,7 +37,9 @@ async def test_work_that_outlives_several_leases_is_renewed_and_finishes(
         await trio.sleep(95)
         return "stored"
 
-    got = await holding_lease(db, JOB, upload, worker_id="w", lease_s=30, actor="uploader")  # type: ignore[arg-type]
+    got = await holding_lease(
+        db, JOB, upload, worker_id="w", attempt=1, lease_s=30, actor="uploader"
+    )  # type: ignore[arg-type]
     assert got == "stored" and db.renewals == 9  # every 10 s for 95 s
 
 
@@ -54,7 +56,7 @@ async def test_an_outage_longer_than_the_lease_cancels_the_work(
 
     t0 = trio.current_time()
     with pytest.raises(LeaseLostError, match=r"could not be renewed for 30s .* expired"):
-        await holding_lease(db, JOB, upload, worker_id="w", lease_s=30, actor="uploader")  # type: ignore[arg-type]
+        await holding_lease(db, JOB, upload, worker_id="w", attempt=1, lease_s=30, actor="uploader")  # type: ignore[arg-type]
     # Last good renewal at 10 s; the first failed tick at least 30 s later gives up.
     assert not finished and trio.current_time() - t0 == pytest.approx(40)
 
@@ -66,5 +68,7 @@ async def test_a_short_outage_is_ridden_out(autojump_clock: trio.testing.MockClo
         await trio.sleep(35)  # renewals at 20 and 30 fail; the work ends before 10 + 30
         return "stored"
 
-    got = await holding_lease(db, JOB, upload, worker_id="w", lease_s=30, actor="uploader")  # type: ignore[arg-type]
+    got = await holding_lease(
+        db, JOB, upload, worker_id="w", attempt=1, lease_s=30, actor="uploader"
+    )  # type: ignore[arg-type]
     assert got == "stored"

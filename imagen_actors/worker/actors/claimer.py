@@ -141,9 +141,10 @@ async def _hand_over(
         why,
         extra=job_fields(claimed.job_id),
     )
-    await gateway.transition(
-        claimed.job_id, dc.abort_in_flight(worker_id, f"hand-over {why}", actor="claimer")
+    abort = dc.abort_in_flight(
+        worker_id, f"hand-over {why}", attempt=claimed.attempt, actor="claimer"
     )
+    await gateway.transition(claimed.job_id, abort)
 
 
 async def _wait_for_work(gateway: ClaimQueue, wakes: trio.MemoryReceiveChannel[Wake]) -> None:

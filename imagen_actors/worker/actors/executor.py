@@ -28,6 +28,7 @@ from imagen_actors.core.errors import (
     GenerationError,
     LeaseLostError,
 )
+from imagen_actors.core.fold import GenerationOutcome
 from imagen_actors.core.naming import default_seed
 from imagen_actors.db.ports import JobStore
 from imagen_actors.observability.logs import job_fields
@@ -85,7 +86,7 @@ async def hand_over(
 ) -> None:
     """Pass the image to the Uploader, holding the lease while the Uploader is busy; on
     abort before it is taken, give the job back instead of leaving it to lease expiry."""
-    job_id = generated.submitted.job_id
+    job_id, attempt = generated.submitted.job_id, generated.claimed.attempt
     delivered = False
 
     async def deliver() -> None:
@@ -99,6 +100,7 @@ async def hand_over(
             job_id,
             deliver,
             worker_id=settings.worker_id,
+            attempt=attempt,
             lease_s=settings.lease_s,
             actor="executor",
         )
@@ -111,6 +113,7 @@ async def hand_over(
                 settings.worker_id,
                 job_id,
                 "worker shut down before the upload",
+                attempt=attempt,
                 actor="executor",
             )
 
@@ -123,16 +126,16 @@ async def run_one(
     observer: ProgressObserver | None = None,
 ) -> GeneratedImage | None:
     sub = item.submitted
-    worker = settings.worker_id
+    worker, attempt = settings.worker_id, item.claimed.attempt
     seed = sub.seed if sub.seed is not None else default_seed(sub.job_id)
     try:
         try:
             backend = backends.get(sub.backend)
             styled, negative = styles.apply(sub.style, sub.prompt, sub.negative_prompt)
         except ConfigError as exc:
-            await _fail(gateway, worker, sub.job_id, str(exc), "permanent")
+            await _fail(gateway, worker, attempt, sub.job_id, str(exc), "permanent")
             return None
-        await gateway.transition(sub.job_id, dc.start_generation(worker, seed))
+        await gateway.transition(sub.job_id, dc.start_generation(worker, seed, attempt=attempt))
         request = GenerationRequest(
             prompt=styled,
             user_prompt=sub.prompt,
@@ -147,10 +150,12 @@ async def run_one(
         )
         try:
             result = await _generate_with_lease(
-                gateway, settings, backend.generate, request, observer
+                gateway, settings, attempt, backend.generate, request, observer
             )
         except GenerationError as exc:
-            await _fail(gateway, worker, sub.job_id, f"{sub.backend}: {exc}", exc.error_class)
+            await _fail(
+                gateway, worker, attempt, sub.job_id, f"{sub.backend}: {exc}", exc.error_class
+            )
             return None
         except LeaseLostError:
             raise
@@ -165,16 +170,13 @@ async def run_one(
             await _fail(
                 gateway,
                 worker,
+                attempt,
                 sub.job_id,
                 f"{sub.backend}: internal error {type(exc).__name__}: {exc}",
                 "transient",
             )
             return None
-        succeeded = ev.GenerationSucceeded(
-            job_id=sub.job_id,
-            occurred_at=item.claimed.occurred_at,
-            actor="executor",
-            worker_id=worker,
+        outcome = GenerationOutcome(
             backend=sub.backend,
             model=result.model,
             seed=result.seed,
@@ -186,7 +188,8 @@ async def run_one(
             metadata=result.metadata,
         )
         t = await gateway.transition(
-            sub.job_id, dc.generation_succeeded(worker, succeeded, settings.lease_s)
+            sub.job_id,
+            dc.generation_succeeded(worker, outcome, settings.lease_s, attempt=attempt),
         )
         recorded = next(e for e in t.events if isinstance(e, ev.GenerationSucceeded))
         return GeneratedImage(
@@ -206,7 +209,12 @@ async def run_one(
         # the scope rather than matching the exception: are we being cancelled?
         if being_cancelled():
             await give_back(
-                gateway, worker, sub.job_id, "worker shut down mid-generation", actor="executor"
+                gateway,
+                worker,
+                sub.job_id,
+                "worker shut down mid-generation",
+                attempt=attempt,
+                actor="executor",
             )
 
 
@@ -215,12 +223,15 @@ def being_cancelled() -> bool:
 
 
 async def give_back(
-    gateway: JobStore, worker: str, job_id: uuid.UUID, reason: str, *, actor: str
+    gateway: JobStore, worker: str, job_id: uuid.UUID, reason: str, *, attempt: int, actor: str
 ) -> None:
-    """Requeue a job we hold (refunding the attempt), even while being cancelled."""
+    """Requeue a job our claim ``attempt`` holds (refunding the attempt), even while being
+    cancelled."""
     with trio.move_on_after(FINAL_WRITE_GRACE_S, shield=True):
         try:
-            await gateway.transition(job_id, dc.abort_in_flight(worker, reason, actor=actor))
+            await gateway.transition(
+                job_id, dc.abort_in_flight(worker, reason, attempt=attempt, actor=actor)
+            )
             log.warning("job %s: %s; requeued", job_id, reason, extra=job_fields(job_id))
         except (LeaseLostError, DatabaseError) as exc:
             log.warning(
@@ -232,7 +243,12 @@ async def give_back(
 
 
 async def _fail(
-    gateway: JobStore, worker: str, job_id: uuid.UUID, error: str, error_class: ErrorClass
+    gateway: JobStore,
+    worker: str,
+    attempt: int,
+    job_id: uuid.UUID,
+    error: str,
+    error_class: ErrorClass,
 ) -> None:
     log.info(
         "job %s generation failed (%s): %s",
@@ -241,12 +257,15 @@ async def _fail(
         error,
         extra=job_fields(job_id),
     )
-    await gateway.transition(job_id, dc.failure(worker, error, error_class, "executor"))
+    await gateway.transition(
+        job_id, dc.failure(worker, error, error_class, "executor", attempt=attempt)
+    )
 
 
 async def _generate_with_lease(
     gateway: JobStore,
     settings: ExecutorSettings,
+    attempt: int,
     generate: Callable[..., object],
     request: GenerationRequest,
     observer: ProgressObserver | None,
@@ -269,11 +288,16 @@ async def _generate_with_lease(
         if progress.step != progress.persisted_step:
             step, total = progress.step, progress.total
             await gateway.transition(
-                job_id, dc.record_progress(settings.worker_id, step, total, settings.lease_s)
+                job_id,
+                dc.record_progress(
+                    settings.worker_id, step, total, settings.lease_s, attempt=attempt
+                ),
             )
             progress.persisted_step = step
         else:
-            await gateway.transition(job_id, dc.extend_lease(settings.worker_id, settings.lease_s))
+            await gateway.transition(
+                job_id, dc.extend_lease(settings.worker_id, settings.lease_s, attempt=attempt)
+            )
 
     async def run() -> GenerationResult:
         out: GenerationResult = await generate(request, on_progress)  # type: ignore[misc]
@@ -284,6 +308,7 @@ async def _generate_with_lease(
         job_id,
         run,
         worker_id=settings.worker_id,
+        attempt=attempt,
         lease_s=settings.lease_s,
         actor="executor",
         renew=renew,

@@ -7,7 +7,8 @@ turns out to be no longer ours (``LeaseLostError``) the work is cancelled and th
 raised; a renewal that fails on the database is logged and tried again at the next tick,
 until ``lease_s`` has passed since the last good one: then the lease has expired, the work
 is cancelled and ``LeaseLostError`` raised, so nothing is written for a job the Reaper may
-already have handed on.
+already have handed on. The lease held is that of one claim (worker id and attempt): a
+renewal for an attempt the job has moved past is refused like one for another worker.
 """
 
 from __future__ import annotations
@@ -34,22 +35,26 @@ async def holding_lease(
     work: Callable[[], Awaitable[T]],
     *,
     worker_id: str,
+    attempt: int,
     lease_s: float,
     actor: str,
     renew: Callable[[], Awaitable[None]] | None = None,
     interval_s: float | None = None,
 ) -> T:
-    """``await work()`` while renewing the job's lease; its own exceptions pass unwrapped.
+    """``await work()`` while renewing the lease of ``worker_id``'s claim ``attempt``; the
+    work's own exceptions pass unwrapped.
 
     ``renew`` replaces the plain ``LeaseExtended`` transition (the Executor persists progress
-    with it); it must renew the lease too.
+    with it); it must renew the same claim's lease too.
     """
     lost: list[LeaseLostError] = []
     result: list[T] = []
     failed: list[Exception] = []
 
     async def extend() -> None:
-        await gateway.transition(job_id, dc.extend_lease(worker_id, lease_s, actor=actor))
+        await gateway.transition(
+            job_id, dc.extend_lease(worker_id, lease_s, attempt=attempt, actor=actor)
+        )
 
     async def renewing(cancel: trio.CancelScope) -> None:
         renewed_at = trio.current_time()

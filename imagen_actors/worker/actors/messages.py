@@ -17,6 +17,7 @@ class ClaimedWork(msgspec.Struct, frozen=True, kw_only=True):
     """A claimed job handed from the Claimer to the Executor."""
 
     submitted: ev.JobSubmitted
+    # Its worker_id and attempt fence every decision the Executor makes for this job.
     claimed: ev.JobClaimed
 
 
@@ -24,6 +25,7 @@ class GeneratedImage(msgspec.Struct, frozen=True, kw_only=True):
     """A finished generation handed from the Executor to the Uploader."""
 
     submitted: ev.JobSubmitted
+    # The same claim: the Uploader's decisions are fenced by its worker_id and attempt too.
     claimed: ev.JobClaimed
     succeeded: ev.GenerationSucceeded
     image: bytes

@@ -24,14 +24,7 @@ import trio
 
 from imagen_actors.core.backoff import Backoff
 from imagen_actors.core.errors import DatabaseUnavailableError
-from imagen_actors.core.records import (
-    Decide,
-    DecideWithImage,
-    DecideWithUsage,
-    ImageRow,
-    Transition,
-    UsageRow,
-)
+from imagen_actors.core.records import Decide, DecideFor, ImageRow, Transition, UsageRow
 from imagen_actors.db.ports import JobStore
 
 RETRY: Final = Backoff(base_s=0.1, cap_s=2.0)
@@ -66,7 +59,7 @@ class OutageTolerantStore:
         )
 
     async def store_image_and_transition(
-        self, image: ImageRow, decide: DecideWithImage
+        self, image: ImageRow, decide: DecideFor[uuid.UUID]
     ) -> Transition:
         return await self._retry(
             "completion",
@@ -75,7 +68,7 @@ class OutageTolerantStore:
         )
 
     async def record_usage_and_transition(
-        self, usage: UsageRow, decide: DecideWithUsage | None
+        self, usage: UsageRow, decide: DecideFor[int] | None
     ) -> int:
         # Best-effort bookkeeping: the UsageRecorder records a failure rather than wait.
         return await self._inner.record_usage_and_transition(usage, decide)

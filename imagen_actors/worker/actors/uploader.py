@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,7 @@ async def give_back_waiting(
             worker,
             item.submitted.job_id,
             "worker shut down before the upload",
+            attempt=item.claimed.attempt,
             actor="uploader",
         )
 
@@ -155,7 +156,7 @@ async def upload_one(
     gateway: JobStore, store: ObjectStore, settings: UploaderSettings, item: GeneratedImage
 ) -> ImageCompleted | None:
     sub, gen = item.submitted, item.succeeded
-    worker = settings.worker_id
+    worker, attempt = settings.worker_id, item.claimed.attempt
     try:
         # However long the upload takes (storage retries, a slow link), the lease is renewed
         # meanwhile, so the Reaper never hands a job on while its upload is still running.
@@ -164,6 +165,7 @@ async def upload_one(
             sub.job_id,
             lambda: store_and_complete(gateway, store, settings, item),
             worker_id=worker,
+            attempt=attempt,
             lease_s=settings.lease_s,
             actor="uploader",
         )
@@ -183,6 +185,7 @@ async def upload_one(
                     f"storage: {exc}",
                     exc.error_class,
                     "uploader",
+                    attempt=attempt,
                     record_generation_failed=False,
                 ),
             )
@@ -198,7 +201,12 @@ async def upload_one(
     finally:
         if being_cancelled():
             await give_back(
-                gateway, worker, sub.job_id, "worker shut down mid-upload", actor="uploader"
+                gateway,
+                worker,
+                sub.job_id,
+                "worker shut down mid-upload",
+                attempt=attempt,
+                actor="uploader",
             )
     # Normally this transition's event; the stream's own when a retried completion found
     # its first try committed (its reply lost to a database restart).
@@ -214,7 +222,6 @@ async def store_and_complete(
 ) -> tuple[Transition, Path]:
     """Disk, then the object, then one transaction: the image row and the completion."""
     sub, gen = item.submitted, item.succeeded
-    worker = settings.worker_id
     key = await choose_key(gateway, store, item)
     try:
         image_path = await trio.to_thread.run_sync(write_output, settings.output, item)
@@ -255,17 +262,8 @@ async def store_and_complete(
             **gen.metadata,
         },
     )
-    template = ev.ImageStored(
-        job_id=sub.job_id,
-        occurred_at=datetime.now(UTC),
-        actor="uploader",
-        worker_id=worker,
-        image_id=sub.job_id,
-        bucket=stored.bucket,
-        storage_path=stored.key,
-        local_path=str(image_path),
-        bytes=gen.bytes,
-        sha256=gen.sha256,
+    complete = dc.complete(
+        settings.worker_id, image, attempt=item.claimed.attempt, local_path=str(image_path)
     )
-    t = await gateway.store_image_and_transition(image, dc.complete(worker, template))
+    t = await gateway.store_image_and_transition(image, complete)
     return t, image_path
