@@ -17,6 +17,7 @@ import platformdirs
 import yaml
 
 from imagen_actors.config import explain as config_errors
+from imagen_actors.config import files
 from imagen_actors.core import naming, request_rules
 from imagen_actors.core.errors import ConfigError
 
@@ -223,7 +224,11 @@ def _check_backends(raw: dict[str, Any], where: str) -> None:
 
 def parse(text: str, *, source: str) -> Config:
     try:
-        raw = yaml.safe_load(text)
+        raw = files.load_yaml(text)
+    except files.YAMLBoundError as exc:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{source} is refused{at}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -252,17 +257,26 @@ def parse(text: str, *, source: str) -> Config:
 
 
 def load(path: str | Path | None = None) -> Config:
-    """Load from ``path``, else $IMAGEN_CONFIG, else ~/.config/imagen.yaml, else defaults."""
+    """Load from ``path``, else $IMAGEN_CONFIG, else ~/.config/imagen.yaml, else defaults.
+
+    Only nothing at all at the default path means defaults (``lstat``: a dangling or looping
+    symlink there is an error, not "no config"); the file is read by ``files.read_text_file``
+    (a regular UTF-8 file of at most 1 MiB)."""
     explicit = path is not None or bool(os.environ.get(ENV_CONFIG))
     chosen = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG_PATH).expanduser()
-    if not chosen.exists():
-        if explicit:
-            raise ConfigError(
-                f"config file {chosen} does not exist; create one with "
-                f"'imagen-actors config init --path {chosen}'"
-            )
-        return _validate(Config())
-    return parse(chosen.read_text(encoding="utf-8"), source=str(chosen))
+    if not explicit:
+        try:
+            os.lstat(chosen)
+        except FileNotFoundError:
+            return _validate(Config())
+        except OSError:
+            pass  # read_text_file names the problem
+    text = files.read_text_file(
+        chosen,
+        what="config file",
+        missing_hint=f"create one with 'imagen-actors config init --path {chosen}'",
+    )
+    return parse(text, source=str(chosen))
 
 
 def describe_source(cfg: Config) -> str:
