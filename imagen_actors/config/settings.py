@@ -82,9 +82,12 @@ class WorkerConfig(_Strict):
     max_attempts: int = 3
     shutdown_grace_s: float = 120.0
     reap_interval_s: float = 5.0
-    # A job whose backend no worker seen this recently offers is claimed and failed; until
-    # then it waits for its host (a restart, a short outage) instead of failing.
+    # A worker seen this recently still offers the backends it registered (a restart or a
+    # short outage does not make its jobs unserved).
     backend_absent_after_s: float = 600.0
+    # A job whose backend no such worker offers waits this long after it last became
+    # pending (the host that offers it may start a little later), then a claim fails it.
+    unserved_backend_grace_s: float = 600.0
     http: str | None = None
     progress_persist_interval_s: float = 5.0
 
@@ -135,6 +138,8 @@ def _validate(cfg: Config) -> Config:
          "worker.backend_absent_after_s",
          "must be a number of seconds of at least 10 x worker.reap_interval_s (the heartbeat), "
          "so a live host is never taken for gone (default 600)"),
+        (_seconds(w.unserved_backend_grace_s, minimum=0), "worker.unserved_backend_grace_s",
+         "must be a number of seconds >= 0 (default 600)"),
         (_seconds(w.progress_persist_interval_s, minimum=0, strict=True),
          "worker.progress_persist_interval_s", "must be a number of seconds > 0 (default 5)"),
         (bool(re.fullmatch(r"[A-Za-z0-9._-]{1,40}", w.name)), "worker.name",

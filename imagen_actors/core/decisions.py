@@ -6,6 +6,7 @@ Each function here is what an actor hands the gateway as ``decide``. They raise
 
 from __future__ import annotations
 
+import functools
 import random
 import uuid
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ import msgspec
 
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import ErrorClass, LeaseLostError
-from imagen_actors.core.fold import JobState
+from imagen_actors.core.fold import JobState, fold
 from imagen_actors.core.records import Decide, DecideWithImage, DecideWithUsage
 
 RETRY_BASE_S: Final = 2.0
@@ -52,6 +53,30 @@ def claim(worker_id: str, lease_s: float, actor: str = "claimer") -> Decide:
                 lease_expires_at=now + timedelta(seconds=lease_s),
             )
         ]
+
+    return decide
+
+
+def unserved_reason(backend: str, grace_s: float) -> str:
+    return (
+        f"no worker has offered backend {backend!r} for {grace_s:g} s "
+        "(worker.unserved_backend_grace_s); add it under backends: on a worker host, "
+        "or fix the job's backend"
+    )
+
+
+def fail_unserved(claim: Decide, grace_s: float) -> Decide:
+    """``claim``, then fail the job at once (permanent): no worker has offered its backend
+    for ``grace_s``, so nobody can run it."""
+
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        claimed = list(claim(state, now))
+        held = functools.reduce(fold, claimed, state)
+        reason = unserved_reason(state.backend, grace_s)
+        fail = failure(
+            held.worker_id or "", reason, "permanent", "claimer", record_generation_failed=False
+        )
+        return [*claimed, *fail(held, now)]
 
     return decide
 

@@ -72,6 +72,10 @@ CASES = [
     case("backend-without-type", "backends: {m: {latency_ms: 3}}\ndefault_backend: m",
          "backends.m.type", "is missing: every instance needs a 'type:' (mock, comfyui, "
          "replicate), e.g. backends: {m: {type: mock}}"),
+    case("unserved-grace-negative", "worker: {unserved_backend_grace_s: -1}",
+         "worker.unserved_backend_grace_s", "must be a number of seconds >= 0 (default 600)"),
+    case("unserved-grace-nan", "worker: {unserved_backend_grace_s: .nan}",
+         "worker.unserved_backend_grace_s", "must be a number of seconds >= 0"),
     case("default-backend-missing", MOCK.replace("default_backend: m", "default_backend: flux"),
          "default_backend", "is not configured (configured: m); add it under backends: or set "
          "default_backend to one of those"),

@@ -34,12 +34,13 @@ async def claimer(
     lease_s: float,
     backends: Sequence[str],
     backend_absent_after_s: float,
+    unserved_backend_grace_s: float = 600.0,
     ready: trio.MemoryReceiveChannel[None],
     wakes: trio.MemoryReceiveChannel[Wake],
     work: trio.MemorySendChannel[ClaimedWork],
 ) -> None:
-    """Claim for ``backends`` only, plus jobs whose backend no live worker offers (which the
-    Executor then fails as an unknown backend)."""
+    """Claim for ``backends`` only, plus jobs whose backend no live worker offers once they
+    waited ``unserved_backend_grace_s`` (the gateway fails those in the claim)."""
     decide = dc.claim(worker_id, lease_s)
     while True:
         try:
@@ -53,7 +54,10 @@ async def claimer(
                 # or go back to the queue, whatever cancellation arrives meanwhile.
                 with trio.CancelScope(shield=True):
                     transition = await gateway.claim(
-                        decide, backends=backends, absent_after_s=backend_absent_after_s
+                        decide,
+                        backends=backends,
+                        absent_after_s=backend_absent_after_s,
+                        unserved_grace_s=unserved_backend_grace_s,
                     )
                     if transition is not None:
                         await _hand_over(gateway, worker_id, transition, work)
