@@ -4,7 +4,8 @@ A workflow is an API-format graph (``{node_id: {"class_type", "inputs"}}``) with
 whole-value placeholders (see ``comfyui_templating``). One optional top-level key,
 ``"_imagen"``, holds defaults for the model (``{"model", "steps", "cfg"}``); it is removed
 before the graph is sent. ``workflow:`` in the config names a bundled template
-(``flux1-schnell`` -> ``workflows/flux1-schnell.json``) or a path to a JSON file.
+(``flux1-schnell`` -> ``workflows/flux1-schnell.json``) or a path to a JSON file, read like
+the config (``config.files``: a regular UTF-8 file of at most 1 MiB, nested at most 32 deep).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 import msgspec
 
 from imagen_actors.backends import comfyui_templating as templating
+from imagen_actors.config import files
 from imagen_actors.config.bundled import workflows_dir
 from imagen_actors.config.explain import explain
 from imagen_actors.core.errors import ConfigError
@@ -89,12 +91,9 @@ def load_workflow(spec: str, *, instance: str) -> Workflow:
                 f"{key}: no bundled workflow {spec!r} (bundled: "
                 f"{', '.join(bundled_names()) or 'none'}); or give a path to a JSON file"
             )
+    text = files.read_text_file(path, what=f"{key}:", key=key)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        tree = json.loads(text)
+        tree = files.load_json(text, what=f"{key}: {path}", key=key)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{key}: {path} is not valid JSON: {exc.msg} at line {exc.lineno} column "

@@ -17,6 +17,7 @@ import platformdirs
 import yaml
 
 from imagen_actors.config import explain as config_errors
+from imagen_actors.config import files
 from imagen_actors.core import naming, request_rules
 from imagen_actors.core.errors import ConfigError
 
@@ -81,9 +82,12 @@ class WorkerConfig(_Strict):
     max_attempts: int = 3
     shutdown_grace_s: float = 120.0
     reap_interval_s: float = 5.0
-    # A job whose backend no worker seen this recently offers is claimed and failed; until
-    # then it waits for its host (a restart, a short outage) instead of failing.
+    # A worker seen this recently still offers the backends it registered (a restart or a
+    # short outage does not make its jobs unserved).
     backend_absent_after_s: float = 600.0
+    # A job whose backend no such worker offers waits this long after it last became
+    # pending (the host that offers it may start a little later), then a claim fails it.
+    unserved_backend_grace_s: float = 600.0
     http: str | None = None
     progress_persist_interval_s: float = 5.0
 
@@ -134,6 +138,8 @@ def _validate(cfg: Config) -> Config:
          "worker.backend_absent_after_s",
          "must be a number of seconds of at least 10 x worker.reap_interval_s (the heartbeat), "
          "so a live host is never taken for gone (default 600)"),
+        (_seconds(w.unserved_backend_grace_s, minimum=0), "worker.unserved_backend_grace_s",
+         "must be a number of seconds >= 0 (default 600)"),
         (_seconds(w.progress_persist_interval_s, minimum=0, strict=True),
          "worker.progress_persist_interval_s", "must be a number of seconds > 0 (default 5)"),
         (bool(re.fullmatch(r"[A-Za-z0-9._-]{1,40}", w.name)), "worker.name",
@@ -223,7 +229,11 @@ def _check_backends(raw: dict[str, Any], where: str) -> None:
 
 def parse(text: str, *, source: str) -> Config:
     try:
-        raw = yaml.safe_load(text)
+        raw = files.load_yaml(text)
+    except files.YAMLBoundError as exc:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{source} is refused{at}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -252,17 +262,26 @@ def parse(text: str, *, source: str) -> Config:
 
 
 def load(path: str | Path | None = None) -> Config:
-    """Load from ``path``, else $IMAGEN_CONFIG, else ~/.config/imagen.yaml, else defaults."""
+    """Load from ``path``, else $IMAGEN_CONFIG, else ~/.config/imagen.yaml, else defaults.
+
+    Only nothing at all at the default path means defaults (``lstat``: a dangling or looping
+    symlink there is an error, not "no config"); the file is read by ``files.read_text_file``
+    (a regular UTF-8 file of at most 1 MiB)."""
     explicit = path is not None or bool(os.environ.get(ENV_CONFIG))
     chosen = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG_PATH).expanduser()
-    if not chosen.exists():
-        if explicit:
-            raise ConfigError(
-                f"config file {chosen} does not exist; create one with "
-                f"'imagen-actors config init --path {chosen}'"
-            )
-        return _validate(Config())
-    return parse(chosen.read_text(encoding="utf-8"), source=str(chosen))
+    if not explicit:
+        try:
+            os.lstat(chosen)
+        except FileNotFoundError:
+            return _validate(Config())
+        except OSError:
+            pass  # read_text_file names the problem
+    text = files.read_text_file(
+        chosen,
+        what="config file",
+        missing_hint=f"create one with 'imagen-actors config init --path {chosen}'",
+    )
+    return parse(text, source=str(chosen))
 
 
 def describe_source(cfg: Config) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Final
 from imagen_actors.core import events as ev
 from imagen_actors.core.backoff import Backoff, Rng
 from imagen_actors.core.errors import ErrorClass, LeaseLostError
-from imagen_actors.core.fold import GenerationOutcome, JobState
+from imagen_actors.core.fold import GenerationOutcome, JobState, replay
 from imagen_actors.core.records import Decide, DecideFor, ImageRow
 
 # Before the retry of a job after a transient failure on attempt n: up to 2 s * 2**(n-1).
@@ -58,6 +58,35 @@ def claim(worker_id: str, lease_s: float, actor: str = "claimer") -> Decide:
                 lease_expires_at=now + timedelta(seconds=lease_s),
             )
         ]
+
+    return decide
+
+
+def unserved_reason(backend: str, grace_s: float) -> str:
+    return (
+        f"no worker has offered backend {backend!r} for {grace_s:g} s "
+        "(worker.unserved_backend_grace_s); add it under backends: on a worker host, "
+        "or fix the job's backend"
+    )
+
+
+def fail_unserved(claim: Decide, grace_s: float) -> Decide:
+    """``claim``, then fail the job at once (permanent): no worker has offered its backend
+    for ``grace_s``, so nobody can run it."""
+
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        claimed = list(claim(state, now))
+        held = replay(claimed, onto=state)
+        reason = unserved_reason(state.backend, grace_s)
+        fail = failure(
+            held.worker_id or "",
+            reason,
+            "permanent",
+            "claimer",
+            attempt=held.attempts,
+            record_generation_failed=False,
+        )
+        return [*claimed, *fail(held, now)]
 
     return decide
 

@@ -18,6 +18,7 @@ import attrs
 import trio
 import trio_asyncio
 
+from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import (
     ConcurrencyError,
@@ -174,23 +175,36 @@ class Gateway(NamedQueries):
         *,
         backends: Sequence[str] | None = None,
         absent_after_s: float = 600.0,
+        unserved_grace_s: float = 600.0,
     ) -> Transition | None:
         """Claim the oldest claimable pending job (SKIP LOCKED); None when there is none.
 
         With ``backends``, only jobs for those backends, or for a backend that no worker seen
-        in the last ``absent_after_s`` offers (``imagen.workers``): nobody else can run it.
+        in the last ``absent_after_s`` offers (``imagen.workers``) once the job has waited
+        ``unserved_grace_s`` since it became pending: nobody can run it, so it is failed in
+        its claim's transaction (``dc.fail_unserved``) and the next job is looked at.
         """
         offered = None if backends is None else list(backends)
+        while True:
+            t = await self._claim_next(decide, offered, absent_after_s, unserved_grace_s)
+            if t is None or t.state.status == "running":
+                return t
+
+    async def _claim_next(
+        self, decide: Decide, offered: list[str] | None, absent_after_s: float, grace_s: float
+    ) -> Transition | None:
+        """One claim transaction: the job claimed (running), or an unserved one failed."""
 
         async def body() -> Transition | None:
             async with self._pool.acquire() as conn, conn.transaction():
                 rows = await conn.fetch(
-                    query("claim_next_and_load_events"), offered, absent_after_s
+                    query("claim_next_and_load_events"), offered, absent_after_s, grace_s
                 )
                 if not rows:
                     return None
                 job_id = rows[0]["job_id"]
-                return await advance(conn, job_id, await locked_stream(conn, job_id, rows), decide)
+                chosen = dc.fail_unserved(decide, grace_s) if rows[0]["unserved"] else decide
+                return await advance(conn, job_id, await locked_stream(conn, job_id, rows), chosen)
 
         return await self._run(body)
 

@@ -44,6 +44,7 @@ class ClaimQueue(Transitions, Protocol):
         *,
         backends: Sequence[str] | None = None,
         absent_after_s: float = ...,
+        unserved_grace_s: float = ...,
     ) -> Transition | None: ...
 
     async def next_run_after(self) -> float | None: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -59,14 +59,12 @@ class ObservedGateway(Gateway):
         self._report(t)
         return t
 
-    async def claim(
-        self,
-        decide: Decide,
-        *,
-        backends: Sequence[str] | None = None,
-        absent_after_s: float = 600.0,
+    async def _claim_next(
+        self, decide: Decide, offered: list[str] | None, absent_after_s: float, grace_s: float
     ) -> Transition | None:
-        t = await super().claim(decide, backends=backends, absent_after_s=absent_after_s)
+        # Below ``claim``: a claim's transaction commits a claimed job, or fails an unserved
+        # one (and ``claim`` then looks at the next); each is reported.
+        t = await super()._claim_next(decide, offered, absent_after_s, grace_s)
         if t is not None:
             self._report(t)
         return t

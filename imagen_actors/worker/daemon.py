@@ -199,6 +199,7 @@ async def _run_pipeline(
                                 lease_s=w.lease_s,
                                 backends=backends.names,
                                 backend_absent_after_s=w.backend_absent_after_s,
+                                unserved_backend_grace_s=w.unserved_backend_grace_s,
                                 ready=ready_token,
                                 wakes=wake_recv,
                                 work=work_send,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +22,13 @@ def door(door_dsn: str) -> Iterator[Door]:
     d = Door(door_dsn)
     yield d
     d.close()
+
+
+@pytest.fixture
+def bad_path(tmp_path: Path) -> Iterator[Path]:
+    """Where a bad-file case (badfiles.file_cases) puts its file; a 100 MB one is removed at
+    once rather than kept with tmp_path."""
+    path = tmp_path / "bad"
+    yield path
+    if path.is_file() and not path.is_symlink():
+        path.unlink()

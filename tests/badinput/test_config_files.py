@@ -1,5 +1,7 @@
 """Broken config files: each error names the dotted key, the file and the fix, and
-``imagen-actors config check`` exits 3 (exitcodes.CONFIG) with it."""
+``imagen-actors config check`` exits 3 (exitcodes.CONFIG) with it. A path that names no
+small text file (binary, a directory, a FIFO, 100 MB, a billion laughs, a dangling symlink at
+the default path) is refused at once the same way."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from imagen_actors.cli import exitcodes
 from imagen_actors.cli.main import main
 from imagen_actors.config import settings as config
 from imagen_actors.core.errors import ConfigError
+from tests.badinput import badfiles
 
 SOURCE = "bad.yaml"
 MOCK = "backends: {m: {type: mock}}\ndefault_backend: m\n"
@@ -69,6 +72,10 @@ CASES = [
     case("backend-without-type", "backends: {m: {latency_ms: 3}}\ndefault_backend: m",
          "backends.m.type", "is missing: every instance needs a 'type:' (mock, comfyui, "
          "replicate), e.g. backends: {m: {type: mock}}"),
+    case("unserved-grace-negative", "worker: {unserved_backend_grace_s: -1}",
+         "worker.unserved_backend_grace_s", "must be a number of seconds >= 0 (default 600)"),
+    case("unserved-grace-nan", "worker: {unserved_backend_grace_s: .nan}",
+         "worker.unserved_backend_grace_s", "must be a number of seconds >= 0"),
     case("default-backend-missing", MOCK.replace("default_backend: m", "default_backend: flux"),
          "default_backend", "is not configured (configured: m); add it under backends: or set "
          "default_backend to one of those"),
@@ -175,3 +182,85 @@ def test_missing_secret_variable_names_it(monkeypatch: pytest.MonkeyPatch) -> No
         config.secret_from_env("IMAGEN_TEST_UNSET_TOKEN", key_path="backends.r.api_token_env")
     assert info.value.key == "backends.r.api_token_env"
     assert "export IMAGEN_TEST_UNSET_TOKEN=" in str(info.value)
+
+
+FILE_CASES = [
+    *badfiles.file_cases(),
+    badfiles.param(lambda p: p.write_text(badfiles.laughs()),
+                   "it expands to more than 10000 nodes (an alias counts as every node it "
+                   "repeats)", "billion-laughs"),
+    badfiles.param(lambda p: p.write_text("a: &a [1, *a]\n"),
+                   "alias *a refers to the node that contains it", "recursive-alias"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "problem"), FILE_CASES)
+async def test_a_file_that_is_no_config_is_refused_at_once(
+    bad_path: Path, make: badfiles.Maker, problem: str
+) -> None:
+    """config.load refuses it within the bound, by the rule (the cap, the depth, the kind
+    of file), not after a slow read or parse."""
+    make(bad_path)
+    with pytest.raises(ConfigError) as info:
+        await badfiles.within_bound(lambda: config.load(bad_path))
+    assert str(bad_path) in str(info.value) and problem in str(info.value)
+
+
+@pytest.mark.parametrize(("make", "problem"), FILE_CASES)
+def test_config_check_exits_3_on_a_file_that_is_no_config(
+    bad_path: Path, make: badfiles.Maker, problem: str
+) -> None:
+    """The real CLI in its own process: exit 3 within the bound, naming the file."""
+    make(bad_path)
+    done = badfiles.cli("config", "check", "--config", str(bad_path))
+    assert done.returncode == exitcodes.CONFIG, done.stderr
+    assert "imagen-actors: config error: " in done.stderr
+    assert str(bad_path) in done.stderr and problem in done.stderr
+
+
+DEFAULT_PATH_CASES = [
+    badfiles.param(lambda p: p.symlink_to(p.with_name("nowhere")),
+                   "is a symlink to", "dangling-symlink"),
+    badfiles.param(badfiles.symlink_loop, "is a symlink loop", "looping-symlink"),
+]  # fmt: skip
+
+
+def default_path(home: Path) -> Path:
+    path = home / ".config" / "imagen.yaml"
+    path.parent.mkdir(parents=True)
+    return path
+
+
+@pytest.mark.parametrize(("make", "problem"), DEFAULT_PATH_CASES)
+def test_a_broken_symlink_at_the_default_path_is_an_error_not_no_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: badfiles.Maker, problem: str
+) -> None:
+    """Only nothing at all at ~/.config/imagen.yaml means the built-in defaults: a link
+    there that reaches no file stops every command (once, it meant the defaults silently)."""
+    path = default_path(tmp_path)
+    make(path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        config.load()
+    assert str(info.value).startswith(f"config file {path} {problem}")
+    done = badfiles.cli("config", "check", home=tmp_path)
+    assert done.returncode == exitcodes.CONFIG, done.stderr
+    assert f"config file {path} {problem}" in done.stderr
+
+
+def test_nothing_at_the_default_path_still_means_the_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default_path(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert config.load().source == "built-in defaults"
+
+
+def test_anchors_and_merge_keys_within_the_bounds_still_work(tmp_path: Path) -> None:
+    """The bounds count expanded nodes, so ordinary reuse of a block keeps working."""
+    path = tmp_path / "imagen.yaml"
+    path.write_text(
+        "backends:\n  a: &block {type: mock, latency_ms: 3}\n  b: {<<: *block}\n"
+        "default_backend: b\n"
+    )
+    assert config.load(path).backends["b"] == {"type": "mock", "latency_ms": 3}

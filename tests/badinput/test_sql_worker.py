@@ -100,40 +100,56 @@ async def test_odd_prompt_runs_to_done_with_a_safe_key(
     assert Path(image["metadata"]["local_path"]).is_file()
 
 
-async def _failed_at_once(gw: Gateway, job: uuid.UUID) -> dict[str, Any]:
+GENERATION_FAILED = ["JobSubmitted", "JobClaimed", "GenerationFailed", "JobFailed"]
+# No worker offers the backend: failed in its claim's transaction, never sent to an Executor.
+FAILED_IN_CLAIM = ["JobSubmitted", "JobClaimed", "JobFailed"]
+
+
+async def _failed_at_once(gw: Gateway, job: uuid.UUID, expected: list[str]) -> dict[str, Any]:
     row = await wait_terminal(gw, job)
     types = [type(e).__name__ for e in await gw.load_events(job)]
-    assert types == ["JobSubmitted", "JobClaimed", "GenerationFailed", "JobFailed"], types
+    assert types == expected, types
     assert (row["status"], row["attempts"]) == ("failed", 1)  # permanent: no pointless retry
     await assert_replay_matches(gw, job)
     return row
 
 
 @pytest.mark.parametrize(
-    ("req", "names", "fix"),
+    ("req", "names", "fix", "events"),
     [
         pytest.param(
             Request("owl", backend="flux-dev"),
-            ["unknown backend 'flux-dev'", "(configured: mock, mock-slow)"],
-            "set the job's backend to one of those, or add 'flux-dev' under backends: in ",
+            ["no worker has offered backend 'flux-dev' for 0 s",
+             "(worker.unserved_backend_grace_s)"],
+            "add it under backends: on a worker host, or fix the job's backend",
+            FAILED_IN_CLAIM,
             id="unknown-backend",
         ),
         pytest.param(
             Request("owl", style="neon"),
             ["unknown style 'neon'", "presets: blog-header"],
             "(--style NAME)",
+            GENERATION_FAILED,
             id="unknown-style",
         ),
     ],
-)
+)  # fmt: skip
 async def test_unservable_job_fails_once_naming_field_and_fix(
-    door: Door, door_dsn: str, tmp_path: Path, req: Request, names: list[str], fix: str
+    door: Door,
+    door_dsn: str,
+    tmp_path: Path,
+    req: Request,
+    names: list[str],
+    fix: str,
+    events: list[str],
 ) -> None:
     """Accepted by the database, which cannot know the worker's backends and presets: failed
-    on the first claim with the field, the configured choices and the fix; never retried."""
+    on the first claim (past worker.unserved_backend_grace_s, 0 s here, for a backend no
+    worker offers) with the field, the choices and the fix; never retried."""
     job = submit(door, req)
     backends = {"mock": {"type": "mock"}, "mock-slow": {"type": "mock", "latency_ms": 10}}
-    async with running_worker(make_config(tmp_path, door_dsn, backends=backends)) as (_h, gw):
-        row = await _failed_at_once(gw, job)
+    cfg = make_config(tmp_path, door_dsn, backends=backends, unserved_backend_grace_s=0)
+    async with running_worker(cfg) as (_h, gw):
+        row = await _failed_at_once(gw, job, events)
     for part in [*names, fix]:
         assert part in row["error"], row["error"]

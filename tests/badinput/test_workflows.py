@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from imagen_actors.cli import exitcodes
 from imagen_actors.cli.main import main
 from imagen_actors.config.bundled import workflows_dir
 from imagen_actors.core.errors import ConfigError
+from tests.badinput import badfiles
 
 KEY = "backends.flux.workflow"
 Graph = dict[str, Any]
@@ -124,8 +126,22 @@ def test_unknown_bundled_name_lists_the_bundled_ones() -> None:
 
 def test_unreadable_file_names_it(tmp_path: Path) -> None:
     missing = tmp_path / "gone.json"
-    with pytest.raises(ConfigError, match=rf"^{KEY}: cannot read {missing}: No such file"):
+    with pytest.raises(ConfigError, match=rf"^{KEY}: {missing} does not exist; check the path"):
         load_workflow(str(missing), instance="flux")
+
+
+@pytest.mark.parametrize(("make", "problem"), badfiles.file_cases())
+async def test_a_file_that_is_no_workflow_is_refused_at_once(
+    bad_path: Path, make: badfiles.Maker, problem: str
+) -> None:
+    """The config's file rules (config.files) apply to a workflow path too: refused within
+    the bound by the rule, naming the key and the file."""
+    make(bad_path)
+    with pytest.raises(ConfigError) as info:
+        await badfiles.within_bound(lambda: load_workflow(str(bad_path), instance="flux"))
+    message = str(info.value)
+    assert info.value.key == KEY and message.startswith(f"{KEY}: {bad_path}")
+    assert problem in message
 
 
 def test_config_check_exits_3_on_a_bad_template(
@@ -142,3 +158,16 @@ def test_config_check_exits_3_on_a_bad_template(
     err = capsys.readouterr().err
     assert f"{KEY}: {workflow}: ${{negative}} at node 27 input height gives a string" in err
     assert "use ${height} there" in err
+
+
+def test_config_check_exits_3_on_a_fifo_workflow(tmp_path: Path) -> None:
+    """A workflow path naming a FIFO: the real CLI exits 3 at once instead of hanging."""
+    fifo = tmp_path / "mine.json"
+    os.mkfifo(fifo)
+    cfg = tmp_path / "imagen.yaml"
+    cfg.write_text(
+        f"backends:\n  mock: {{type: mock}}\n  flux: {{type: comfyui, workflow: '{fifo}'}}\n"
+    )
+    done = badfiles.cli("config", "check", "--config", str(cfg))
+    assert done.returncode == exitcodes.CONFIG, done.stderr
+    assert f"{KEY}: {fifo} is a FIFO (named pipe), not a regular file" in done.stderr

@@ -1,17 +1,23 @@
 """Hosts with different backends share one queue: each job goes to a worker that has its
-backend; a job whose backend no live worker offers fails instead of waiting forever.
+backend; a job whose backend no live worker offers waits worker.unserved_backend_grace_s
+(shown by ``status``) for a host that offers it, then fails instead of waiting forever.
 
 Before ``imagen.workers`` any worker claimed any job, so a job for the GPU host's ComfyUI
-backend could be claimed by a Replicate-only host and failed as "unknown backend".
+backend could be claimed by a Replicate-only host and failed as "unknown backend". Before
+the grace, a job whose host had simply not started yet (a first deploy, a new backend) was
+failed at its first claim.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
 import trio
 
+from imagen_actors.core import decisions as dc
 from imagen_actors.db.gateway import Gateway
 from tests.support.jobs import assert_replay_matches, insert_job
 from tests.support.worker import make_config, running_worker, wait_all_terminal, wait_terminal
@@ -46,7 +52,7 @@ async def test_each_job_goes_to_a_worker_that_has_its_backend(
 async def test_a_backend_whose_host_was_seen_recently_waits_then_fails_once_it_is_gone(
     database_url: str, tmp_path: Path
 ) -> None:
-    cfg = make_config(tmp_path, database_url, backend_absent_after_s=60)
+    cfg = make_config(tmp_path, database_url, backend_absent_after_s=60, unserved_backend_grace_s=0)
     async with Gateway.open(database_url) as gw:
         # The GPU host ran a minute ago and is restarting now.
         await gw.worker_seen("gpu-host:w", ["flux"], starting=True)
@@ -65,7 +71,7 @@ async def test_a_backend_whose_host_was_seen_recently_waits_then_fails_once_it_i
             await insert_job(worker_gw, "a wake-up")  # NOTIFY: the claimer looks again
             row = await wait_terminal(worker_gw, waiting)
             assert (row["status"], row["attempts"]) == ("failed", 1)
-            assert "unknown backend 'flux'" in row["error"]
+            assert row["error"].startswith("no worker has offered backend 'flux' for 0 s")
             await assert_replay_matches(worker_gw, waiting)
 
 
@@ -87,3 +93,80 @@ async def test_a_worker_registers_its_backends_and_heartbeats(
                     break
                 await trio.sleep(0.1)
         assert now["started_at"] == first[0]["started_at"]
+
+
+UNSERVED_REASON = (
+    "no worker has offered backend 'gpu' for 0 s (worker.unserved_backend_grace_s); add it "
+    "under backends: on a worker host, or fix the job's backend"
+)
+
+
+async def status_output(cfg_path: Path) -> str:
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [sys.executable, "-m", "imagen_actors", "status", "--config", str(cfg_path)],
+            env=dict(os.environ),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    return str(done.stdout.decode())
+
+
+async def test_a_job_for_a_backend_no_worker_offers_yet_waits_the_grace_then_fails(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A first deploy: the GPU host has not started. Within the grace its job stays pending
+    (and status says why) while this host's jobs run; once a job has waited the grace
+    (0 s here, instead of waiting out 3600 s) it is failed with the reason."""
+    patient = make_config(tmp_path, database_url, name="patient", unserved_backend_grace_s=3600)
+    async with running_worker(patient) as (_h, gw):
+        waiting = await insert_job(gw, "for the gpu host", backend="gpu")
+        served = await insert_job(gw, "for this host")  # claimed after `waiting` was passed
+        assert (await wait_terminal(gw, served))["status"] == "done"
+        row = await gw.fetchrow("load_job", waiting)
+        assert row is not None and (row["status"], row["attempts"]) == ("pending", 0)
+        shown = await status_output(tmp_path / "imagen-patient.yaml")
+    assert "no worker offers backend 'gpu' yet: 1 pending" in shown
+    assert "they fail after 3600 s (worker.unserved_backend_grace_s)" in shown
+
+    strict = make_config(tmp_path, database_url, name="strict", unserved_backend_grace_s=0)
+    async with running_worker(strict) as (_h, gw):
+        row = await wait_terminal(gw, waiting)
+        assert (row["status"], row["error"]) == ("failed", UNSERVED_REASON)
+        await assert_replay_matches(gw, waiting)
+        events = await gw.fetch_sql(
+            "SELECT type, data->>'error_class' AS error_class FROM imagen.job_events "
+            "WHERE job_id = $1 ORDER BY seq",
+            waiting,
+        )
+    # Failed in its claim's transaction: it never reached the Executor.
+    assert [(e["type"], e["error_class"]) for e in events] == [
+        ("JobSubmitted", None),
+        ("JobClaimed", None),
+        ("JobFailed", "permanent"),
+    ]
+    assert "no worker offers backend" not in await status_output(tmp_path / "imagen-strict.yaml")
+
+
+async def test_a_claim_fails_the_unserved_jobs_past_their_grace_and_claims_the_next(
+    gateway: Gateway,
+) -> None:
+    """At the gateway: within the grace the unserved job is passed over; past it, one call
+    fails it and goes on to claim the served job behind it."""
+    unserved = await insert_job(gateway, "for nobody", backend="gpu")
+    first = await insert_job(gateway, "for us")
+    claim = dc.claim("host:w", 30)
+    kept = await gateway.claim(claim, backends=["mock"], unserved_grace_s=3600)
+    assert kept is not None and kept.state.id == first
+    row = await gateway.fetchrow("load_job", unserved)
+    assert row is not None and row["status"] == "pending"
+
+    second = await insert_job(gateway, "for us too")
+    claimed = await gateway.claim(claim, backends=["mock"], unserved_grace_s=0)
+    assert claimed is not None and claimed.state.id == second
+    assert claimed.state.status == "running"
+    row = await gateway.fetchrow("load_job", unserved)
+    assert row is not None and (row["status"], row["error"]) == ("failed", UNSERVED_REASON)
+    assert await gateway.claim(claim, backends=["mock"], unserved_grace_s=0) is None

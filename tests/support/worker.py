@@ -47,6 +47,9 @@ def make_config(
             "poll_interval_s": poll_interval_s,
             "max_attempts": max_attempts,
             "reap_interval_s": 0.5,
+            # A job for a backend nobody offers fails at its first claim, not after 600 s;
+            # tests of the grace itself pass their own.
+            "unserved_backend_grace_s": 0,
             **worker,
         },
         "backends": backends or {"mock": {"type": "mock", "latency_ms": 0}},

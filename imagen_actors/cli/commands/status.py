@@ -1,4 +1,5 @@
-"""imagen-actors status: counts by status, running jobs with worker and lease, latest failures."""
+"""imagen-actors status: counts by status, running jobs with worker and lease, pending jobs
+whose backend no worker offers yet, latest failures."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
             counts = {r["status"]: r["n"] for r in await gw.fetch("status_counts")}
             running = await gw.fetch("running_jobs")
             failures = await gw.fetch("latest_failures", args.failures)
+            unserved = await gw.fetch("unserved_backends", cfg.worker.backend_absent_after_s)
         order = ["pending", "running", "done", "failed", "cancelled"]
         print("jobs: " + "  ".join(f"{s} {counts.get(s, 0)}" for s in order))
         if running:
@@ -40,6 +42,15 @@ def run(args: argparse.Namespace) -> int:
                     f"  {r['id']}  {r['worker_id']}  attempt {r['attempts']}/"
                     f"{r['max_attempts']}  lease until {r['lease_expires_at']:%H:%M:%S}  "
                     f"{r['backend']}  {r['prompt']!r}"
+                )
+        if unserved:
+            grace = cfg.worker.unserved_backend_grace_s
+            print("waiting for a worker:")
+            for r in unserved:
+                print(
+                    f"  no worker offers backend {r['backend']!r} yet: {r['n']} pending, the "
+                    f"oldest for {r['waited_s']:.0f} s; they fail after {grace:g} s "
+                    "(worker.unserved_backend_grace_s) unless a worker with it starts"
                 )
         if failures:
             print("latest failures:")

@@ -16,21 +16,27 @@ ORDER BY e.seq;
 -- name: claim_next_and_load_events
 -- The oldest claimable pending job, skipping rows another worker has locked. $1: this
 -- worker's backends (NULL: any). A job for another backend is claimable too when no worker
--- seen in the last $2 seconds offers it: nobody can run it, so the claimant fails it.
+-- seen in the last $2 seconds offers it and it has waited $3 seconds
+-- (worker.unserved_backend_grace_s) since it last became pending (updated_at: its last
+-- event, submitted or requeued): nobody can run it, so the claimant fails it (unserved).
+-- A served job matches on the first two tests; only the others read imagen.workers.
 WITH next AS (
-    SELECT j.id, j.version FROM imagen.jobs j
+    SELECT j.id, j.version,
+           ($1::text[] IS NOT NULL AND j.backend <> ALL($1::text[])) AS unserved
+    FROM imagen.jobs j
     WHERE j.status = 'pending' AND (j.run_after IS NULL OR j.run_after <= now())
       AND ($1::text[] IS NULL
            OR j.backend = ANY($1::text[])
-           OR NOT EXISTS (SELECT 1 FROM imagen.workers w
-                          WHERE j.backend = ANY(w.backends)
-                            AND w.last_seen_at > now() - make_interval(secs => $2::float8)))
+           OR (j.updated_at <= now() - make_interval(secs => $3::float8)
+               AND NOT EXISTS (SELECT 1 FROM imagen.workers w
+                               WHERE j.backend = ANY(w.backends)
+                                 AND w.last_seen_at > now() - make_interval(secs => $2::float8))))
     ORDER BY j.created_at, j.id
     LIMIT 1
     FOR UPDATE OF j SKIP LOCKED
 )
 SELECT e.job_id, e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at, now() AS db_now,
-       n.version AS locked_version
+       n.version AS locked_version, n.unserved
 FROM imagen.job_events e JOIN next n ON e.job_id = n.id
 ORDER BY e.seq;
 
@@ -146,6 +152,20 @@ FROM imagen.jobs WHERE status = 'running' ORDER BY started_at;
 -- name: latest_failures
 SELECT id, error, attempts, finished_at, backend
 FROM imagen.jobs WHERE status = 'failed' ORDER BY finished_at DESC LIMIT $1;
+
+-- name: unserved_backends
+-- Backends of pending jobs that no worker seen in the last $1 seconds offers
+-- (worker.backend_absent_after_s): those jobs wait for a host that offers them, then fail
+-- once they waited worker.unserved_backend_grace_s. waited_s: the longest wait, since the
+-- job last became pending (as the claim measures it).
+SELECT j.backend, count(*)::int AS n,
+       extract(epoch FROM now() - min(j.updated_at))::float8 AS waited_s
+FROM imagen.jobs j
+WHERE j.status = 'pending'
+  AND NOT EXISTS (SELECT 1 FROM imagen.workers w
+                  WHERE j.backend = ANY(w.backends)
+                    AND w.last_seen_at > now() - make_interval(secs => $1::float8))
+GROUP BY j.backend ORDER BY j.backend;
 
 -- name: events_after
 -- Follows one job's log from a position (submit --wait).

@@ -61,12 +61,13 @@ async def claimer(
     lease_s: float,
     backends: Sequence[str],
     backend_absent_after_s: float,
+    unserved_backend_grace_s: float = 600.0,
     ready: ReadyToken,
     wakes: trio.MemoryReceiveChannel[Wake],
     work: trio.MemorySendChannel[ClaimedWork],
 ) -> None:
-    """Claim for ``backends`` only, plus jobs whose backend no live worker offers (which the
-    Executor then fails as an unknown backend).
+    """Claim for ``backends`` only, plus jobs whose backend no live worker offers once they
+    waited ``unserved_backend_grace_s`` (the gateway fails those in the claim).
 
     Database errors are retried in place with backoff (the database comes back; the token
     stays held). Anything else is a bug: it propagates to the supervisor, which restarts
@@ -83,7 +84,13 @@ async def claimer(
         while True:
             try:
                 transition = await _claim_and_hand_over(
-                    gateway, worker_id, decide, backends, backend_absent_after_s, work
+                    gateway,
+                    worker_id,
+                    decide,
+                    backends,
+                    backend_absent_after_s,
+                    unserved_backend_grace_s,
+                    work,
                 )
                 if transition is not None:
                     ready.spend()
@@ -105,12 +112,18 @@ async def _claim_and_hand_over(
     decide: Decide,
     backends: Sequence[str],
     absent_after_s: float,
+    unserved_grace_s: float,
     work: trio.MemorySendChannel[ClaimedWork],
 ) -> Transition | None:
     # One step: a committed claim must reach the Executor or go back to the queue, whatever
     # cancellation arrives meanwhile.
     with trio.CancelScope(shield=True, deadline=trio.current_time() + CLAIM_SHIELD_S) as scope:
-        transition = await gateway.claim(decide, backends=backends, absent_after_s=absent_after_s)
+        transition = await gateway.claim(
+            decide,
+            backends=backends,
+            absent_after_s=absent_after_s,
+            unserved_grace_s=unserved_grace_s,
+        )
         if transition is not None:
             await _hand_over(gateway, worker_id, transition, work)
         return transition
