@@ -32,11 +32,11 @@ from imagen_actors.db.named_queries import NamedQueries
 from imagen_actors.db.sql import query
 from imagen_actors.db.transactions import (
     advance,
+    claim_next,
     event_from_record,
     init_connection,
     keep_session,
     lock_job,
-    locked_stream,
 )
 
 T = TypeVar("T")
@@ -164,18 +164,14 @@ class Gateway(NamedQueries):
 
         With ``backends``, only jobs for those backends, or for a backend that no worker seen
         in the last ``absent_after_s`` offers (``imagen.workers``): nobody else can run it.
+        A job whose events cannot be read is failed in the same transaction and the next one
+        is claimed (``transactions.claim_next``).
         """
         offered = None if backends is None else list(backends)
 
         async def body() -> Transition | None:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(
-                    query("claim_next_and_load_events"), offered, absent_after_s
-                )
-                if not rows:
-                    return None
-                job_id = rows[0]["job_id"]
-                return await advance(conn, job_id, await locked_stream(conn, job_id, rows), decide)
+                return await claim_next(conn, decide, offered, absent_after_s)
 
         return await self._run(body)
 

@@ -22,6 +22,7 @@ from imagen_actors.core import naming
 from imagen_actors.core.errors import ConfigError, JobNotFoundError, UsageError
 from imagen_actors.db import database
 from imagen_actors.db.gateway import Gateway
+from imagen_actors.db.transactions import PoisonedStreamError, event_from_record
 from imagen_actors.storage.local import LocalStore
 
 PAGE: Final = 500
@@ -130,7 +131,14 @@ async def _from_database(args: argparse.Namespace, gw: Gateway, job: uuid.UUID |
         result = await verify_one(gw, job)
         _emit(args, result, rr.format_verify(result))
         return exitcodes.OK if result.ok else exitcodes.JOB_FAILED
-    stream = await gw.load_events(job)
+    try:
+        stream = await gw.load_events(job)
+    except PoisonedStreamError as exc:
+        print(
+            f"imagen-actors replay: {exc}; `replay {job} --verify` lists every broken event",
+            file=sys.stderr,
+        )
+        return exitcodes.JOB_FAILED
     if not stream:
         raise JobNotFoundError(f"no job {job}")
     tl = rr.timeline(job, stream)
@@ -164,35 +172,58 @@ def _run_log(args: argparse.Namespace, job: uuid.UUID | None) -> int:
 # ---- database verification --------------------------------------------------------------
 
 
-def _events_from_rows(rows: Sequence[dict[str, Any]]) -> list[ev.AnyEvent]:
-    return [
-        ev.from_row(
-            r["type"],
-            r["data"],
-            job_id=r["job_id"],
-            occurred_at=r["occurred_at"],
-            actor=r["actor"],
-            worker_id=r["worker_id"],
-        )
-        for r in rows
-    ]
+def check_stream(
+    job_id: uuid.UUID, rows: Sequence[dict[str, Any]]
+) -> tuple[list[ev.AnyEvent], list[str]]:
+    """Decode a stream read by ``replay_events_for``, noting every row that breaks the log's
+    rules: a seq that is not the next one, a hash that does not chain, an event this version
+    cannot read (unknown type, data the decoder refuses). Never raises for a bad row."""
+    events: list[ev.AnyEvent] = []
+    problems: list[str] = []
+    previous = 0
+    for r in rows:
+        seq = r["seq"]
+        if seq != previous + 1:
+            problems.append(
+                f"seq jumps from {previous} to {seq}: event(s) are missing from the log"
+            )
+        previous = seq
+        if not r["hash_ok"]:
+            problems.append(
+                f"event {seq} ({r['type']}): its hash does not chain to the event before it "
+                "(this row was changed, or an event before it was removed or inserted)"
+            )
+        try:
+            events.append(event_from_record(job_id, r))
+        except PoisonedStreamError as exc:
+            problems.append(f"event {seq} ({r['type']}) is undecodable: {exc.why}")
+    return events, problems
+
+
+def _verify_rows(
+    job_id: uuid.UUID, event_rows: Sequence[dict[str, Any]], row: dict[str, Any] | None
+) -> rr.VerifyResult:
+    events, problems = check_stream(job_id, event_rows)
+    return rr.verify(job_id, events, row, problems=problems, stored_events=len(event_rows))
 
 
 async def verify_one(gw: Gateway, job_id: uuid.UUID) -> rr.VerifyResult:
-    """Compare one job's replay with its row, re-reading while the job is still moving."""
+    """Check one job's log and compare its replay with its row, re-reading while the job is
+    still moving."""
     for _ in range(RETRIES):
-        events = await gw.load_events(job_id)
+        event_rows = await gw.fetch("replay_events_for", [job_id])
         row = await gw.fetchrow("load_job", job_id)
-        if row is None and not events:
+        if row is None and not event_rows:
             raise JobNotFoundError(f"no job {job_id}")
-        if row is None or row["version"] == len(events):
+        if row is None or row["version"] == len(event_rows):
             break
         await trio.sleep(0.05)
-    return rr.verify(job_id, events, row)
+    return _verify_rows(job_id, event_rows, row)
 
 
 async def verify_all(gw: Gateway) -> rr.VerifySummary:
-    """Every job, a page at a time (rows and streams in two reads per page)."""
+    """Every job, a page at a time (rows and streams in two reads per page); a job whose log
+    is broken or unreadable is reported and the run goes on."""
     results: list[rr.VerifyResult] = []
     after = uuid.UUID(int=0)
     while True:
@@ -205,11 +236,11 @@ async def verify_all(gw: Gateway) -> rr.VerifySummary:
         for er in event_rows:
             by_job.setdefault(er["job_id"], []).append(er)
         for row in rows:
-            stream = _events_from_rows(by_job.get(row["id"], []))
+            stream = by_job.get(row["id"], [])
             if row["version"] != len(stream):
                 results.append(await verify_one(gw, row["id"]))
             else:
-                results.append(rr.verify(row["id"], stream, row))
+                results.append(_verify_rows(row["id"], stream, row))
     return rr.summarize(results)
 
 
