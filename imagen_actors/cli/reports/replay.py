@@ -46,8 +46,11 @@ class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
     events: int
     diffs: list[FieldDiff] = msgspec.field(default_factory=list)
     error: str | None = None
-    # Broken rules of the log itself: seq gaps, hashes that do not chain, unreadable events.
+    # Broken rules of the log itself: seq gaps, hashes that do not chain, unreadable events;
+    # with --objects, a stored object that is missing or not the one its sha256 names.
     problems: list[str] = msgspec.field(default_factory=list)
+    # The stored row's status (None without a row).
+    status: str | None = None
 
 
 class VerifySummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -211,8 +214,18 @@ def verify(
         return VerifyResult(job_id=job_id, ok=False, events=count, error=str(exc), problems=found)
     diffs = diff_projection(state, row)
     return VerifyResult(
-        job_id=job_id, ok=not diffs and not found, events=count, diffs=diffs, problems=found
+        job_id=job_id,
+        ok=not diffs and not found,
+        events=count,
+        diffs=diffs,
+        problems=found,
+        status=row.get("status"),
     )
+
+
+def with_problem(result: VerifyResult, problem: str) -> VerifyResult:
+    """``result`` with one more problem found outside the log (a stored object)."""
+    return msgspec.structs.replace(result, ok=False, problems=[*result.problems, problem])
 
 
 def verify_stream(job_id: uuid.UUID, stream: Sequence[ev.Event]) -> VerifyResult:

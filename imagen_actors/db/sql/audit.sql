@@ -100,3 +100,7 @@ SELECT job_id, seq, type, data, actor, worker_id, occurred_at,
 FROM imagen.job_events WHERE job_id = ANY($1::uuid[])
 WINDOW w AS (PARTITION BY job_id ORDER BY seq)
 ORDER BY job_id, seq;
+
+-- name: replay_images_for
+-- The image rows of a page of jobs (`replay --verify --objects` reads each object back).
+SELECT job_id, bucket, storage_path, sha256 FROM imagen.images WHERE job_id = ANY($1::uuid[]);
