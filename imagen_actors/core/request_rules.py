@@ -1,5 +1,6 @@
 """The rules a job request must meet, in Python: the same rules, order and wording as the
-``imagen.jobs`` CHECK constraints and the ``jobs_insert_validate`` trigger (schema/0006).
+``imagen.jobs`` CHECK constraints and the ``jobs_insert_validate`` trigger (schema/0006,
+replaced in 0009).
 
 The database enforces them for every INSERT; the CLI checks arguments with these functions
 first, so ``generate`` without a database refuses exactly what the database would, and the
@@ -21,7 +22,8 @@ SEED_MAX: Final = 2**53 - 1  # seeds stay exact as JSON/JavaScript numbers
 STEPS_MIN: Final = 1
 STEPS_MAX: Final = 200
 
-# Control characters the database refuses in a prompt; tab, LF and CR are allowed.
+# Control characters the database refuses in a prompt or negative prompt (one rule for both,
+# ``imagen.jobs_control_char_problem`` in schema/0009); tab, LF and CR are allowed.
 CONTROL_CHARS: Final = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # What the trigger strips before calling a prompt blank.
 BLANK_CHARS: Final = " \t\n\r"
@@ -56,6 +58,22 @@ def _nul(column: str, text: str) -> Problem | None:
     )
 
 
+def control_char_problem(column: str, text: str, constraint: str) -> Problem | None:
+    """The one control-character rule of every free-text column (prompt, negative_prompt),
+    worded as ``imagen.jobs_control_char_problem`` / ``_fix`` word it (schema/0009)."""
+    bad = CONTROL_CHARS.search(text)
+    if bad is None:
+        return None
+    return Problem(
+        column,
+        constraint,
+        f"{column} contains the control character U+{ord(bad.group()):04X} "
+        f"at character {bad.start() + 1}",
+        f"remove control characters from the {column.replace('_', ' ')}; tab, newline and "
+        "carriage return are allowed",
+    )
+
+
 def prompt_problem(prompt: str) -> Problem | None:
     """The first rule ``prompt`` breaks, in the trigger's order; None if it is accepted."""
     nul = _nul("prompt", prompt)
@@ -75,17 +93,7 @@ def prompt_problem(prompt: str) -> Problem | None:
             f"prompt is {len(prompt)} characters long; the limit is {PROMPT_MAX}",
             f"shorten the prompt to {PROMPT_MAX} characters or fewer",
         )
-    bad = CONTROL_CHARS.search(prompt)
-    if bad is not None:
-        return Problem(
-            "prompt",
-            "jobs_prompt_no_control_chars",
-            f"prompt contains the control character U+{ord(bad.group()):04X} "
-            f"at character {bad.start() + 1}",
-            "remove control characters from the prompt; tab, newline and carriage return "
-            "are allowed",
-        )
-    return None
+    return control_char_problem("prompt", prompt, "jobs_prompt_no_control_chars")
 
 
 def negative_problem(text: str) -> Problem | None:
@@ -99,7 +107,7 @@ def negative_problem(text: str) -> Problem | None:
             f"negative_prompt is {len(text)} characters long; the limit is {NEGATIVE_MAX}",
             f"shorten the negative prompt to {NEGATIVE_MAX} characters or fewer, or send NULL",
         )
-    return None
+    return control_char_problem("negative_prompt", text, "jobs_negative_prompt_no_control_chars")
 
 
 def backend_problem(name: str) -> Problem | None:

@@ -18,7 +18,6 @@ import attrs
 import trio
 import trio_asyncio
 
-from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import (
     ConcurrencyError,
@@ -32,11 +31,11 @@ from imagen_actors.db.notifications import Notifications
 from imagen_actors.db.sql import query
 from imagen_actors.db.transactions import (
     advance,
+    claim_next,
     event_from_record,
     init_connection,
     keep_session,
     lock_job,
-    locked_stream,
 )
 
 T = TypeVar("T")
@@ -182,7 +181,8 @@ class Gateway(NamedQueries):
         With ``backends``, only jobs for those backends, or for a backend that no worker seen
         in the last ``absent_after_s`` offers (``imagen.workers``) once the job has waited
         ``unserved_grace_s`` since it became pending: nobody can run it, so it is failed in
-        its claim's transaction (``dc.fail_unserved``) and the next job is looked at.
+        its claim's transaction (``dc.fail_unserved``) and the next job is looked at. A job
+        whose events cannot be read is failed the same way (``transactions.claim_next``).
         """
         offered = None if backends is None else list(backends)
         while True:
@@ -197,14 +197,7 @@ class Gateway(NamedQueries):
 
         async def body() -> Transition | None:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(
-                    query("claim_next_and_load_events"), offered, absent_after_s, grace_s
-                )
-                if not rows:
-                    return None
-                job_id = rows[0]["job_id"]
-                chosen = dc.fail_unserved(decide, grace_s) if rows[0]["unserved"] else decide
-                return await advance(conn, job_id, await locked_stream(conn, job_id, rows), chosen)
+                return await claim_next(conn, decide, offered, absent_after_s, grace_s)
 
         return await self._run(body)
 

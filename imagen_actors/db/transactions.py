@@ -7,28 +7,78 @@ the gateway hands in.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
+import attrs
 import msgspec
 
+from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl
-from imagen_actors.core.errors import ConcurrencyError, JobNotFoundError
+from imagen_actors.core.errors import ConcurrencyError, DatabaseError, JobNotFoundError
 from imagen_actors.core.records import Decide, Transition
 from imagen_actors.db.sql import query
+from imagen_actors.observability.logs import job_fields
+
+log = logging.getLogger("imagen_actors.db")
+
+# At most this many unreadable jobs are failed by one claim before it gives up for now.
+POISON_PER_CLAIM: Final = 20
+# How much of a decoder's complaint goes into the job's error.
+REASON_MAX: Final = 300
+
+
+@attrs.frozen
+class UndecodableJson:
+    """A jsonb value the worker's decoder refused (too deep, a number beyond a double...).
+
+    The pool's codec returns this instead of raising, so one bad row never breaks the read
+    of the rows around it; whoever needs the value reports ``error``.
+    """
+
+    error: str
+    chars: int
+
+
+def decode_json(text: str) -> Any:
+    try:
+        return msgspec.json.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        return UndecodableJson(f"{type(exc).__name__}: {exc}", len(text))
+
+
+class PoisonedStreamError(DatabaseError):
+    """A job's stored events cannot be decoded or replayed by this worker."""
+
+    def __init__(self, job_id: uuid.UUID, seq: int, type_name: str, why: str) -> None:
+        super().__init__(f"event {seq} ({type_name}) of job {job_id} cannot be read: {why}")
+        self.job_id = job_id
+        self.seq = seq
+        self.type_name = type_name
+        self.why = why
 
 
 def event_from_record(job_id: uuid.UUID, rec: Any) -> ev.AnyEvent:
-    return ev.from_row(
-        rec["type"],
-        rec["data"],
-        job_id=job_id,
-        occurred_at=rec["occurred_at"],
-        actor=rec["actor"],
-        worker_id=rec["worker_id"],
-    )
+    """One job_events row as its event; PoisonedStreamError when the row cannot be one."""
+    data = rec["data"]
+    try:
+        if isinstance(data, UndecodableJson):
+            raise ValueError(f"its data is not readable JSON ({data.error})")
+        return ev.from_row(
+            rec["type"],
+            data,
+            job_id=job_id,
+            occurred_at=rec["occurred_at"],
+            actor=rec["actor"],
+            worker_id=rec["worker_id"],
+        )
+    except (ValueError, TypeError, RecursionError, msgspec.ValidationError) as exc:
+        # UnknownEventError and msgspec's refusals are ValueErrors.
+        why = str(exc)[:REASON_MAX]
+        raise PoisonedStreamError(job_id, rec["seq"], rec["type"], why) from None
 
 
 async def init_connection(conn: Any) -> None:
@@ -36,7 +86,7 @@ async def init_connection(conn: Any) -> None:
         await conn.set_type_codec(
             typename,
             encoder=lambda value: msgspec.json.encode(value).decode(),
-            decoder=msgspec.json.decode,
+            decoder=decode_json,
             schema="pg_catalog",
         )
 
@@ -103,13 +153,86 @@ async def lock_job(conn: Any, job_id: uuid.UUID) -> list[Any]:
     return rows
 
 
+def replay_stream(
+    job_id: uuid.UUID, rows: Sequence[Any]
+) -> tuple[fl.JobState, tuple[ev.AnyEvent, ...]]:
+    """Decode and fold a locked stream; PoisonedStreamError when it cannot be replayed."""
+    prior = tuple(event_from_record(job_id, r) for r in rows)
+    try:
+        return fl.replay(prior), prior
+    except (fl.IllegalTransitionError, ValueError) as exc:
+        seq, type_name = (rows[-1]["seq"], rows[-1]["type"]) if rows else (0, "-")
+        raise PoisonedStreamError(job_id, seq, type_name, str(exc)[:REASON_MAX]) from None
+
+
 async def advance(conn: Any, job_id: uuid.UUID, rows: list[Any], decide: Decide) -> Transition:
     """Replay the locked stream, fold ``decide``'s events, append them and the projection."""
-    prior = tuple(event_from_record(job_id, r) for r in rows)
-    before = fl.replay(prior)
+    before, prior = replay_stream(job_id, rows)
     new = tuple(decide(before, rows[0]["db_now"]))
     if not new:
         return Transition(before, (), prior)
     after = fl.replay(new, onto=before)
     await append_and_project(conn, job_id, before, new, after)
     return Transition(after, new, prior)
+
+
+async def claim_next(
+    conn: Any, decide: Decide, offered: list[str] | None, absent_after_s: float, grace_s: float
+) -> Transition | None:
+    """Claim the oldest claimable job in this transaction; None when there is none.
+
+    A job whose stream cannot be read is failed on the spot (``fail_poisoned``) and the next
+    one is claimed, so no single job can stop the claims. A job whose backend nobody has
+    offered for ``grace_s`` is claimed and failed (``dc.fail_unserved``): the caller looks
+    at the next one.
+    """
+    for _ in range(POISON_PER_CLAIM):
+        rows = await conn.fetch(
+            query("claim_next_and_load_events"), offered, absent_after_s, grace_s
+        )
+        if not rows:
+            return None
+        job_id = rows[0]["job_id"]
+        # Read before locked_stream, whose re-read (after a lock wait) has no such column.
+        chosen = dc.fail_unserved(decide, grace_s) if rows[0]["unserved"] else decide
+        rows = await locked_stream(conn, job_id, rows)
+        try:
+            return await advance(conn, job_id, rows, chosen)
+        except PoisonedStreamError as exc:
+            await fail_poisoned(conn, exc, rows[0]["db_now"], actor="claimer")
+    return None
+
+
+async def fail_poisoned(
+    conn: Any, exc: PoisonedStreamError, now: Any, *, actor: str, worker_id: str | None = None
+) -> None:
+    """Append JobFailed (permanent, the reason named) without folding the unreadable stream."""
+    error = (
+        f"the worker cannot read event {exc.seq} ({exc.type_name}) of this job: {exc.why}; "
+        "the job was failed so the queue goes on: submit it again within the request limits "
+        "(docs/schema.md)"
+    )
+    failed = ev.JobFailed(
+        job_id=exc.job_id,
+        occurred_at=now,
+        actor=actor,
+        worker_id=worker_id,
+        error=error,
+        error_class="permanent",
+    )
+    version = await conn.fetchval(
+        query("fail_poisoned_job"),
+        exc.job_id,
+        ev.event_data(failed),
+        actor,
+        worker_id,
+        now,
+        error,
+    )
+    log.warning(
+        "failed job %s: its events cannot be read (%s)%s",
+        exc.job_id,
+        exc,
+        "" if version is not None else " (it was already terminal)",
+        extra=job_fields(exc.job_id),
+    )

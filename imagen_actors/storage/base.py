@@ -23,6 +23,11 @@ class ObjectStore(Protocol):
 
     async def exists(self, key: str) -> bool: ...
 
+    async def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no object at ``key``
+        (``replay --verify --objects``)."""
+        ...
+
     async def delete(self, key: str) -> None:
         """Remove the object at ``key``; one that is already gone is not an error."""
         ...

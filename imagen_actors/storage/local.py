@@ -56,6 +56,15 @@ class LocalStore:
     async def exists(self, key: str) -> bool:
         return await trio.Path(self.path_for(key)).exists()
 
+    async def get(self, key: str) -> bytes | None:
+        target = self.path_for(key)
+        try:
+            return await trio.Path(target).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"could not read {target}: {exc.strerror or exc}") from exc
+
     async def delete(self, key: str) -> None:
         target = self.path_for(key)
         try:

@@ -203,6 +203,19 @@ class SupabaseStore:
             return False
         raise self._refused("lookup", key, failure, None)
 
+    async def get(self, key: str) -> bytes | None:
+        """``GET /object/authenticated/{bucket}/{key}``; None when the object is missing (the
+        lookup routes say so: a failed download's body differs between server versions)."""
+        self._check_key(key)
+        response = await self._exchange(
+            "GET", self.object_url(key, route="object/authenticated"), key=key, op="download"
+        )
+        if response.status_code == 200:
+            return response.content
+        if not await self.exists(key):
+            return None
+        raise self._refused("download", key, parse_failure(response), None)
+
     async def delete(self, key: str) -> None:
         """``DELETE /object/{bucket}/{key}``; a missing object is fine (``NoSuchKey``, or the
         bare ``"error": "not_found"`` body older storage-api versions send)."""

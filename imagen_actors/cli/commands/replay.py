@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import uuid
 from collections.abc import Sequence
@@ -19,10 +20,13 @@ from imagen_actors.cli.reports import replay as rr
 from imagen_actors.config import settings as config
 from imagen_actors.core import events as ev
 from imagen_actors.core import naming
-from imagen_actors.core.errors import ConfigError, JobNotFoundError, UsageError
+from imagen_actors.core.errors import ConfigError, JobNotFoundError, StorageError, UsageError
 from imagen_actors.db import database
 from imagen_actors.db.gateway import Gateway
+from imagen_actors.db.transactions import PoisonedStreamError, event_from_record
+from imagen_actors.storage.base import ObjectStore
 from imagen_actors.storage.local import LocalStore
+from imagen_actors.storage.registry import build_store
 
 PAGE: Final = 500
 # A live job may advance between reading its row and its events; re-read this often.
@@ -48,6 +52,12 @@ def register(sub: Any) -> None:
         help="fold the events and compare with the imagen.jobs row; exit 1 on any difference",
     )
     p.add_argument("--all", action="store_true", help="verify every job (implies --verify)")
+    p.add_argument(
+        "--objects",
+        action="store_true",
+        help="with --verify or --all: also read each done job's stored object and compare it "
+        "with the sha256 in imagen.images (uses the configured storage)",
+    )
     p.add_argument(
         "--log",
         metavar="FILE",
@@ -82,6 +92,11 @@ def check_flags(args: argparse.Namespace) -> None:
         for flag, given in (("--backend", args.backend), ("--out", args.out)):
             if given is not None:
                 raise UsageError(f"{flag} only applies to --rerun; add --rerun or drop {flag}")
+    if args.objects and (args.log is not None or not (args.verify or args.all)):
+        raise UsageError(
+            "--objects checks stored objects while verifying jobs in the database; "
+            "add --verify (or --all), and drop --log"
+        )
     if args.all and args.job_id is not None:
         raise UsageError(
             f"--all verifies every job; drop --all to replay job {args.job_id}, "
@@ -120,22 +135,42 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _from_database(args: argparse.Namespace, gw: Gateway, job: uuid.UUID | None) -> int:
-    if args.all or job is None:
-        summary = await verify_all(gw)
-        _emit(args, summary, rr.format_summary(summary))
-        return exitcodes.OK if summary.mismatched == 0 else exitcodes.JOB_FAILED
-    if args.rerun:
+    if args.rerun and job is not None:
         return await rerun(args, gw, job)
-    if args.verify:
-        result = await verify_one(gw, job)
-        _emit(args, result, rr.format_verify(result))
-        return exitcodes.OK if result.ok else exitcodes.JOB_FAILED
-    stream = await gw.load_events(job)
+    if args.all or job is None or args.verify:
+        store = build_store(args.cfg.storage) if args.objects else None
+        try:
+            return await _verify(args, gw, job, store)
+        finally:
+            if store is not None:
+                await store.aclose()
+    try:
+        stream = await gw.load_events(job)
+    except PoisonedStreamError as exc:
+        print(
+            f"imagen-actors replay: {exc}; `replay {job} --verify` lists every broken event",
+            file=sys.stderr,
+        )
+        return exitcodes.JOB_FAILED
     if not stream:
         raise JobNotFoundError(f"no job {job}")
     tl = rr.timeline(job, stream)
     _emit(args, tl, rr.format_timeline(tl))
     return exitcodes.OK
+
+
+async def _verify(
+    args: argparse.Namespace, gw: Gateway, job: uuid.UUID | None, store: ObjectStore | None
+) -> int:
+    if args.all or job is None:
+        summary = await verify_all(gw, store)
+        _emit(args, summary, rr.format_summary(summary))
+        return exitcodes.OK if summary.mismatched == 0 else exitcodes.JOB_FAILED
+    result = await verify_one(gw, job)
+    if store is not None:
+        (result,) = await check_objects(gw, store, [result])
+    _emit(args, result, rr.format_verify(result))
+    return exitcodes.OK if result.ok else exitcodes.JOB_FAILED
 
 
 def _run_log(args: argparse.Namespace, job: uuid.UUID | None) -> int:
@@ -164,35 +199,59 @@ def _run_log(args: argparse.Namespace, job: uuid.UUID | None) -> int:
 # ---- database verification --------------------------------------------------------------
 
 
-def _events_from_rows(rows: Sequence[dict[str, Any]]) -> list[ev.AnyEvent]:
-    return [
-        ev.from_row(
-            r["type"],
-            r["data"],
-            job_id=r["job_id"],
-            occurred_at=r["occurred_at"],
-            actor=r["actor"],
-            worker_id=r["worker_id"],
-        )
-        for r in rows
-    ]
+def check_stream(
+    job_id: uuid.UUID, rows: Sequence[dict[str, Any]]
+) -> tuple[list[ev.AnyEvent], list[str]]:
+    """Decode a stream read by ``replay_events_for``, noting every row that breaks the log's
+    rules: a seq that is not the next one, a hash that does not chain, an event this version
+    cannot read (unknown type, data the decoder refuses). Never raises for a bad row."""
+    events: list[ev.AnyEvent] = []
+    problems: list[str] = []
+    previous = 0
+    for r in rows:
+        seq = r["seq"]
+        if seq != previous + 1:
+            problems.append(
+                f"seq jumps from {previous} to {seq}: event(s) are missing from the log"
+            )
+        previous = seq
+        if not r["hash_ok"]:
+            problems.append(
+                f"event {seq} ({r['type']}): its hash does not chain to the event before it "
+                "(this row was changed, or an event before it was removed or inserted)"
+            )
+        try:
+            events.append(event_from_record(job_id, r))
+        except PoisonedStreamError as exc:
+            problems.append(f"event {seq} ({r['type']}) is undecodable: {exc.why}")
+    return events, problems
+
+
+def _verify_rows(
+    job_id: uuid.UUID, event_rows: Sequence[dict[str, Any]], row: dict[str, Any] | None
+) -> rr.VerifyResult:
+    events, problems = check_stream(job_id, event_rows)
+    return rr.verify(job_id, events, row, problems=problems, stored_events=len(event_rows))
 
 
 async def verify_one(gw: Gateway, job_id: uuid.UUID) -> rr.VerifyResult:
-    """Compare one job's replay with its row, re-reading while the job is still moving."""
+    """Check one job's log and compare its replay with its row, re-reading while the job is
+    still moving."""
     for _ in range(RETRIES):
-        events = await gw.load_events(job_id)
+        event_rows = await gw.fetch("replay_events_for", [job_id])
         row = await gw.fetchrow("load_job", job_id)
-        if row is None and not events:
+        if row is None and not event_rows:
             raise JobNotFoundError(f"no job {job_id}")
-        if row is None or row["version"] == len(events):
+        if row is None or row["version"] == len(event_rows):
             break
         await trio.sleep(0.05)
-    return rr.verify(job_id, events, row)
+    return _verify_rows(job_id, event_rows, row)
 
 
-async def verify_all(gw: Gateway) -> rr.VerifySummary:
-    """Every job, a page at a time (rows and streams in two reads per page)."""
+async def verify_all(gw: Gateway, store: ObjectStore | None = None) -> rr.VerifySummary:
+    """Every job, a page at a time (rows and streams in two reads per page); a job whose log
+    is broken or unreadable is reported and the run goes on. With ``store``, each done job's
+    object is checked too (``check_objects``)."""
     results: list[rr.VerifyResult] = []
     after = uuid.UUID(int=0)
     while True:
@@ -204,13 +263,55 @@ async def verify_all(gw: Gateway) -> rr.VerifySummary:
         by_job: dict[uuid.UUID, list[dict[str, Any]]] = {}
         for er in event_rows:
             by_job.setdefault(er["job_id"], []).append(er)
+        page: list[rr.VerifyResult] = []
         for row in rows:
-            stream = _events_from_rows(by_job.get(row["id"], []))
+            stream = by_job.get(row["id"], [])
             if row["version"] != len(stream):
-                results.append(await verify_one(gw, row["id"]))
+                page.append(await verify_one(gw, row["id"]))
             else:
-                results.append(rr.verify(row["id"], stream, row))
+                page.append(_verify_rows(row["id"], stream, row))
+        results.extend(page if store is None else await check_objects(gw, store, page))
     return rr.summarize(results)
+
+
+async def check_objects(
+    gw: Gateway, store: ObjectStore, results: Sequence[rr.VerifyResult]
+) -> list[rr.VerifyResult]:
+    """Add to each done job's result what is wrong with its stored object, if anything."""
+    images = {
+        r["job_id"]: r for r in await gw.fetch("replay_images_for", [r.job_id for r in results])
+    }
+    checked: list[rr.VerifyResult] = []
+    for result in results:
+        image = images.get(result.job_id)
+        problem = None
+        if image is None:
+            if result.status == "done":
+                problem = "the job is done but has no imagen.images row"
+        else:
+            problem = await object_problem(store, image)
+        checked.append(result if problem is None else rr.with_problem(result, problem))
+    return checked
+
+
+async def object_problem(store: ObjectStore, image: dict[str, Any]) -> str | None:
+    """Why the object of an imagen.images row is not the one its sha256 names, or None."""
+    where = f"object {image['bucket']}/{image['storage_path']}"
+    if image["bucket"] != store.bucket:
+        return (
+            f"{where}: the configured storage is bucket {store.bucket}; run with the config "
+            "of the worker that stored it"
+        )
+    try:
+        data = await store.get(image["storage_path"])
+    except StorageError as exc:
+        return f"{where} could not be read: {exc}"
+    if data is None:
+        return f"{where} is missing from storage"
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != image["sha256"]:
+        return f"{where} has sha256 {digest[:16]}…, the image row says {image['sha256'][:16]}…"
+    return None
 
 
 async def rerun(args: argparse.Namespace, gw: Gateway, job: uuid.UUID) -> int:

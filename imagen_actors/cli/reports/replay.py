@@ -46,6 +46,11 @@ class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
     events: int
     diffs: list[FieldDiff] = msgspec.field(default_factory=list)
     error: str | None = None
+    # Broken rules of the log itself: seq gaps, hashes that do not chain, unreadable events;
+    # with --objects, a stored object that is missing or not the one its sha256 names.
+    problems: list[str] = msgspec.field(default_factory=list)
+    # The stored row's status (None without a row).
+    status: str | None = None
 
 
 class VerifySummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -176,17 +181,51 @@ def diff_projection(state: fl.JobState, row: Mapping[str, Any]) -> list[FieldDif
 
 
 def verify(
-    job_id: uuid.UUID, stream: Sequence[ev.Event], row: Mapping[str, Any] | None
+    job_id: uuid.UUID,
+    stream: Sequence[ev.Event],
+    row: Mapping[str, Any] | None,
+    *,
+    problems: Sequence[str] = (),
+    stored_events: int | None = None,
 ) -> VerifyResult:
-    """Replay ``stream`` and compare it with the job's ``imagen.jobs`` row."""
+    """Replay ``stream`` and compare it with the job's ``imagen.jobs`` row.
+
+    ``problems`` are what the log check found (gaps, broken chain, undecodable events);
+    ``stored_events`` counts the rows read, decodable or not. A stream with an undecodable
+    event is not folded: what is left of it cannot stand for the row.
+    """
+    found = list(problems)
+    count = len(stream) if stored_events is None else stored_events
     if row is None:
-        return VerifyResult(job_id=job_id, ok=False, events=len(stream), error="no imagen.jobs row")
+        return VerifyResult(
+            job_id=job_id, ok=False, events=count, error="no imagen.jobs row", problems=found
+        )
+    if count != len(stream):
+        return VerifyResult(
+            job_id=job_id,
+            ok=False,
+            events=count,
+            error=f"poisoned: {count - len(stream)} of {count} event(s) cannot be decoded",
+            problems=found,
+        )
     try:
         state = fl.replay(stream)
     except (fl.IllegalTransitionError, ValueError) as exc:
-        return VerifyResult(job_id=job_id, ok=False, events=len(stream), error=str(exc))
+        return VerifyResult(job_id=job_id, ok=False, events=count, error=str(exc), problems=found)
     diffs = diff_projection(state, row)
-    return VerifyResult(job_id=job_id, ok=not diffs, events=len(stream), diffs=diffs)
+    return VerifyResult(
+        job_id=job_id,
+        ok=not diffs and not found,
+        events=count,
+        diffs=diffs,
+        problems=found,
+        status=row.get("status"),
+    )
+
+
+def with_problem(result: VerifyResult, problem: str) -> VerifyResult:
+    """``result`` with one more problem found outside the log (a stored object)."""
+    return msgspec.structs.replace(result, ok=False, problems=[*result.problems, problem])
 
 
 def verify_stream(job_id: uuid.UUID, stream: Sequence[ev.Event]) -> VerifyResult:
@@ -206,11 +245,17 @@ def summarize(results: Iterable[VerifyResult]) -> VerifySummary:
 
 def format_verify(result: VerifyResult) -> str:
     if result.ok:
-        return f"job {result.job_id}: OK ({result.events} events replay to the stored row)"
+        return (
+            f"job {result.job_id}: OK ({result.events} events chain and replay to the stored row)"
+        )
     if result.error:
-        return f"job {result.job_id}: FAILED: {result.error}"
-    lines = [f"job {result.job_id}: MISMATCH in {len(result.diffs)} column(s)"]
-    width = max(len(d.column) for d in result.diffs)
+        lines = [f"job {result.job_id}: FAILED: {result.error}"]
+    elif result.diffs:
+        lines = [f"job {result.job_id}: MISMATCH in {len(result.diffs)} column(s)"]
+    else:
+        lines = [f"job {result.job_id}: BROKEN LOG in {len(result.problems)} place(s)"]
+    lines.extend(f"  log: {p}" for p in result.problems)
+    width = max((len(d.column) for d in result.diffs), default=0)
     for d in result.diffs:
         lines.append(f"  {d.column:<{width}}  replayed {d.replayed!r}")
         lines.append(f"  {'':<{width}}  stored   {d.stored!r}")

@@ -109,7 +109,17 @@ LIMIT $2;
 SELECT * FROM imagen.jobs WHERE id > $1 ORDER BY id LIMIT $2;
 
 -- name: replay_events_for
--- The streams of a page of jobs, in order.
-SELECT job_id, seq, type, data, actor, worker_id, occurred_at
+-- The streams of a page of jobs, in order, with what `replay --verify` checks per event:
+-- position (seq must equal it: 1..n without gaps) and hash_ok (the stored hash is the link
+-- imagen.job_event_hash computes from the previous row's hash and this row; schema 0009).
+SELECT job_id, seq, type, data, actor, worker_id, occurred_at,
+       row_number() OVER w AS position,
+       hash = imagen.job_event_hash(lag(hash) OVER w, job_id, seq, type, actor, worker_id,
+                                    occurred_at, data) AS hash_ok
 FROM imagen.job_events WHERE job_id = ANY($1::uuid[])
+WINDOW w AS (PARTITION BY job_id ORDER BY seq)
 ORDER BY job_id, seq;
+
+-- name: replay_images_for
+-- The image rows of a page of jobs (`replay --verify --objects` reads each object back).
+SELECT job_id, bucket, storage_path, sha256 FROM imagen.images WHERE job_id = ANY($1::uuid[]);

@@ -45,12 +45,22 @@ SELECT seq, type, data, actor, worker_id, occurred_at, now() AS db_now
 FROM imagen.job_events WHERE job_id = $1 ORDER BY seq;
 
 -- name: append_and_project
--- Appends events (parallel arrays) and writes the folded projection in one statement.
-WITH appended AS (
-    INSERT INTO imagen.job_events (job_id, seq, type, data, actor, worker_id, occurred_at)
-    SELECT $1, s, t, d, a, w, o
-    FROM unnest($2::int[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::timestamptz[])
-        AS x(s, t, d, a, w, o)
+-- Appends events (parallel arrays) and writes the folded projection in one statement. Each
+-- event's hash links it to the one before (schema 0009): the chain starts from the hash of
+-- the job's event at seq $20 (the version the caller folded from) and runs through the new
+-- events in array order.
+WITH RECURSIVE new_events AS (
+    SELECT * FROM unnest($2::int[], $3::text[], $4::jsonb[], $5::text[], $6::text[],
+                         $7::timestamptz[]) WITH ORDINALITY AS x(s, t, d, a, w, o, i)
+), chain (i, hash) AS (
+    SELECT 0::bigint, (SELECT hash FROM imagen.job_events WHERE job_id = $1 AND seq = $20)
+    UNION ALL
+    SELECT n.i, imagen.job_event_hash(c.hash, $1, n.s, n.t, n.a, n.w, n.o, n.d)
+    FROM chain c JOIN new_events n ON n.i = c.i + 1
+), appended AS (
+    INSERT INTO imagen.job_events (job_id, seq, type, data, actor, worker_id, occurred_at, hash)
+    SELECT $1, n.s, n.t, n.d, n.a, n.w, n.o, c.hash
+    FROM new_events n JOIN chain c ON c.i = n.i
     RETURNING 1
 )
 UPDATE imagen.jobs SET
@@ -58,6 +68,28 @@ UPDATE imagen.jobs SET
     worker_id = $13, lease_expires_at = $14, updated_at = $15, started_at = $16,
     finished_at = $17, version = $18, run_after = $19
 WHERE id = $1 AND version = $20 AND (SELECT count(*) FROM appended) = cardinality($2::int[]);
+
+-- name: fail_poisoned_job
+-- Fails a pending or running job whose stream the worker cannot read, without folding it:
+-- appends JobFailed after the job's last event (linked into the chain) and writes the
+-- projection a fold of that JobFailed would write. $2 data, $3 actor, $4 worker_id,
+-- $5 occurred_at, $6 the error for the row. No row comes back when the job is terminal.
+WITH last AS (
+    SELECT seq, hash FROM imagen.job_events WHERE job_id = $1 ORDER BY seq DESC LIMIT 1
+), appended AS (
+    INSERT INTO imagen.job_events (job_id, seq, type, data, actor, worker_id, occurred_at, hash)
+    SELECT $1, last.seq + 1, 'JobFailed', $2::jsonb, $3, $4, $5,
+           imagen.job_event_hash(last.hash, $1, last.seq + 1, 'JobFailed', $3, $4, $5, $2::jsonb)
+    FROM last
+    WHERE EXISTS (SELECT 1 FROM imagen.jobs WHERE id = $1 AND status IN ('pending', 'running'))
+    RETURNING seq
+)
+UPDATE imagen.jobs SET
+    status = 'failed', error = $6, lease_expires_at = NULL, updated_at = $5, finished_at = $5,
+    version = appended.seq
+FROM appended
+WHERE id = $1
+RETURNING version;
 
 -- name: next_run_after
 -- Seconds until the earliest backed-off job becomes claimable (database clock), or NULL.
