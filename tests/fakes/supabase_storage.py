@@ -107,8 +107,8 @@ class FakeSupabaseStorage:
     secret_keys: frozenset[str] = frozenset({SECRET_KEY})
     outage: Outage | None = None
     db_stall_s: float = 0.0
-    # Forced replies for the next requests, in order: an HTTP status, or "hang".
-    script: deque[int | str] = attrs.field(factory=deque)
+    # Forced replies for the next requests, in order: an HTTP status, "hang", or a whole Reply.
+    script: deque[int | str | Reply] = attrs.field(factory=deque)
     ignore_upsert: bool = False  # act like a proxy that strips x-upsert
     hang_s: float = 30.0
     faults: Faults | None = None
@@ -159,6 +159,8 @@ class FakeSupabaseStorage:
             return json_reply(500, INTERNAL)
         if self.script:
             forced = self.script.popleft()
+            if isinstance(forced, tuple):
+                return forced
             if forced == "hang":
                 await trio.sleep(self.hang_s)
                 return json_reply(504, {"message": "gateway timeout"})
