@@ -5,15 +5,17 @@ All against the fake storage server on a real loopback socket."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from imagen_actors.config.settings import SupabaseStorageConfig, parse
 from imagen_actors.core.errors import ConfigError, StorageError
+from imagen_actors.observability.logs import configure_logging
 from imagen_actors.storage.supabase import SupabaseStore, build
 from tests.fakes.supabase_replies import BAD_GATEWAY_HTML, json_reply, storage_error
 from tests.fakes.supabase_storage import (
@@ -56,6 +58,20 @@ async def make_store(
     yield make
     for store in stores:
         await store.aclose()
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    """The root logger (and httpx's), with handlers and levels restored afterwards."""
+    root, httpx_log = logging.getLogger(), logging.getLogger("httpx")
+    handlers, level, httpx_level = list(root.handlers), root.level, httpx_log.level
+    yield root
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(level)
+    httpx_log.setLevel(httpx_level)
 
 
 def assert_hygienic(message: str) -> None:
@@ -242,3 +258,22 @@ async def test_an_endless_multi_line_message_is_cut_to_one_bounded_line(
     assert message.startswith(f"Supabase storage refused upload of {BUCKET}/{KEY}")
     assert "first line" in message and "/srv/storage" not in message
     assert_hygienic(message)
+
+
+# -- httpx's own log lines --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("level", "shown"), [(logging.INFO, False), (logging.DEBUG, True)])
+async def test_httpx_request_lines_only_show_at_debug(
+    fake: FakeSupabaseStorage,
+    make_store: MakeStore,
+    root_logger: logging.Logger,
+    level: int,
+    shown: bool,
+) -> None:
+    """httpx logs every request at INFO; our logging set-up keeps that to DEBUG runs."""
+    out = io.StringIO()
+    configure_logging(False, level, stream=out)
+    await make_store().put(KEY, PNG, "image/png")
+
+    assert ("HTTP Request: POST" in out.getvalue()) is shown
