@@ -27,6 +27,7 @@ from imagen_actors.storage.base import StoredObject
 from imagen_actors.storage.supabase_errors import (
     Failure,
     StorageReply,
+    compose,
     fix,
     one_line,
     parse_failure,
@@ -196,7 +197,7 @@ class SupabaseStore:
             return "ok"
         failure = parse_failure(response)
         log.debug("storage check of bucket %s: %s", self.bucket, failure.detail)
-        return one_line(f"bucket {self.bucket}: {failure}; {self._fix(failure, None)}")
+        return compose(f"bucket {self.bucket}", str(failure), self._fix(failure, None))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -248,10 +249,12 @@ class SupabaseStore:
             if attempt < self.max_attempts:
                 await trio.sleep(delay)
         raise StorageError(
-            one_line(
+            compose(
                 f"Supabase storage {op} of {self.bucket}/{key} failed after "
-                f"{self.max_attempts} attempt(s): {last}; the server at {self.root} may be down "
-                f"or overloaded (check ${self.url_env} and the project's status)"
+                f"{self.max_attempts} attempt(s)",
+                last,
+                f"the server at {self.root} may be down or overloaded "
+                f"(check ${self.url_env} and the project's status)",
             ),
             error_class="transient",
         ) from last_exc
@@ -270,9 +273,10 @@ class SupabaseStore:
         """A permanent error: one bounded line; the whole reply is its cause and DEBUG log."""
         log.debug("storage %s of %s/%s refused: %s", op, self.bucket, key, failure.detail)
         error = StorageError(
-            one_line(
-                f"Supabase storage refused {op} of {self.bucket}/{key}: {failure}; "
-                f"{self._fix(failure, content_type)}"
+            compose(
+                f"Supabase storage refused {op} of {self.bucket}/{key}",
+                str(failure),
+                self._fix(failure, content_type),
             ),
             error_class="permanent",
         )

@@ -39,6 +39,16 @@ def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
+def compose(head: str, reason: str, tail: str, limit: int = MAX_MESSAGE) -> str:
+    """``head: reason; tail`` on one line within ``limit``, cutting the reason (what the
+    server said) first, so the part naming what failed and the fix survive."""
+    head, reason, tail = one_line(head, limit), one_line(reason, limit), one_line(tail, limit)
+    room = limit - len(head) - len(tail) - 4
+    if room < 40:  # nothing sensible fits: cut the whole line instead
+        return one_line(f"{head}: {reason}; {tail}", limit)
+    return f"{head}: {one_line(reason, room)}; {tail}"
+
+
 def _server_text(text: str, code: str) -> str:
     """What the server said, fit for a job's error: no file paths, one short line."""
     if code == "InvalidKey":

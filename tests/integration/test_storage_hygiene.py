@@ -277,3 +277,20 @@ async def test_httpx_request_lines_only_show_at_debug(
     await make_store().put(KEY, PNG, "image/png")
 
     assert ("HTTP Request: POST" in out.getvalue()) is shown
+
+
+async def test_a_long_reason_is_cut_before_the_fix(
+    fake: FakeSupabaseStorage, make_store: MakeStore
+) -> None:
+    """With a long key and a long server text the 500 characters keep what failed and the fix."""
+    key = "2026-11-22/" + "a-very-long-slug-" * 14 + "42.png"
+    body = storage_error("404", "Bucket not found", "Bucket not found " * 40, "NoSuchBucket")
+    fake.script.append(json_reply(400, body))
+
+    with pytest.raises(StorageError) as info:
+        await make_store().put(key, PNG, "image/png")
+
+    message = str(info.value)
+    assert f"{BUCKET}/{key}" in message
+    assert message.endswith("or set storage.bucket to an existing one")
+    assert_hygienic(message)
