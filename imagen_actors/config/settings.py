@@ -70,6 +70,8 @@ class SupabaseStorageConfig(_Strict, tag="supabase", tag_field="type"):
     cache_control_s: int = 3600
     timeout_s: float = 60.0
     max_attempts: int = 4
+    # Supabase's gateway prefix; "" for a storage server reached directly (no gateway).
+    path_prefix: str = "/storage/v1"
 
 
 StorageConfig = LocalStorageConfig | SupabaseStorageConfig
@@ -158,6 +160,10 @@ def _validate(cfg: Config) -> Config:
              "must be between 1 and 20 (default 4)"),
             (st.cache_control_s >= 0, "storage.cache_control_s",
              "must be >= 0 seconds (default 3600)"),
+            (st.path_prefix == "" or bool(re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", st.path_prefix)),
+             "storage.path_prefix",
+             'must be "" (a storage server reached directly) or a path such as /storage/v1, '
+             "starting with '/' and not ending in one (default /storage/v1)"),
         ]  # fmt: skip
     for ok, key, message in checks:
         if not ok:

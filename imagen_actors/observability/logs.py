@@ -2,7 +2,8 @@
 
 A JSON line carries ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``msg``, ``worker_id``
 when known, ``job_id`` on every line about a job (pass ``extra=job_fields(job_id)``), any
-other ``extra=`` field, and ``exc`` with the traceback when there is one.
+other ``extra=`` field, and ``exc`` with the traceback when there is one. httpx's
+per-request lines are kept to DEBUG runs.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # httpx logs every request at INFO ("HTTP Request: POST ..."): only a DEBUG run shows them.
+    quiet = root.getEffectiveLevel() > logging.DEBUG
+    logging.getLogger("httpx").setLevel(logging.WARNING if quiet else logging.DEBUG)
     return handler
 
 

@@ -3,21 +3,20 @@
 Upload is ``POST {SUPABASE_URL}/storage/v1/object/{bucket}/{key}`` with the raw bytes (so
 ``Content-Length`` is always sent: a chunked body slips past a bucket's size limit) and
 ``x-upsert: true`` (exactly; a re-run after a crash overwrites its own earlier attempt).
-
-The server's quirk: object routes answer almost every failure with HTTP 400 and put the real
-status in the JSON body as a *string* (``{"statusCode": "403", "code": "AccessDenied", ...}``),
-so failures are classified from the body, falling back to the HTTP status. Bad or expired
-keys come back as ``"403"``/``AccessDenied``, never 401.
+``/storage/v1`` is Supabase's gateway prefix (``storage.path_prefix``; "" for a storage server
+reached directly). The key, a JWT or a new-style ``sb_secret_...`` key, is never decoded: it
+goes as it is as ``apikey`` and ``Authorization: Bearer``, as the hosted gateway expects.
+Failures are read and worded by :mod:`imagen_actors.storage.supabase_errors`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import math
-from typing import Any, Self
+import os
+from typing import Self
 from urllib.parse import quote, urlsplit
 
-import attrs
 import httpx
 import trio
 
@@ -25,7 +24,16 @@ from imagen_actors.config.settings import SupabaseStorageConfig, secret_from_env
 from imagen_actors.core.backoff import Backoff
 from imagen_actors.core.errors import ConfigError, StorageError
 from imagen_actors.storage.base import StoredObject
+from imagen_actors.storage.supabase_errors import (
+    Failure,
+    StorageReply,
+    compose,
+    fix,
+    one_line,
+    parse_failure,
+)
 
+log = logging.getLogger(__name__)
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
 STORAGE_PREFIX = "/storage/v1"
@@ -34,7 +42,6 @@ KEY_CHARS = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_/!.*'() &$=@;:+,?-"
 )
 MAX_KEY_BYTES = 1024
-_RETRY_STATUSES = frozenset({408, 429})
 
 
 def key_problem(key: str) -> str | None:
@@ -60,8 +67,8 @@ def key_problem(key: str) -> str | None:
     return None
 
 
-def storage_root(url: str, *, url_env: str) -> str:
-    """``{SUPABASE_URL}/storage/v1``; a URL that already ends in /storage/v1 is kept."""
+def storage_root(url: str, *, url_env: str, prefix: str = STORAGE_PREFIX) -> str:
+    """``{SUPABASE_URL}{prefix}``; a URL that already ends in ``prefix`` is kept."""
     root = url.strip().rstrip("/")
     parts = urlsplit(root)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -71,46 +78,7 @@ def storage_root(url: str, *, url_env: str) -> str:
         )
     if parts.query or parts.fragment:
         raise ConfigError(f"${url_env} must be a plain project URL without '?' or '#'")
-    return root if root.endswith(STORAGE_PREFIX) else root + STORAGE_PREFIX
-
-
-@attrs.frozen
-class Failure:
-    """One refused exchange: ``status`` is the body's statusCode when it has one."""
-
-    http_status: int
-    status: int
-    code: str
-    message: str
-
-    @property
-    def transient(self) -> bool:
-        return (
-            self.http_status >= 500
-            or self.status >= 500
-            or self.http_status in _RETRY_STATUSES
-            or self.status in _RETRY_STATUSES
-        )
-
-    def __str__(self) -> str:
-        label = self.code or f"HTTP {self.http_status}"
-        return f"{label} ({self.status}): {self.message}"
-
-
-def parse_failure(response: httpx.Response) -> Failure:
-    status, code, message = response.status_code, "", ""
-    body: Any = None
-    if response.content:
-        try:
-            body = response.json()
-        except ValueError:
-            message = response.text.strip()[:200]
-    if isinstance(body, dict):
-        with contextlib.suppress(TypeError, ValueError):
-            status = int(body.get("statusCode", status))
-        code = str(body.get("code") or body.get("error") or "")
-        message = str(body.get("message") or body.get("error") or "")
-    return Failure(response.status_code, status, code, message or response.reason_phrase)
+    return root if root.endswith(prefix) else root + prefix
 
 
 class SupabaseStore:
@@ -129,19 +97,22 @@ class SupabaseStore:
         backoff_cap_s: float = BACKOFF_CAP_S,
         url_env: str = "SUPABASE_URL",
         key_env: str = "SUPABASE_SERVICE_KEY",
+        path_prefix: str = STORAGE_PREFIX,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not bucket or "/" in bucket:
             raise ConfigError(f"storage.bucket {bucket!r} must be a non-empty name without '/'")
         self.bucket = bucket
-        self.root = storage_root(url, url_env=url_env)
+        self.prefix = path_prefix
+        self.root = storage_root(url, url_env=url_env, prefix=path_prefix)
         self.url_env = url_env
         self.key_env = key_env
         self.cache_control_s = cache_control_s
         self.timeout_s = timeout_s
         self.max_attempts = max(1, max_attempts)
         self.backoff = Backoff(base_s=backoff_base_s, cap_s=max(backoff_base_s, backoff_cap_s))
-        # The hosted gateway wants ``apikey``; the storage server reads the Bearer JWT.
+        # The hosted gateway wants ``apikey`` (and swaps an sb_secret_ key sent as both for a
+        # JWT); the storage server reads the Bearer JWT. Neither is decoded here.
         self._client = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {api_key}", "apikey": api_key},
             timeout=httpx.Timeout(timeout_s),
@@ -232,11 +203,14 @@ class SupabaseStore:
         try:
             response = await self._client.get(url)
         except httpx.HTTPError as exc:
-            return f"cannot reach {self.root} (${self.url_env}): {type(exc).__name__}: {exc}"
+            return one_line(
+                f"cannot reach {self.root} (${self.url_env}): {type(exc).__name__}: {exc}"
+            )
         if response.status_code == 200:
             return "ok"
         failure = parse_failure(response)
-        return f"bucket {self.bucket}: {failure}; {self._fix(failure, None)}"
+        log.debug("storage check of bucket %s: %s", self.bucket, failure.detail)
+        return compose(f"bucket {self.bucket}", str(failure), self._fix(failure, None))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -263,14 +237,14 @@ class SupabaseStore:
     ) -> httpx.Response:
         """Send, retrying transient failures; return the first non-transient response."""
         last = ""
-        last_exc: Exception | None = None
+        last_exc: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
             delay = self.backoff.delay_s(attempt)
             try:
                 response = await self._client.request(method, url, headers=headers, content=content)
             except httpx.UnsupportedProtocol as exc:
                 raise StorageError(
-                    f"{op} of {self.bucket}/{key}: {exc}; check ${self.url_env}",
+                    one_line(f"{op} of {self.bucket}/{key}: {exc}; check ${self.url_env}"),
                     error_class="permanent",
                 ) from exc
             except httpx.TimeoutException as exc:
@@ -281,19 +255,22 @@ class SupabaseStore:
                 failure = None if response.status_code < 400 else parse_failure(response)
                 if failure is None or not failure.transient:
                     return response
-                last, last_exc = str(failure), None
+                log.debug("storage %s of %s/%s, attempt %d: %s",
+                          op, self.bucket, key, attempt, failure.detail)  # fmt: skip
+                last, last_exc = str(failure), StorageReply(failure.detail)
                 delay = max(delay, self._retry_after(response))
             if attempt < self.max_attempts:
                 await trio.sleep(delay)
-        error = StorageError(
-            f"Supabase storage {op} of {self.bucket}/{key} failed after "
-            f"{self.max_attempts} attempt(s): {last}; the server at {self.root} may be down "
-            f"or overloaded (check ${self.url_env} and the project's status)",
+        raise StorageError(
+            compose(
+                f"Supabase storage {op} of {self.bucket}/{key} failed after "
+                f"{self.max_attempts} attempt(s)",
+                last,
+                f"the server at {self.root} may be down or overloaded "
+                f"(check ${self.url_env} and the project's status)",
+            ),
             error_class="transient",
-        )
-        if last_exc is not None:
-            raise error from last_exc
-        raise error
+        ) from last_exc
 
     def _retry_after(self, response: httpx.Response) -> float:
         raw = response.headers.get("retry-after", "")
@@ -306,45 +283,29 @@ class SupabaseStore:
     def _refused(
         self, op: str, key: str, failure: Failure, content_type: str | None
     ) -> StorageError:
-        return StorageError(
-            f"Supabase storage refused {op} of {self.bucket}/{key}: {failure}; "
-            f"{self._fix(failure, content_type)}",
+        """A permanent error: one bounded line; the whole reply is its cause and DEBUG log."""
+        log.debug("storage %s of %s/%s refused: %s", op, self.bucket, key, failure.detail)
+        error = StorageError(
+            compose(
+                f"Supabase storage refused {op} of {self.bucket}/{key}",
+                str(failure),
+                self._fix(failure, content_type),
+            ),
             error_class="permanent",
         )
+        error.__cause__ = StorageReply(failure.detail)
+        return error
 
     def _fix(self, failure: Failure, content_type: str | None) -> str:
-        code, message = failure.code, failure.message.lower()
-        key_hint = f"check ${self.key_env}"
-        rls = "row-level security" in message or "access denied" in message
-        if code == "AccessDenied" and rls:
-            return (
-                f"{key_hint}: it must be the project's service_role (secret) key, "
-                "which bypasses RLS; an anon or user key is refused by the bucket's policies"
-            )
-        if code in ("AccessDenied", "InvalidJWT") or failure.http_status in (401, 403):
-            return f"{key_hint}: it is expired, from another project, or not a valid key"
-        if code == "InvalidRequest" and "authorization" in message:
-            return f"{key_hint}: no Authorization header reached the server"
-        if code == "NoSuchBucket":
-            return (
-                f"create bucket {self.bucket} (Supabase dashboard → Storage → New bucket) "
-                "or set storage.bucket to an existing one"
-            )
-        if code == "EntityTooLarge" or failure.status == 413:
-            return "raise the bucket's file size limit (or the project's global upload limit)"
-        if code == "InvalidMimeType" or failure.status == 415:
-            mime = content_type or "this content type"
-            return f"allow {mime} in bucket {self.bucket}'s allowed MIME types"
-        if code in ("KeyAlreadyExists", "ResourceAlreadyExists", "Duplicate"):
-            return "the server ignored 'x-upsert: true'; check that no proxy strips that header"
-        if code == "InvalidKey":
-            return "use keys of ASCII letters, digits and -_./ only"
-        if failure.http_status == 404 and not code:
-            return (
-                f"check ${self.url_env}: it should be the project URL "
-                f"(https://<ref>.supabase.co); {STORAGE_PREFIX} is appended"
-            )
-        return "see the Storage logs in the Supabase dashboard"
+        return fix(
+            failure,
+            bucket=self.bucket,
+            content_type=content_type,
+            url_env=self.url_env,
+            key_env=self.key_env,
+            root=self.root,
+            prefix=self.prefix,
+        )
 
 
 def build(
@@ -353,9 +314,11 @@ def build(
     backoff_base_s: float = BACKOFF_BASE_S,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> SupabaseStore:
-    """The store named by ``storage:`` config; fails fast when an env var is unset."""
-    url = secret_from_env(cfg.url_env, key_path="storage.url_env")
-    api_key = secret_from_env(cfg.key_env, key_path="storage.key_env")
+    """The store named by ``storage:`` config; fails fast when an env var is unset or empty."""
+    url = _from_env(cfg.url_env, key_path="storage.url_env", what="https://<ref>.supabase.co")
+    api_key = _from_env(
+        cfg.key_env, key_path="storage.key_env", what="<the project's service_role or secret key>"
+    )
     return SupabaseStore(
         url=url,
         api_key=api_key,
@@ -366,5 +329,16 @@ def build(
         backoff_base_s=backoff_base_s,
         url_env=cfg.url_env,
         key_env=cfg.key_env,
+        path_prefix=cfg.path_prefix,
         transport=transport,
     )
+
+
+def _from_env(var: str, *, key_path: str, what: str) -> str:
+    """``$var`` stripped; set-but-empty is its own error (an unset one is secret_from_env's)."""
+    raw = os.environ.get(var)
+    if raw is not None and not raw.strip():
+        raise ConfigError(
+            f"{var} is set but empty; export {var}={what} ({key_path} names it)", key=key_path
+        )
+    return secret_from_env(var, key_path=key_path).strip()
