@@ -67,8 +67,13 @@ class LocalJobStore:
     ) -> int:
         raise JobNotFoundError("usage rows need a database; none is configured")
 
-    async def reserve_image_key(self, bucket: str, key: str, job_id: uuid.UUID) -> uuid.UUID:
-        return self._images.setdefault((bucket, key), job_id)
+    async def reserve_image_key(
+        self, bucket: str, key: str, job_id: uuid.UUID
+    ) -> tuple[str, uuid.UUID]:
+        for (b, k), owner in self._images.items():
+            if b == bucket and owner == job_id:
+                return k, job_id
+        return key, self._images.setdefault((bucket, key), job_id)
 
     async def job_error(self, job_id: uuid.UUID) -> str | None:
         return self._states[job_id].error

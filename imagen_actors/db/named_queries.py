@@ -59,10 +59,15 @@ class NamedQueries:
 
     async def reserve_image_key(
         self: _Fetches, bucket: str, key: str, job_id: uuid.UUID
-    ) -> uuid.UUID:
-        """Reserve (bucket, key) for ``job_id``; the key's owner afterwards (maybe another job)."""
-        owner: uuid.UUID = await self.fetchval("reserve_image_key", bucket, key, job_id)
-        return owner
+    ) -> tuple[str, uuid.UUID]:
+        """Reserve (bucket, key) for ``job_id`` unless it reserved a key there before.
+
+        Returns (key, owner): the job's earlier key and itself, or ``key`` and whoever owns it
+        now (``job_id`` when it was free; another job, or a failed job's tombstone, if not).
+        """
+        row = await self.fetchrow("reserve_image_key", bucket, key, job_id)
+        assert row is not None  # one of the two branches always returns the row
+        return row["storage_path"], row["job_id"]
 
     async def reserved_image_keys(self: _Fetches, bucket: str, job_id: uuid.UUID) -> list[str]:
         """Every key ``job_id`` reserved in ``bucket``, oldest first."""
@@ -73,9 +78,19 @@ class NamedQueries:
         owner: uuid.UUID | None = await self.fetchval("storage_key_owner", bucket, key)
         return owner
 
-    async def release_image_keys(self: _Fetches, bucket: str, job_id: uuid.UUID) -> None:
-        """Give up every key ``job_id`` reserved in ``bucket`` (its objects are gone)."""
-        await self.fetchval("release_image_keys", job_id, bucket)
+    async def tombstone_image_keys(self: _Fetches, bucket: str, job_id: uuid.UUID) -> None:
+        """Mark ``job_id``'s keys in ``bucket`` discarded; they stay reserved to it for good."""
+        await self.fetchval("tombstone_image_keys", job_id, bucket)
+
+    async def tombstones_to_recheck(
+        self: _Fetches, bucket: str, *, within_s: float, every_s: float, limit: int
+    ) -> list[tuple[str, uuid.UUID]]:
+        """Tombstoned keys discarded within ``within_s`` not checked for ``every_s``."""
+        rows = await self.fetch("tombstones_to_recheck", bucket, within_s, every_s, limit)
+        return [(r["storage_path"], r["job_id"]) for r in rows]
+
+    async def tombstone_checked(self: _Fetches, bucket: str, key: str) -> None:
+        await self.fetchval("tombstone_checked", bucket, key)
 
     async def failed_with_leftovers(
         self: _Fetches, limit: int, *, recent_only: bool

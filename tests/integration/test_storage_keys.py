@@ -20,7 +20,12 @@ from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.storage.local import LocalStore
-from imagen_actors.worker.actors.janitor import BATCH, discard_leftovers, discard_one
+from imagen_actors.worker.actors.janitor import (
+    BATCH,
+    discard_leftovers,
+    discard_one,
+    recheck_tombstones,
+)
 from tests.support.events import outcome
 from tests.support.jobs import assert_replay_matches, insert_job
 from tests.support.worker import make_config, running_worker, wait_all_terminal
@@ -36,16 +41,17 @@ async def test_racing_reservations_of_one_key_agree_on_one_owner(gateway: Gatewa
     owners: list[uuid.UUID] = []
 
     async def reserve(job: uuid.UUID) -> None:
-        owners.append(await gateway.reserve_image_key(BUCKET, "2026-11-23/same-words-7.png", job))
+        _key, owner = await gateway.reserve_image_key(BUCKET, "2026-11-23/same-words-7.png", job)
+        owners.append(owner)
 
     async with trio.open_nursery() as nursery:
         for job in jobs:
             nursery.start_soon(reserve, job)
     assert len(owners) == 8 and len(set(owners)) == 1 and owners[0] in jobs
     # The owner asking again (a retry after a crash) keeps its key.
-    assert (
-        await gateway.reserve_image_key(BUCKET, "2026-11-23/same-words-7.png", owners[0])
-        == (owners[0])
+    assert await gateway.reserve_image_key(BUCKET, "2026-11-23/same-words-7.png", owners[0]) == (
+        "2026-11-23/same-words-7.png",
+        owners[0],
     )
 
 
@@ -93,9 +99,9 @@ async def test_failed_job_clean_up_spares_a_key_another_job_is_completing_onto(
     day = datetime.now(UTC).date().isoformat()
     contract = f"{day}/shared-key-5.png"
     b_key = f"{day}/shared-key-5-{b.hex[:8]}.png"
-    assert await gateway.reserve_image_key(BUCKET, contract, a) == a
-    assert await gateway.reserve_image_key(BUCKET, contract, b) == a
-    assert await gateway.reserve_image_key(BUCKET, b_key, b) == b
+    assert await gateway.reserve_image_key(BUCKET, contract, a) == (contract, a)
+    assert await gateway.reserve_image_key(BUCKET, contract, b) == (contract, a)
+    assert await gateway.reserve_image_key(BUCKET, b_key, b) == (b_key, b)
     await store.put(contract, b"A's", "image/png")
     await store.put(b_key, b"B's", "image/png")
 
@@ -105,7 +111,8 @@ async def test_failed_job_clean_up_spares_a_key_another_job_is_completing_onto(
     assert await store.exists(contract) and not await store.exists(b_key)
     (discarded,) = [e for e in await gateway.load_events(b) if isinstance(e, ev.ImageDiscarded)]
     assert discarded.storage_paths == (b_key,)
-    assert await gateway.reserved_image_keys(BUCKET, b) == []  # released with the objects
+    # B's key stays B's (a tombstone): never handed to another job.
+    assert await gateway.reserved_image_keys(BUCKET, b) == [b_key]
     assert await gateway.reserved_image_keys(BUCKET, a) == [contract]
     await assert_replay_matches(gateway, b)
 
@@ -132,7 +139,7 @@ async def test_a_job_that_failed_before_reservations_falls_back_to_its_candidate
     theirs, other_variant = f"{day}/old-orphan-4.png", f"{day}/old-orphan-4-{other.hex[:8]}.png"
     await store.put(theirs, b"theirs", "image/png")
     await store.put(other_variant, b"orphan", "image/png")
-    assert await gateway.reserve_image_key(BUCKET, theirs, holder) == holder
+    assert await gateway.reserve_image_key(BUCKET, theirs, holder) == (theirs, holder)
     await _fail_after_generating(gateway, other, 4)
     assert await discard_one(gateway, store, W, other)
     assert await store.exists(theirs) and not await store.exists(other_variant)
@@ -151,3 +158,46 @@ async def test_the_first_pass_cleans_every_failed_job_not_just_one_batch(
         "SELECT count(*) AS n FROM imagen.job_events WHERE type = 'ImageDiscarded'"
     )
     assert rows[0]["n"] == n
+
+
+async def test_a_retry_keeps_the_key_its_first_attempt_reserved(gateway: Gateway) -> None:
+    """Attempt 1 found the contract key taken and reserved its variant; by the retry the
+    contract key's holder is gone from the picture, yet the retry keeps the variant (its
+    first object is overwritten, not orphaned)."""
+    holder = await insert_job(gateway, "retry key", seed=9)
+    job = await insert_job(gateway, "retry key", seed=9)
+    contract, variant = "2026-11-23/retry-key-9.png", f"2026-11-23/retry-key-9-{job.hex[:8]}.png"
+    assert await gateway.reserve_image_key(BUCKET, contract, holder) == (contract, holder)
+    assert await gateway.reserve_image_key(BUCKET, contract, job) == (contract, holder)
+    assert await gateway.reserve_image_key(BUCKET, variant, job) == (variant, job)
+    await gateway.execute_sql("DELETE FROM imagen.storage_keys WHERE job_id = $1", holder)
+    # The retry asks for the contract key first, as choose_key does.
+    assert await gateway.reserve_image_key(BUCKET, contract, job) == (variant, job)
+    assert await gateway.reserved_image_keys(BUCKET, job) == [variant]
+
+
+async def test_a_failed_jobs_key_is_never_handed_on_and_a_zombie_write_is_removed(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """A failed job's discarded key stays reserved to it: a later job with the same prompt,
+    seed and day gets its variant, so a frozen worker of the failed job that wakes and
+    writes onto its old key replaces nobody's picture, and the re-check deletes that write."""
+    store = LocalStore(tmp_path / "objects", BUCKET)
+    failed = await insert_job(gateway, "zombie fox", seed=11)
+    day = datetime.now(UTC).date().isoformat()
+    contract = f"{day}/zombie-fox-11.png"
+    assert await gateway.reserve_image_key(BUCKET, contract, failed) == (contract, failed)
+    await store.put(contract, b"first attempt", "image/png")
+    await _fail_after_generating(gateway, failed, 11)
+    assert await discard_one(gateway, store, W, failed)
+    assert not await store.exists(contract)
+
+    later = await insert_job(gateway, "zombie fox", seed=11)
+    assert await gateway.reserve_image_key(BUCKET, contract, later) == (contract, failed)
+
+    await store.put(contract, b"the zombie wakes and renames its file", "image/png")
+    assert await recheck_tombstones(gateway, store, every_s=3600) == 0  # checked just now
+    assert await recheck_tombstones(gateway, store, every_s=0) == 1
+    assert not await store.exists(contract)
+    assert await recheck_tombstones(gateway, store, every_s=0) == 0
+    await assert_replay_matches(gateway, failed)

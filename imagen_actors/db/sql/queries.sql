@@ -118,19 +118,46 @@ SELECT id FROM imagen.images WHERE job_id = $2
 LIMIT 1;
 
 -- name: reserve_image_key
--- The key's owner after this statement: $3 when the key was free (or already $3's), else the
--- job that reserved it first. DO UPDATE (not DO NOTHING) so the row comes back even when it
+-- Returns (storage_path, job_id): the key $3 reserved first in $1 when it has one (a retry
+-- keeps its first attempt's key), else $2 with its owner after this statement: $3 when the
+-- key was free, else the job that reserved it first (a tombstone of a failed job included:
+-- a key is never handed on). DO UPDATE (not DO NOTHING) so the row comes back even when it
 -- was reserved by a transaction that committed after this statement's snapshot was taken.
-INSERT INTO imagen.storage_keys (bucket, storage_path, job_id)
-VALUES ($1, $2, $3)
-ON CONFLICT (bucket, storage_path) DO UPDATE SET bucket = EXCLUDED.bucket
-RETURNING job_id;
+WITH earlier AS (
+    SELECT storage_path, job_id FROM imagen.storage_keys
+    WHERE job_id = $3 AND bucket = $1
+    ORDER BY reserved_at, storage_path
+    LIMIT 1
+), reserved AS (
+    INSERT INTO imagen.storage_keys (bucket, storage_path, job_id)
+    SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM earlier)
+    ON CONFLICT (bucket, storage_path) DO UPDATE SET bucket = EXCLUDED.bucket
+    RETURNING storage_path, job_id
+)
+SELECT storage_path, job_id FROM earlier
+UNION ALL
+SELECT storage_path, job_id FROM reserved;
 
 -- name: storage_key_owner
 SELECT job_id FROM imagen.storage_keys WHERE bucket = $1 AND storage_path = $2;
 
--- name: release_image_keys
-DELETE FROM imagen.storage_keys WHERE job_id = $1 AND bucket = $2;
+-- name: tombstone_image_keys
+-- The failed job's objects are deleted; its keys stay reserved to it (never handed on).
+UPDATE imagen.storage_keys SET discarded_at = now(), checked_at = now()
+WHERE job_id = $1 AND bucket = $2 AND discarded_at IS NULL;
+
+-- name: tombstones_to_recheck
+-- Tombstoned keys discarded within $2 seconds whose last check is older than $3 seconds:
+-- a worker frozen past its lease may still write its object onto one of them.
+SELECT storage_path, job_id FROM imagen.storage_keys
+WHERE discarded_at IS NOT NULL AND bucket = $1
+  AND discarded_at > now() - make_interval(secs => $2::float8)
+  AND checked_at < now() - make_interval(secs => $3::float8)
+ORDER BY checked_at
+LIMIT $4;
+
+-- name: tombstone_checked
+UPDATE imagen.storage_keys SET checked_at = now() WHERE bucket = $1 AND storage_path = $2;
 
 -- name: reserved_image_keys
 SELECT storage_path FROM imagen.storage_keys

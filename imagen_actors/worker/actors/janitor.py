@@ -12,7 +12,9 @@ The keys deleted are the ones this job reserved before uploading (``imagen.stora
 reservations are exclusive, so this never touches a key another job owns or is completing
 onto. A job that failed before reservations existed (migration 0007) falls back to the keys
 its attempts would have chosen, skipping any another job holds. Once discarded, the job's
-reservations are released.
+reservations stay as tombstones: a key is never handed to another job. A worker frozen past
+its lease mid-upload (SIGSTOP, a paused VM) may wake and write its object after the delete;
+it can only write onto its own job's key, and ``recheck_tombstones`` deletes it there.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from imagen_actors.observability.logs import job_fields
 from imagen_actors.storage.base import ObjectStore
 
 BATCH: Final = 100
+# How long after the discard a frozen worker's late write is looked for, and how often.
+ZOMBIE_WINDOW_S: Final = 24 * 3600.0
+RECHECK_EVERY_S: Final = 300.0
 log = logging.getLogger("imagen_actors.janitor")
 
 
@@ -52,9 +57,10 @@ async def discard_one(
         )
         return False
     t = await gateway.transition(job_id, dc.discard_objects(worker_id, store.bucket, keys))
-    # The objects are gone: a later job with the same prompt, seed and day may take the
-    # contract key again.
-    await gateway.release_image_keys(store.bucket, job_id)
+    # The objects are gone, the keys stay this job's: a tombstone that a later job with the
+    # same prompt, seed and day cannot take, so a frozen attempt of this job that wakes and
+    # writes can only write onto its own key (which recheck_tombstones then cleans).
+    await gateway.tombstone_image_keys(store.bucket, job_id)
     if t.events:
         log.info(
             "job %s failed after generating: discarded %s",
@@ -97,3 +103,40 @@ async def discard_leftovers(
         # down) would only come back the same, so the next pass retries it.
         if len(failed) < BATCH or cleaned == 0:
             return n
+
+
+async def recheck_tombstones(
+    gateway: LeftoverStore,
+    store: ObjectStore,
+    *,
+    within_s: float = ZOMBIE_WINDOW_S,
+    every_s: float = RECHECK_EVERY_S,
+) -> int:
+    """Delete objects written onto tombstoned keys after their discard; the number deleted.
+
+    Only a worker that was frozen while holding the failed job can write there: no other job
+    can reserve the key. A failed check is retried at the next pass.
+    """
+    removed = 0
+    while True:
+        due = await gateway.tombstones_to_recheck(
+            store.bucket, within_s=within_s, every_s=every_s, limit=BATCH
+        )
+        for key, job_id in due:
+            try:
+                if await store.exists(key):
+                    await store.delete(key)
+                    removed += 1
+                    log.warning(
+                        "job %s failed, but an object was written onto its key %s afterwards "
+                        "(a worker frozen past its lease?); deleted it",
+                        job_id,
+                        key,
+                        extra=job_fields(job_id),
+                    )
+            except StorageError as exc:
+                log.warning("could not re-check %s: %s; will retry", key, exc)
+                return removed
+            await gateway.tombstone_checked(store.bucket, key)
+        if len(due) < BATCH:
+            return removed

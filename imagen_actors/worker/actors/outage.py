@@ -73,7 +73,9 @@ class OutageTolerantStore:
         # Best-effort bookkeeping: the UsageRecorder records a failure rather than wait.
         return await self._inner.record_usage_and_transition(usage, decide)
 
-    async def reserve_image_key(self, bucket: str, key: str, job_id: uuid.UUID) -> uuid.UUID:
+    async def reserve_image_key(
+        self, bucket: str, key: str, job_id: uuid.UUID
+    ) -> tuple[str, uuid.UUID]:
         return await self._retry(
             "key reservation",
             f"{bucket}/{key}",

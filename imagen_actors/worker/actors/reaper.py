@@ -16,7 +16,7 @@ from imagen_actors.core.errors import DatabaseError
 from imagen_actors.db.ports import ReapQueue
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.storage.base import ObjectStore
-from imagen_actors.worker.actors.janitor import discard_leftovers
+from imagen_actors.worker.actors.janitor import discard_leftovers, recheck_tombstones
 
 BATCH: Final = 100
 log = logging.getLogger("imagen_actors.reaper")
@@ -105,6 +105,7 @@ async def reaper(
         nonlocal recent_only
         await discard_leftovers(gateway, store, worker_id, recent_only=recent_only)
         recent_only = True
+        await recheck_tombstones(gateway, store)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(every_interval, "heartbeat", heartbeat)

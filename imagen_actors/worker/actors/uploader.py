@@ -130,18 +130,20 @@ async def give_back_waiting(
 async def choose_key(gateway: JobStore, store: ObjectStore, item: GeneratedImage) -> str:
     """The contract key, reserved for this job before anything is uploaded to it.
 
-    Another job that reserved it first (same prompt, seed and day) keeps it; this job takes
-    its job-specific variant. A retry of the same job gets the key it reserved before, so it
-    overwrites its own earlier upload instead of leaving a second object.
+    A job keeps the key its first attempt reserved, so a retry overwrites its own earlier
+    upload instead of leaving a second object. Another job that reserved the contract key
+    first (same prompt, seed and day), or whose tombstone holds it (a failed job's: keys are
+    never handed on), keeps it; this job takes its job-specific variant.
     """
     sub = item.submitted
     key = storage_key(sub.occurred_at.astimezone(UTC), sub.prompt, item.succeeded.seed)
     for candidate in (key, disambiguated_key(key, sub.job_id)):
-        if await gateway.reserve_image_key(store.bucket, candidate, sub.job_id) == sub.job_id:
-            return candidate
+        chosen, owner = await gateway.reserve_image_key(store.bucket, candidate, sub.job_id)
+        if owner == sub.job_id:
+            return chosen
     # Two job ids sharing their first 8 hex digits: the whole id makes a key no one else has.
     full = disambiguated_key(key, sub.job_id, full=True)
-    owner = await gateway.reserve_image_key(store.bucket, full, sub.job_id)
+    chosen, owner = await gateway.reserve_image_key(store.bucket, full, sub.job_id)
     if owner != sub.job_id:
         # Only a different prompt whose slug ends in this job's seed and id could hold it.
         raise StorageError(
@@ -149,7 +151,7 @@ async def choose_key(gateway: JobStore, store: ObjectStore, item: GeneratedImage
             "gives a new key)",
             error_class="permanent",
         )
-    return full
+    return chosen
 
 
 async def upload_one(
