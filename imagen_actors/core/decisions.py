@@ -24,6 +24,11 @@ RETRY_CAP_S: Final = 60.0
 RETRY_JITTER: Final = 0.2
 
 
+def _attempts(n: int) -> str:
+    """``1 attempt``, ``2 attempts``: the count as people read it in job errors."""
+    return f"{n} attempt" if n == 1 else f"{n} attempts"
+
+
 def retry_delay_s(attempt: int, *, rng: Callable[[], float] = random.random) -> float:
     """Exponential backoff with +-20% jitter before retry number ``attempt`` (1-based)."""
     base = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, attempt - 1))
@@ -155,7 +160,7 @@ def failure(
             )
         else:
             if error_class == "transient":
-                error_text = f"{error} (gave up after {state.attempts} attempts)"
+                error_text = f"{error} (gave up after {_attempts(state.attempts)})"
             else:
                 error_text = error
             out.append(
@@ -261,7 +266,7 @@ def reap(worker_id: str, *, own: bool = False, actor: str = "reaper") -> Decide:
             return [
                 ev.JobFailed(
                     **_header(state, now, actor, worker_id),
-                    error=f"lease expired after {state.attempts} attempts ({why})",
+                    error=f"lease expired after {_attempts(state.attempts)} ({why})",
                     error_class="transient",
                 )
             ]
