@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import ipaddress
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 import msgspec
+from PIL import Image, UnidentifiedImageError
 
 from imagen_actors.config.explain import explain
 
@@ -31,6 +35,26 @@ class GenerationRequest:
     job_id: uuid.UUID | None = None
 
 
+def image_size(image: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the image's header (Pillow reads no pixels); None if unreadable."""
+    try:
+        with Image.open(io.BytesIO(image)) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    return int(width), int(height)
+
+
+def _width(result: GenerationResult) -> int | None:
+    size = image_size(result.image)
+    return size[0] if size else None
+
+
+def _height(result: GenerationResult) -> int | None:
+    size = image_size(result.image)
+    return size[1] if size else None
+
+
 @attrs.frozen(kw_only=True)
 class GenerationResult:
     image: bytes
@@ -40,6 +64,15 @@ class GenerationResult:
     latency_ms: int
     cost_usd_estimate: float = 0.0
     metadata: dict[str, Any] = attrs.field(factory=dict)
+    # The size of the image as made, read from its bytes: latent workflows floor the
+    # requested size (to multiples of 8 or 16) and hosted models pick from aspect ratios.
+    width: int | None = attrs.field(default=attrs.Factory(_width, takes_self=True))
+    height: int | None = attrs.field(default=attrs.Factory(_height, takes_self=True))
+
+    def recorded_metadata(self) -> dict[str, Any]:
+        """What GenerationSucceeded records: the backend's metadata plus the real size."""
+        size = {"width": self.width, "height": self.height} if self.width and self.height else {}
+        return {**self.metadata, **size}
 
 
 @attrs.frozen
@@ -59,6 +92,22 @@ class Backend(Protocol):
     async def check(self) -> BackendStatus: ...
 
     async def aclose(self) -> None: ...
+
+
+def trust_env_for(url: str) -> bool:
+    """Whether an HTTP client for ``url`` may take proxies from the environment.
+
+    Not for loopback: with ``HTTP_PROXY``/``ALL_PROXY`` set, httpx would send
+    ``127.0.0.1``/``localhost`` traffic to the proxy, and the failure would then blame
+    the backend.
+    """
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 def adapter_config(block: dict[str, Any], cls: type[C], *, instance: str) -> C:

@@ -1,19 +1,16 @@
-"""ComfyUI adapter: one adapter, models as workflow data (protocols.md section 1).
+"""ComfyUI adapter: one adapter, models as workflow data (docs/backends.md, protocols.md 1).
 
-One ``generate``: render the workflow template, open ``/ws?clientId=<uuid4 hex>``, POST
-/prompt with that ``client_id``, follow the run on the socket (``progress`` frames drive
-the progress callback; ``execution_success`` / ``executing`` with ``node: null`` end it;
-``execution_error`` / ``execution_interrupted`` fail it), read ``/history/{prompt_id}`` for
-the SaveImage output and download it from ``/view``. If the socket cannot be opened or
-drops, ``/history/{prompt_id}`` is polled instead (it answers 200 ``{}`` until the run is
-done). The whole call runs under ``timeout_s``.
-
-Errors: a 400 from POST /prompt (validation: unknown node, missing input, model file not
-installed) is permanent and names node id, class_type, input and details; connection
-failures, 5xx and timeouts are transient; ``execution_error`` is permanent unless it looks
-like running out of memory. Leaving ``generate`` early (trio.Cancelled, the timeout, an
-HTTP error) once a prompt id is known sends ``POST /interrupt {"prompt_id"}`` and
-``POST /queue {"delete": [id]}`` under a shielded short deadline, then re-raises.
+One ``generate``: render the workflow, open ``/ws?clientId=<uuid4 hex>``, POST /prompt with
+that ``client_id``, follow the run on the socket (``progress`` drives the callback; the
+closing ``executing {node: null}`` ends it; ``execution_error``/``_interrupted`` fail it),
+then take the image of the workflow's output node only: from ``/history`` + ``/view``, or,
+for SaveImageWebsocket, the binary frame it sent while executing. Without a socket,
+``/history`` is polled. Every ``queue_check_s`` GET /queue (then /history) must still know
+the prompt: gone twice in a row means cleared or restarted (transient, at once). All under
+``timeout_s``; leaving early cancels the prompt (``comfyui_http.cancel``: delete, then
+interrupt). Errors: validation 400s and a 200 whose ``node_errors`` drop our output node
+are permanent; network, 5xx, timeouts, a vanished prompt are transient; ``execution_error``
+is permanent unless it looks like running out of memory.
 """
 
 from __future__ import annotations
@@ -23,20 +20,24 @@ import time
 import uuid
 from typing import Annotated, Any, Final
 
-import attrs
 import httpx
 import msgspec
 import trio
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, aconnect_ws
 
+from imagen_actors.backends import comfyui_http
 from imagen_actors.backends.base import (
     BackendStatus,
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
     adapter_config,
+    trust_env_for,
 )
+from imagen_actors.backends.comfyui_http import Run
 from imagen_actors.backends.comfyui_messages import (
+    binary_image,
+    dropped_outputs,
     failure_in_history,
     first_image,
     json_or_none,
@@ -45,21 +46,25 @@ from imagen_actors.backends.comfyui_messages import (
 from imagen_actors.backends.comfyui_templating import TemplateError
 from imagen_actors.backends.comfyui_workflow import (
     Workflow,
+    dropped_output_message,
     execution_error_message,
+    input_value,
     interrupted_message,
     is_transient_failure,
     load_workflow,
     network_reason,
     validation_message,
+    version_hint,
+    version_problem,
 )
 from imagen_actors.core.errors import ConfigError, GenerationError
 
 log = logging.getLogger("imagen_actors.backends.comfyui")
 
-INTERRUPT_TIMEOUT_S: Final = 5.0
 # After execution_success, wait this long for the closing `executing {node: null}`
 # (sent once history is written; ~240 ms later on a real server).
 DONE_GRACE_S: Final = 2.0
+WS_OUTPUT: Final = "SaveImageWebsocket"
 
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
@@ -73,14 +78,7 @@ class ComfyUIConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     cfg: float | None = None  # else the workflow's
     model: str | None = None  # label in results; else the workflow's, else its name
     poll_interval_s: Seconds = 0.5  # /history polling when the websocket is unavailable
-    silence_check_s: Seconds = 10.0  # websocket quiet this long: look at /history anyway
-
-
-@attrs.define
-class _Run:
-    prompt_id: str | None = None
-    pending_id: str | None = None  # the id we asked for while POST /prompt is in flight
-    finished: bool = False  # the server no longer runs it (done, failed, interrupted)
+    queue_check_s: Seconds = 3.0  # while waiting: is the prompt still queued, or done?
 
 
 class ComfyUIBackend:
@@ -92,15 +90,16 @@ class ComfyUIBackend:
         self._workflow = workflow
         self._url = cfg.url.rstrip("/")
         self._client = httpx.AsyncClient(
-            base_url=self._url, timeout=httpx.Timeout(60.0, connect=10.0)
+            base_url=self._url,
+            timeout=httpx.Timeout(60.0, connect=10.0),
+            trust_env=trust_env_for(self._url),
         )
         self.model = cfg.model or workflow.meta.model or workflow.name
+        # SaveImageWebsocket sends the image on the socket and keeps no file in ComfyUI.
+        self._ws_output = workflow.graph[workflow.output_node]["class_type"] == WS_OUTPUT
 
     def _error(self, message: str, error_class: str) -> GenerationError:
-        return GenerationError(
-            f"comfyui {self.name}: {message}",
-            error_class="transient" if error_class == "transient" else "permanent",
-        )
+        return comfyui_http.error(message, error_class)
 
     # -- request building -------------------------------------------------------------
 
@@ -129,12 +128,19 @@ class ComfyUIBackend:
         self, request: GenerationRequest, progress: ProgressCallback
     ) -> GenerationResult:
         started = time.perf_counter()
-        graph, values = self.render(request)
-        run = _Run()
+        graph, _ = self.render(request)
+        if request.steps is not None and input_value(graph, "steps") is None:
+            log.warning(
+                "comfyui %s: workflow %s has no steps input; the job's steps=%d are not used",
+                self.name,
+                self._workflow.name,
+                request.steps,
+            )
+        run = Run()
         try:
             with trio.fail_after(self._cfg.timeout_s):
                 ref = await self._execute(graph, uuid.uuid4().hex, run, progress)
-                image, mime = await self._download(ref)
+                image, mime = run.sent or await comfyui_http.download(self._client, ref)
         except trio.TooSlowError:
             raise self._error(
                 f"no result within timeout_s={self._cfg.timeout_s:g}s "
@@ -144,7 +150,9 @@ class ComfyUIBackend:
         finally:
             target = run.prompt_id or run.pending_id
             if target is not None and not run.finished:
-                await self._interrupt(target)
+                await comfyui_http.cancel(
+                    self._client, target, answered=run.prompt_id is not None, instance=self.name
+                )
         return GenerationResult(
             image=image,
             mime=mime,
@@ -154,16 +162,19 @@ class ComfyUIBackend:
             metadata={
                 "workflow": self._workflow.name,
                 "prompt_id": run.prompt_id,
-                "steps": values["steps"],
-                "cfg": values["cfg"],
+                # What ran: only inputs the rendered graph has (no sampler, no steps).
+                **{k: v for k in ("steps", "cfg") if (v := input_value(graph, k)) is not None},
                 "url": self._url,
             },
         )
 
     async def _execute(
-        self, graph: dict[str, Any], client_id: str, run: _Run, progress: ProgressCallback
+        self, graph: dict[str, Any], client_id: str, run: Run, progress: ProgressCallback
     ) -> dict[str, Any]:
-        """Queue the graph, wait for it to end; the image reference from its history."""
+        """Queue the graph, wait for it to end; the image reference from its history.
+
+        For a SaveImageWebsocket output the image is in ``run.sent`` and ``{}`` is returned.
+        """
         failure: GenerationError | None = None
         try:
             async with aconnect_ws(
@@ -189,9 +200,18 @@ class ComfyUIBackend:
             run.prompt_id = await self._submit(graph, client_id, run)
         entry = await self._wait_history(run)
         run.finished = True
-        return self._image_ref(entry)
+        if not self._ws_output:
+            return self._image_ref(entry)
+        if run.sent is None:
+            raise self._error(
+                f"node {self._workflow.output_node} ({WS_OUTPUT}) sends its image only on the "
+                "websocket, and none reached us (the socket was unavailable or dropped); the "
+                "run finished without a copy to fetch, so it must run again",
+                "transient",
+            )
+        return {}
 
-    async def _submit(self, graph: dict[str, Any], client_id: str, run: _Run) -> str:
+    async def _submit(self, graph: dict[str, Any], client_id: str, run: Run) -> str:
         # Servers since 2025 queue under a prompt_id we choose; older ones make their own
         # (the answer's id is used either way). Asking for one lets a cancel that lands
         # while this POST is in flight still name the prompt to interrupt.
@@ -212,14 +232,14 @@ class ComfyUIBackend:
             and isinstance(body, dict)
             and isinstance(body.get("prompt_id"), str)
         ):
-            if body.get("node_errors"):
-                log.warning(
-                    "comfyui %s: some outputs were dropped: %s", self.name, validation_message(body)
-                )
             prompt_id: str = body["prompt_id"]
+            if body.get("node_errors"):
+                self._check_dropped(body, prompt_id, run)
             return prompt_id
         if resp.status_code == 400:
-            raise self._error(validation_message(body), "permanent")
+            raise self._error(
+                validation_message(body) + version_hint(self._workflow, body), "permanent"
+            )
         detail = resp.text.strip().replace("\n", " ")[:300] or resp.reason_phrase
         if resp.status_code >= 500:
             raise self._error(f"POST /prompt: HTTP {resp.status_code}: {detail}", "transient")
@@ -227,34 +247,56 @@ class ComfyUIBackend:
             f"POST /prompt: HTTP {resp.status_code}: {detail or 'no body'}", "permanent"
         )
 
+    def _check_dropped(self, body: dict[str, Any], prompt_id: str, run: Run) -> None:
+        """A 200 with ``node_errors``: fail if our output node is dropped, else warn."""
+        output = self._workflow.output_node
+        if output not in dropped_outputs(body):
+            log.warning(
+                "comfyui %s: prompt %s runs, but other outputs than node %s were dropped: %s",
+                self.name,
+                prompt_id,
+                output,
+                validation_message(body),
+            )
+            return
+        run.prompt_id = prompt_id  # queued with the other branches: cancel it on the way out
+        raise self._error(dropped_output_message(self._workflow, body), "permanent")
+
     async def _follow(
-        self, ws: AsyncWebSocketSession, run: _Run, progress: ProgressCallback
+        self, ws: AsyncWebSocketSession, run: Run, progress: ProgressCallback
     ) -> None:
         """Read frames until our prompt ends; return quietly if the socket fails."""
-        prompt_id = run.prompt_id
+        prompt_id, output = run.prompt_id, self._workflow.output_node
         succeeded = False
+        until = trio.current_time() + self._cfg.queue_check_s
         try:
             while True:
-                wait = DONE_GRACE_S if succeeded else self._cfg.silence_check_s
-                frame: dict[str, Any] | None = None
-                with trio.move_on_after(wait) as scope:
+                frame: dict[str, Any] | bytes | None = None
+                with trio.move_on_at(until) as scope:
                     frame = await next_frame(ws)
                 if scope.cancelled_caught:
-                    # Quiet socket: done already, or events are not reaching us.
-                    if succeeded or await self._history_entry(str(prompt_id)) is not None:
+                    # Due a check (or the grace after success is over): still queued? done?
+                    if succeeded or await comfyui_http.check_alive(self._client, run) is not None:
                         return
+                    until = trio.current_time() + self._cfg.queue_check_s
+                    continue
+                if isinstance(frame, bytes):
+                    self._take_sent(frame, run)
                     continue
                 if frame is None:
                     continue
                 kind, data = frame.get("type"), frame.get("data")
                 if not isinstance(data, dict) or data.get("prompt_id", prompt_id) != prompt_id:
                     continue
-                if kind == "progress":
+                if kind == "executing":
+                    run.executing = data.get("node")
+                if kind == "progress" and not (self._ws_output and run.executing == output):
                     value, top = data.get("value"), data.get("max")
                     if isinstance(value, int | float) and isinstance(top, int | float):
                         progress(int(value), int(top))
                 elif kind == "execution_success":
                     succeeded = True
+                    until = trio.current_time() + DONE_GRACE_S
                 elif kind == "executing" and data.get("node") is None:
                     return
                 elif kind in ("execution_error", "execution_interrupted"):
@@ -267,6 +309,11 @@ class ComfyUIBackend:
                 network_reason(exc),
             )
 
+    def _take_sent(self, frame: bytes, run: Run) -> None:
+        """Keep the first image our SaveImageWebsocket node sends (previews are not ours)."""
+        if self._ws_output and run.sent is None and run.executing == self._workflow.output_node:
+            run.sent = binary_image(frame)
+
     def _run_failure(self, kind: str, data: dict[str, Any]) -> GenerationError:
         if kind == "execution_interrupted":
             return self._error(interrupted_message(data), "transient")
@@ -275,27 +322,16 @@ class ComfyUIBackend:
             "transient" if is_transient_failure(data) else "permanent",
         )
 
-    async def _history_entry(self, prompt_id: str) -> dict[str, Any] | None:
-        try:
-            resp = await self._client.get(f"/history/{prompt_id}")
-        except httpx.HTTPError as exc:
-            raise self._error(
-                f"GET /history: {self._url}: {network_reason(exc)}", "transient"
-            ) from exc
-        if resp.status_code >= 400:
-            raise self._error(
-                f"GET /history/{prompt_id}: HTTP {resp.status_code}",
-                "transient" if resp.status_code >= 500 else "permanent",
-            )
-        body = json_or_none(resp)
-        entry = body.get(prompt_id) if isinstance(body, dict) else None
-        return entry if isinstance(entry, dict) else None
-
-    async def _wait_history(self, run: _Run) -> dict[str, Any]:
+    async def _wait_history(self, run: Run) -> dict[str, Any]:
         """Poll until the history entry exists (``{}`` means not finished yet)."""
         prompt_id = str(run.prompt_id)
         delay = min(0.05, self._cfg.poll_interval_s)
-        while (entry := await self._history_entry(prompt_id)) is None:
+        check_at = trio.current_time() + self._cfg.queue_check_s
+        while (entry := await comfyui_http.history_entry(self._client, prompt_id)) is None:
+            if trio.current_time() >= check_at:
+                if (entry := await comfyui_http.check_alive(self._client, run)) is not None:
+                    break
+                check_at = trio.current_time() + self._cfg.queue_check_s
             await trio.sleep(delay)
             delay = min(delay * 2, self._cfg.poll_interval_s)
         failure = failure_in_history(entry)
@@ -308,46 +344,17 @@ class ComfyUIBackend:
         return entry
 
     def _image_ref(self, entry: dict[str, Any]) -> dict[str, Any]:
-        image = first_image(entry)
+        output = self._workflow.output_node
+        image = first_image(entry, output)
         if image is None:
+            kind = self._workflow.graph[output]["class_type"]
             raise self._error(
-                f"workflow {self._workflow.name} produced no image "
-                "(does it end in a SaveImage node?)",
+                f"workflow {self._workflow.name} produced no image at its output node "
+                f"{output} ({kind}); it must be a SaveImage node (or name the one to take "
+                'with "_imagen": {"output": "<node id>"})',
                 "permanent",
             )
         return image
-
-    async def _download(self, ref: dict[str, Any]) -> tuple[bytes, str]:
-        params = {
-            "filename": ref["filename"],
-            "subfolder": ref.get("subfolder") or "",
-            "type": ref.get("type") or "output",
-        }
-        try:
-            resp = await self._client.get("/view", params=params)
-        except httpx.HTTPError as exc:
-            raise self._error(
-                f"GET /view: {self._url}: {network_reason(exc)}", "transient"
-            ) from exc
-        if resp.status_code != 200:
-            raise self._error(f"GET /view {ref['filename']}: HTTP {resp.status_code}", "transient")
-        mime = resp.headers.get("content-type", "").split(";")[0].strip()
-        return resp.content, mime if mime.startswith("image/") else "image/png"
-
-    async def _interrupt(self, prompt_id: str) -> None:
-        """Stop our prompt if it runs and drop it if it waits; never raises."""
-        with trio.move_on_after(INTERRUPT_TIMEOUT_S) as scope:
-            scope.shield = True
-            try:
-                await self._client.post("/interrupt", json={"prompt_id": prompt_id})
-                await self._client.post("/queue", json={"delete": [prompt_id]})
-            except httpx.HTTPError as exc:
-                log.warning(
-                    "comfyui %s: could not interrupt %s: %s",
-                    self.name,
-                    prompt_id,
-                    network_reason(exc),
-                )
 
     # -- health / lifecycle -----------------------------------------------------------
 
@@ -356,8 +363,12 @@ class ComfyUIBackend:
             resp = await self._client.get("/system_stats", timeout=5.0)
         except httpx.HTTPError as exc:
             return BackendStatus(False, f"unreachable ({self._url}: {network_reason(exc)})")
-        if resp.status_code != 200 or not isinstance(json_or_none(resp), dict):
+        stats = json_or_none(resp)
+        if resp.status_code != 200 or not isinstance(stats, dict):
             return BackendStatus(False, f"unhealthy ({self._url}: HTTP {resp.status_code})")
+        problem = version_problem(self._workflow, stats)
+        if problem is not None:
+            return BackendStatus(False, f"too old ({self._url} {problem})")
         return BackendStatus(True, "ok")
 
     async def aclose(self) -> None:

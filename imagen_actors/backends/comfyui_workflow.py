@@ -2,10 +2,13 @@
 
 A workflow is an API-format graph (``{node_id: {"class_type", "inputs"}}``) with
 whole-value placeholders (see ``comfyui_templating``). One optional top-level key,
-``"_imagen"``, holds defaults for the model (``{"model", "steps", "cfg"}``); it is removed
-before the graph is sent. ``workflow:`` in the config names a bundled template
-(``flux1-schnell`` -> ``workflows/flux1-schnell.json``) or a path to a JSON file, read like
-the config (``config.files``: a regular UTF-8 file of at most 1 MiB, nested at most 32 deep).
+``"_imagen"``, holds defaults for the model (``{"model", "steps", "cfg"}``), the id of the
+output node whose image is taken (``"output"``; default: the first Save* node, else the
+first Preview* node) and the oldest ComfyUI that has every node the graph uses
+(``"min_comfyui"``); it is removed before the graph is sent. ``workflow:`` in the config
+names a bundled template (``flux1-schnell`` -> ``workflows/flux1-schnell.json``) or a path
+to a JSON file, read like the config (``config.files``: a regular UTF-8 file of at most
+1 MiB, nested at most 32 deep).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class WorkflowMeta(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     model: str | None = None
     steps: int | None = None
     cfg: float | None = None
+    output: str | None = None  # node id whose image is taken
+    min_comfyui: str | None = None  # e.g. "0.9.2": older servers lack a node it uses
 
 
 @attrs.frozen(kw_only=True)
@@ -60,6 +65,7 @@ class Workflow:
     graph: dict[str, Any]
     meta: WorkflowMeta
     placeholders: frozenset[str]
+    output_node: str  # the node whose image is taken from /history
 
     def render(self, values: dict[str, object]) -> dict[str, Any]:
         rendered: dict[str, Any] = templating.render(self.graph, values)
@@ -128,6 +134,10 @@ def parse_workflow(tree: Any, *, name: str, source: str, key: str) -> Workflow:
             '"cfg": 1.0}',
         )
         raise fail(f": {detail}") from exc
+    if meta.min_comfyui is not None and version_tuple(meta.min_comfyui) is None:
+        raise fail(
+            f': {META_KEY}.min_comfyui {meta.min_comfyui!r} is not a version; write it like "0.9.2"'
+        )
     if not graph:
         raise fail(" has no nodes; export the workflow from ComfyUI with Save (API)")
     for node_id, node in graph.items():
@@ -152,12 +162,53 @@ def parse_workflow(tree: Any, *, name: str, source: str, key: str) -> Workflow:
             ' has no "${prompt}" input to put the prompt in; set the text input of the '
             'positive CLIPTextEncode node to "${prompt}"'
         )
-    if not any(_OUTPUT_NODE.search(node["class_type"]) for node in graph.values()):
+    if meta.output is not None and meta.output not in graph:
+        raise fail(
+            f": {META_KEY}.output names node {meta.output!r}, which is not in the workflow; "
+            f"name the SaveImage node's id (nodes: {', '.join(graph)})"
+        )
+    output = meta.output or _default_output(graph)
+    if output is None:
         raise fail(
             " has no output node (SaveImage or PreviewImage), so there is no image to "
             "download; add a SaveImage node fed by the VAEDecode node's IMAGE output"
         )
-    return Workflow(name=name, source=source, graph=graph, meta=meta, placeholders=frozenset(used))
+    return Workflow(
+        name=name,
+        source=source,
+        graph=graph,
+        meta=meta,
+        placeholders=frozenset(used),
+        output_node=output,
+    )
+
+
+def _default_output(graph: dict[str, Any]) -> str | None:
+    """The first Save* node in document order, else the first Preview* node."""
+    found = [(i, _OUTPUT_NODE.search(n["class_type"])) for i, n in graph.items()]
+    matches = [(i, m.group(0).lower()) for i, m in found if m]
+    for wanted in ("save", "preview"):
+        for node_id, kind in matches:
+            if kind == wanted:
+                return node_id
+    return None
+
+
+def input_value(graph: dict[str, Any], name: str) -> object | None:
+    """The first literal (not linked) value of an input called ``name`` in ``graph``."""
+    for node in graph.values():
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        value = inputs.get(name) if isinstance(inputs, dict) else None
+        if value is not None and not isinstance(value, list | dict):
+            found: object = value
+            return found
+    return None
+
+
+def version_tuple(text: object) -> tuple[int, ...] | None:
+    """``"0.3.64"`` / ``"v0.9.2"`` -> ``(0, 3, 64)`` / ``(0, 9, 2)``; None if not a version."""
+    match = re.match(r"v?(\d+(?:\.\d+)*)", text.strip()) if isinstance(text, str) else None
+    return tuple(int(p) for p in match.group(1).split(".")) if match else None
 
 
 def _type_mismatch(graph: dict[str, Any]) -> str | None:
@@ -243,6 +294,39 @@ def _input_error(err: dict[str, Any]) -> str:
     if err.get("type") == "value_not_in_list" and input_name.endswith("_name"):
         text += " (is that model file installed on the ComfyUI server?)"
     return text
+
+
+def dropped_output_message(workflow: Workflow, body: dict[str, Any]) -> str:
+    """A 200 whose ``node_errors`` drop our output node, as the job's error."""
+    output = workflow.output_node
+    kind = workflow.graph[output]["class_type"]
+    return (
+        f"{validation_message(body)}; the output node {output} ({kind}) will not run, so "
+        f"workflow {workflow.name} has no image to give (fix the node named above)"
+    )
+
+
+def version_hint(workflow: Workflow, body: object) -> str:
+    """For an unknown-node 400: the ComfyUI version the workflow needs, if it says."""
+    needs = workflow.meta.min_comfyui
+    error = body.get("error") if isinstance(body, dict) else None
+    if needs and isinstance(error, dict) and error.get("type") == "invalid_prompt":
+        return f" (workflow {workflow.name} needs ComfyUI {needs} or newer)"
+    return ""
+
+
+def version_problem(workflow: Workflow, stats: dict[str, Any]) -> str | None:
+    """Why ``/system_stats`` shows a server older than the workflow's ``min_comfyui``."""
+    needs = workflow.meta.min_comfyui
+    system = stats.get("system")
+    has = system.get("comfyui_version") if isinstance(system, dict) else None
+    have, want = version_tuple(has), version_tuple(needs)
+    if have is None or want is None or have >= want:
+        return None
+    return (
+        f"runs ComfyUI {has}; workflow {workflow.name} needs {needs} or newer: update "
+        "ComfyUI or choose another workflow"
+    )
 
 
 def execution_error_message(data: dict[str, Any]) -> str:

@@ -25,6 +25,11 @@ from imagen_actors.core.records import Decide, DecideFor, ImageRow
 RETRY_BACKOFF: Final = Backoff(base_s=2.0, cap_s=60.0)
 
 
+def _attempts(n: int) -> str:
+    """``1 attempt``, ``2 attempts``: the count as people read it in job errors."""
+    return f"{n} attempt" if n == 1 else f"{n} attempts"
+
+
 def retry_delay_s(attempt: int, *, rng: Rng = random.random) -> float:
     """How long a job waits before retry number ``attempt`` (1-based): full jitter."""
     return RETRY_BACKOFF.delay_s(attempt, rng)
@@ -211,7 +216,7 @@ def failure(
             )
         else:
             if error_class == "transient":
-                error_text = f"{error} (gave up after {state.attempts} attempts)"
+                error_text = f"{error} (gave up after {_attempts(state.attempts)})"
             else:
                 error_text = error
             out.append(
@@ -335,7 +340,7 @@ def reap(worker_id: str, *, own: bool = False, actor: str = "reaper") -> Decide:
             return [
                 ev.JobFailed(
                     **_header(state, now, actor, worker_id),
-                    error=f"lease expired after {state.attempts} attempts ({why})",
+                    error=f"lease expired after {_attempts(state.attempts)} ({why})",
                     error_class="transient",
                 )
             ]

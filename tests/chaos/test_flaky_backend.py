@@ -56,6 +56,6 @@ async def test_backend_failing_10_percent_retries_or_fails_every_job_cleanly(
     assert retried_then_done[0]["n"] > 0, f"{ctx}: no transient failure was retried to done"
     errors = list(summary.errors.values())
     assert all(INJECTED in e for e in errors), f"{ctx}: unexpected failures {errors}"
-    gave_up = [e for e in errors if "gave up after 1 attempts" in e]
+    gave_up = [e for e in errors if "gave up after 1 attempt)" in e]
     permanent = [e for e in errors if e.startswith("mock-hard: ")]
     assert gave_up and permanent, f"{ctx}: final-failure paths not both seen: {errors}"

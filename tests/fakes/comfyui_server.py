@@ -21,14 +21,27 @@ Scenarios (what POST /prompt and the run look like):
 - ``ws_drop``: the socket closes in the middle of the run; history has the result.
 - ``hang``: the run starts and then stays on node 3 until POST /interrupt arrives.
 - ``slow_post``: POST /prompt never answers (a cancel lands while it is in flight).
+- ``partial_outputs``: 200 whose ``node_errors`` (the captured missing-model entry) drop
+  the output nodes in ``server.drop``; the other outputs run (measured on 0.3.64).
+- ``vanished``: 200, then the prompt is gone (``POST /queue {"clear": true}`` or a
+  restart): GET /queue is idle and /history stays ``{}``, and no frame comes.
+- ``ws_image``: a SaveImageWebsocket output (``ws_messages_binary.json``): the image comes
+  as type-1 binary frames while that node executes; history ``outputs`` stay ``{}``.
+- ``pending_then_start``: 200, the prompt waits in ``queue_pending`` and starts right
+  after the first cancel request (POST /queue or /interrupt) that leaves it queued; it
+  then runs until a POST /interrupt naming it.
 
-``server.requests`` records ``(method, path, json_body)`` for every HTTP request.
+Like the real server: history ``outputs`` and ``executed`` are keyed by the *posted*
+graph's output nodes (only those that run); GET /queue lists the prompt as positional
+``[number, prompt_id, prompt, extra_data, outputs]`` items while it runs or waits
+(``queue_running.json``); ``POST /queue {"delete"}``/``{"clear"}`` drop it only while it
+waits; ``server.state`` is ``pending``, ``running``, ``done``, ``deleted``,
+``interrupted`` or ``gone``. ``server.requests`` records ``(method, path, json_body)``
+for every HTTP request.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import json
 from collections.abc import AsyncIterator
@@ -42,8 +55,10 @@ import h11
 import trio
 import trio.lowlevel
 import wsproto
-import wsproto.events as wse
+import wsproto.utilities
 from PIL import Image
+
+from tests.fakes.comfyui_ws import serve_websocket
 
 SCENARIOS: Final = (
     "ok",
@@ -58,8 +73,11 @@ SCENARIOS: Final = (
     "ws_drop",
     "hang",
     "slow_post",
+    "partial_outputs",
+    "vanished",
+    "pending_then_start",
+    "ws_image",
 )
-_WS_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
 _JSON: Final = "application/json; charset=utf-8"
 
 
@@ -84,6 +102,11 @@ class FakeComfyUI:
         self._done = False
         self._nursery: Any = None
         self._history_polls = 0
+        self.drop: set[str] = set()  # output node ids partial_outputs reports as invalid
+        self.state: str | None = None
+        self._graph: dict[str, Any] = {}
+        self._client_id = ""
+        self._cancel_seen = False
         accepted = {
             "ok": PROMPT_OK,
             "no_ws": PROMPT_OK,
@@ -92,6 +115,10 @@ class FakeComfyUI:
             "runtime_error": PROMPT_RUNTIME_ERROR,
             "interrupted": PROMPT_SLOW,
             "hang": PROMPT_SLOW,
+            "partial_outputs": PROMPT_OK,
+            "vanished": PROMPT_OK,
+            "pending_then_start": PROMPT_SLOW,
+            "ws_image": PROMPT_WS_IMAGE,
         }
         self._accepted: dict[str, Any] | None = accepted.get(scenario)
         self.prompt_id: str | None = self._accepted["prompt_id"] if self._accepted else None
@@ -99,9 +126,15 @@ class FakeComfyUI:
     # -- HTTP -------------------------------------------------------------------------
 
     async def handle(self, stream: trio.SocketStream) -> None:
+        # A client that hangs up (alone, or inside the websocket's reader/writer nursery).
         try:
             await self._handle(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
+        except* (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            h11.ProtocolError,
+            wsproto.utilities.LocalProtocolError,  # a frame queued as the client closed
+        ):
             pass
         finally:
             await stream.aclose()
@@ -139,7 +172,14 @@ class FakeComfyUI:
             await trio.sleep_forever()
         if split.path == "/ws" and self.scenario != "no_ws":
             headers = dict(request.headers)
-            await self._websocket(stream, conn, headers, query.get("clientId", ""))
+            client_id = query.get("clientId", "")
+            send, receive = trio.open_memory_channel[str | bytes | None](1000)
+            self._sockets[client_id] = send
+            await send.send(json.dumps(_swap(WS_OK[0], "probe", client_id)))
+            try:
+                await serve_websocket(stream, conn, headers, receive)
+            finally:
+                self._sockets.pop(client_id, None)
             return
         status, ctype, payload = self._route(method, split.path, query, parsed)
         headers_out = [
@@ -170,19 +210,54 @@ class FakeComfyUI:
             if query.get("filename") == "probe_00001_.png" and query.get("type") == "output":
                 return 200, "image/png", self.png
             return 404, None, b""
+        if method == "GET" and path == "/queue":
+            return js(200, self._queue())
         if method == "POST" and path == "/interrupt":
-            if (
-                self.scenario == "hang"
-                and isinstance(body, dict)
-                and body.get("prompt_id") == self.prompt_id
-            ):
+            # Since 2025 a body naming another prompt (or one that only waits) is a no-op.
+            named = isinstance(body, dict) and body.get("prompt_id") == self.prompt_id
+            if self.state == "running" and (named or not isinstance(body, dict)):
+                self.state = "interrupted"
                 self.interrupted.set()
             if self.scenario == "slow_post":
                 self.interrupted.set()
+            self._cancel_request()
             return 200, None, b""
         if method == "POST" and path == "/queue":
+            ids = body.get("delete") if isinstance(body, dict) else None
+            cleared = isinstance(body, dict) and body.get("clear") is True
+            if self.state == "pending" and (cleared or self.prompt_id in (ids or [])):
+                self.state = "deleted"
+            self._cancel_request()
             return 200, None, b""
         return 404, "text/plain; charset=utf-8", b"404: Not Found"
+
+    def _cancel_request(self) -> None:
+        """pending_then_start: the prompt starts right after the first cancel request."""
+        if self.scenario == "pending_then_start" and not self._cancel_seen:
+            self._cancel_seen = True
+            if self.state == "pending":
+                self.state = "running"
+
+    def _outputs(self) -> list[str]:
+        """The posted graph's output nodes that the server runs."""
+        return [
+            node_id
+            for node_id, node in self._graph.items()
+            if isinstance(node, dict)
+            and str(node.get("class_type", "")).startswith(("Save", "Preview"))
+            and node_id not in self.drop
+        ]
+
+    def _queue(self) -> Any:
+        if self.state not in ("running", "pending"):
+            return QUEUE_IDLE
+        number = QUEUE_RUNNING["queue_running"][0][0]
+        item = [number, self.prompt_id, self._graph, {"client_id": self._client_id}]
+        item.append(self._outputs())
+        return {
+            "queue_running": [item] if self.state == "running" else [],
+            "queue_pending": [item] if self.state == "pending" else [],
+        }
 
     def _prompt(self, body: Any, js: Any) -> tuple[int, str | None, bytes]:
         rejected = {
@@ -196,9 +271,21 @@ class FakeComfyUI:
         if self.scenario == "malformed" or not isinstance(body, dict):
             return 500, "text/plain; charset=utf-8", PROMPT_MALFORMED_TEXT.encode()
         self.prompted.set()
-        client = self._sockets.get(str(body.get("client_id")))
-        self._nursery.start_soon(self._play, client)
-        result = js(200, self._accepted)
+        graph = body.get("prompt")
+        self._graph = graph if isinstance(graph, dict) else {}
+        self._client_id = str(body.get("client_id"))
+        accepted = dict(self._accepted or {})
+        if self.scenario == "partial_outputs":
+            failed = dict(PROMPT_MISSING_MODEL["node_errors"]["1"])
+            failed["dependent_outputs"] = sorted(self.drop)
+            accepted["node_errors"] = {"1": failed}
+        self.state = {"vanished": "gone", "pending_then_start": "pending"}.get(
+            self.scenario, "running"
+        )
+        if self.state == "running":
+            client = self._sockets.get(self._client_id)
+            self._nursery.start_soon(self._play, client)
+        result = js(200, accepted)
         return result
 
     def _history(self, prompt_id: str) -> Any:
@@ -209,7 +296,7 @@ class FakeComfyUI:
             self._done = self._history_polls > 2
         if not self._done:
             return {}
-        return {
+        entry = {
             "ok": HISTORY_OK,
             "no_ws": HISTORY_OK,
             "ws_drop": HISTORY_OK,
@@ -217,7 +304,11 @@ class FakeComfyUI:
             "runtime_error": HISTORY_RUNTIME_ERROR,
             "interrupted": HISTORY_INTERRUPTED,
             "hang": HISTORY_INTERRUPTED,
+            "partial_outputs": HISTORY_OK,
+            "ws_image": HISTORY_WS_IMAGE,
         }[self.scenario]
+        saved = [i for i in self._outputs() if self._graph[i]["class_type"] != "SaveImageWebsocket"]
+        return _with_outputs(entry, saved)
 
     # -- the run ----------------------------------------------------------------------
 
@@ -232,7 +323,13 @@ class FakeComfyUI:
             preview = b"\x00\x00\x00\x01\x00\x00\x00\x02" + self.png
             frames[at:at] = [progress[0], preview, progress[1], preview]
             return frames
+        if self.scenario == "ws_image":
+            # The captured run's output node "2", renamed to the posted graph's.
+            ours = next(iter(self._outputs()), "2")
+            image = b"\x00\x00\x00\x01\x00\x00\x00\x02" + self.png
+            return [image if f.get("binary_frame") else _swap(f, "2", ours) for f in WS_BINARY[1:]]
         return {
+            "partial_outputs": WS_OK[1:],
             "cached": WS_CACHED,
             "runtime_error": WS_RUNTIME_ERROR,
             "interrupted": WS_INTERRUPTED,
@@ -254,78 +351,21 @@ class FakeComfyUI:
                 await client.send(frame if isinstance(frame, bytes) else json.dumps(frame))
             await trio.lowlevel.checkpoint()
         self._done = True
+        if self.state == "running":
+            self.state = "done"
         if self.scenario == "ws_drop" and client is not None:
             await client.send(None)
 
-    # -- websocket --------------------------------------------------------------------
 
-    async def _websocket(
-        self,
-        stream: trio.SocketStream,
-        conn: h11.Connection,
-        headers: dict[bytes, bytes],
-        client_id: str,
-    ) -> None:
-        key = headers.get(b"sec-websocket-key", b"")
-        accept = base64.b64encode(hashlib.sha1(key + _WS_GUID).digest())
-        data = conn.send(
-            h11.InformationalResponse(
-                status_code=101,
-                headers=[
-                    ("Upgrade", "websocket"),
-                    ("Connection", "Upgrade"),
-                    ("Sec-WebSocket-Accept", accept),
-                ],
-            )
-        )
-        await stream.send_all(data)
-        ws = wsproto.connection.Connection(wsproto.ConnectionType.SERVER)
-        leftover, _ = conn.trailing_data
-        lock = trio.Lock()
-        send, receive = trio.open_memory_channel[str | bytes | None](1000)
-        self._sockets[client_id] = send
-        hello = _swap(WS_OK[0], "probe", client_id)
-        await send.send(json.dumps(hello))
-
-        async def write(event: wse.Event) -> None:
-            async with lock:
-                await stream.send_all(ws.send(event))
-
-        async def writer(cancel: trio.CancelScope) -> None:
-            async for item in receive:
-                if item is None:
-                    await write(wse.CloseConnection(code=1000))
-                    break
-                await write(
-                    wse.TextMessage(data=item)
-                    if isinstance(item, str)
-                    else wse.BytesMessage(data=item)
-                )
-            cancel.cancel()
-
-        async def reader(cancel: trio.CancelScope) -> None:
-            pending = leftover
-            while True:
-                ws.receive_data(pending)
-                for event in ws.events():
-                    if isinstance(event, wse.Ping):
-                        await write(event.response())
-                    elif isinstance(event, wse.CloseConnection):
-                        if ws.state == wsproto.connection.ConnectionState.REMOTE_CLOSING:
-                            await write(event.response())
-                        cancel.cancel()
-                        return
-                pending = await stream.receive_some(65536)
-                if not pending:
-                    cancel.cancel()
-                    return
-
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(writer, nursery.cancel_scope)
-                nursery.start_soon(reader, nursery.cancel_scope)
-        finally:
-            self._sockets.pop(client_id, None)
+def _with_outputs(history: Any, output_ids: list[str]) -> Any:
+    """The captured history (outputs keyed by the probe graph's node "2") keyed by ours."""
+    entry = {}
+    for prompt_id, item in history.items():
+        captured = item.get("outputs") or {}
+        saved = next(iter(captured.values()), None)
+        outputs = {node_id: saved for node_id in output_ids} if saved is not None else {}
+        entry[prompt_id] = {**item, "outputs": outputs}
+    return entry
 
 
 def _swap(value: Any, old: str, new: Any) -> Any:
@@ -378,3 +418,8 @@ PROMPT_MISSING_INPUT: Final[Any] = _CAPTURES["PROMPT_MISSING_INPUT"]
 PROMPT_MISSING_MODEL: Final[Any] = _CAPTURES["PROMPT_MISSING_MODEL"]
 PROMPT_MALFORMED_TEXT: Final[Any] = _CAPTURES["PROMPT_MALFORMED_TEXT"]
 WS_PROGRESS: Final[Any] = _CAPTURES["WS_PROGRESS"]
+QUEUE_RUNNING: Final[Any] = _CAPTURES["QUEUE_RUNNING"]
+QUEUE_IDLE: Final[Any] = _CAPTURES["QUEUE_IDLE"]
+PROMPT_WS_IMAGE: Final[Any] = _CAPTURES["PROMPT_WS_IMAGE"]
+WS_BINARY: Final[Any] = _CAPTURES["WS_BINARY"]
+HISTORY_WS_IMAGE: Final[Any] = _CAPTURES["HISTORY_WS_IMAGE"]

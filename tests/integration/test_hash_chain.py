@@ -184,7 +184,8 @@ async def test_existing_events_are_chained_by_the_migration(
                 f"FROM imagen.job_events e WHERE j.id = '{old}' AND e.job_id = j.id "
                 "AND e.seq = 2"
             )
-            assert await migrate(gw) == ["0009_door_limits_and_event_chain.sql"]
+            applied = await migrate(gw)
+            assert applied[0] == "0009_door_limits_and_event_chain.sql"
             assert (await replay_cmd.verify_one(gw, old)).ok
             new = await insert_job(gw, "an owl after the chain")
             assert (await replay_cmd.verify_one(gw, new)).ok

@@ -21,6 +21,7 @@ from imagen_actors.backends.registry import Backends
 from imagen_actors.cli import arguments, exitcodes
 from imagen_actors.cli.commands.submit import resolve_owner
 from imagen_actors.cli.main import command
+from imagen_actors.cli.progress import ProgressBar
 from imagen_actors.config import settings as config
 from imagen_actors.core import decisions, naming
 from imagen_actors.core import events as ev
@@ -59,22 +60,6 @@ def register(sub: Any) -> None:
         action="store_true",
         help="upload and insert imagen.images like the daemon (needs a database and an owner)",
     )
-
-
-def progress_printer(enabled: bool) -> Any:
-    def show(_job: uuid.UUID, step: int, total: int) -> None:
-        width = 24
-        filled = width * step // max(1, total)
-        print(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {step}/{total}",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-        if step >= total:
-            print("\r" + " " * (width + 16) + "\r", end="", file=sys.stderr, flush=True)
-
-    return show if enabled else None
 
 
 @attrs.frozen(kw_only=True)
@@ -218,6 +203,7 @@ async def generate(cfg: config.Config, args: argparse.Namespace) -> int:
     backend = args.backend or cfg.default_backend
     backends = Backends(cfg)
     store = build_store(cfg.storage)
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     try:
         outcome = await produce(
             cfg,
@@ -226,9 +212,11 @@ async def generate(cfg: config.Config, args: argparse.Namespace) -> int:
             out_dir=args.out_dir,
             backends=backends,
             store=store,
-            observer=progress_printer(sys.stderr.isatty()),
+            observer=bar,
         )
     finally:
+        if bar is not None:
+            bar.end()  # the summary (or the error) starts on its own line
         await backends.aclose()
         await store.aclose()
     if outcome.events_log is not None:
@@ -282,6 +270,8 @@ async def pipeline(
     return attrs.evolve(
         base,
         image_path=done.image_path,
+        width=gen.metadata.get("width", base.width),  # as made (read from the image)
+        height=gen.metadata.get("height", base.height),
         model=gen.model,
         seed=gen.seed,
         latency_ms=gen.latency_ms,

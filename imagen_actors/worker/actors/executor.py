@@ -185,7 +185,7 @@ async def run_one(
             sha256=hashlib.sha256(result.image).hexdigest(),
             latency_ms=result.latency_ms,
             cost_usd_estimate=result.cost_usd_estimate,
-            metadata=result.metadata,
+            metadata=result.recorded_metadata(),
         )
         t = await gateway.transition(
             sub.job_id,
