@@ -5,7 +5,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 import trio
 import trio.testing
 
@@ -17,11 +16,6 @@ from imagen_actors.worker.actors.claimer import claimer
 from imagen_actors.worker.actors.messages import ClaimedWork, Wake
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
-
-
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
 
 
 class FakeQueue:
