@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
+from imagen_actors.core.records import NewJob
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.db.migrations import migrate
 from tests.chaos.pg_restart import RestartableCluster
@@ -62,14 +64,33 @@ async def wait_event(gw: Gateway, job: uuid.UUID, kind: type[ev.Event]) -> None:
             await trio.sleep(0.02)
 
 
-async def test_reaper_rides_out_an_outage_without_crashing(
+async def test_reaper_rides_out_an_outage_and_keeps_reaping(
     cluster: RestartableCluster, dsn: str, tmp_path: Path
 ) -> None:
+    """The Reaper is not restarted by the outage and still works after it: a lease that a
+    dead host took after the restart, and that expires then, is requeued by the Reaper and
+    the job completes here on its second attempt."""
     cfg = make_config(tmp_path, dsn, name="reaper", lease_s=LEASE_S)
-    async with running_worker(cfg) as (handle, _gw):
+    async with running_worker(cfg) as (handle, gw):
         await outage(cluster, 1.5)
-        await trio.sleep(1.0)  # a few more reap passes, now against the restarted server
+        owner = uuid.uuid4()
+        stranded = await gw.insert_and_transition(
+            NewJob(
+                owner_user_id=owner,
+                prompt="left by a dead host",
+                backend="mock",
+                width=64,
+                height=64,
+            ),
+            dc.claim("dead-host:w", 1.0),
+        )
+        job = stranded.state.id
+        row = await wait_terminal(gw, job, timeout=30)
+        assert (row["status"], row["attempts"]) == ("done", 2)
+        requeued = [e for e in await gw.load_events(job) if isinstance(e, ev.JobRequeued)]
+        assert [e.actor for e in requeued] == ["reaper"], requeued
         assert "reaper" not in handle.restarts, handle.restarts
+        await assert_replay_matches(gw, job)
 
 
 async def test_generation_ending_during_an_outage_completes_without_waiting_for_the_lease(

@@ -5,6 +5,9 @@ Scenarios are knobs on the FakeReplicate object, set before or during a test:
 - ``polls_before_done``: GETs answered ``processing`` before the terminal status;
 - ``fail_with``: the prediction ends ``failed`` with this error text instead of succeeding;
 - ``never_finish``: the prediction stays ``processing`` (slow prediction, for cancellation);
+- ``processing_on_create``: the create answers ``processing`` with a ``0/4 [`` progress line
+  (a warm model that picks the prediction up at once), so the client reports progress before
+  its first poll: a test can wait for that instead of for a span of time;
 - ``output_as_list``: ``output`` is ``[url]`` (flux) or a bare URL string;
 - ``prefer_wait``: honour ``Prefer: wait`` by answering the create with the final object;
 - ``faults[route]``: scripted responses served first, in order, for a route
@@ -77,6 +80,7 @@ class FakeReplicate:
     never_finish: bool = False
     output_as_list: bool = True
     prefer_wait: bool = False
+    processing_on_create: bool = False
     faults: dict[str, deque[Reply]] = attrs.field(factory=lambda: defaultdict(deque))
     requests: list[Recorded] = attrs.field(factory=list)
     predictions: dict[str, Prediction] = attrs.field(factory=dict)
@@ -139,6 +143,8 @@ class FakeReplicate:
         pred = self.predictions[pid]
         if self.prefer_wait and headers.get("prefer", "").startswith("wait"):
             self._advance(pred, finish_now=True)
+        elif self.processing_on_create:
+            pred.status = "processing"
         return Reply(201, self._object(pred))
 
     def _on_get(self, pid: str, *, headers: dict[str, str], body: Any) -> Reply:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 import trio
 
@@ -348,7 +349,7 @@ def test_views_are_granted_to_service_role_only(database_url: str) -> None:
     assert rows[0]["count"] == 0
     for role in ("authenticated", "anon"):
         for view in ("job_timeline", "job_stage_latency"):
-            with pytest.raises(Exception, match="permission denied"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
                 run_as(database_url, OWNER, role, f"SELECT * FROM imagen.{view}")
 
 

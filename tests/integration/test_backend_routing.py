@@ -44,6 +44,7 @@ async def test_each_job_goes_to_a_worker_that_has_its_backend(
         await wait_all_terminal(gw, timeout=60)
         rows = await gw.fetch_sql("SELECT id, status, worker_id, attempts FROM imagen.jobs")
     host = {"flux": "gpu", "hosted": "cloud"}
+    assert {row["id"] for row in rows} == set(jobs)  # the loop below checks every job
     for row in rows:
         assert (row["status"], row["attempts"]) == ("done", 1), row
         assert row["worker_id"].endswith(":" + host[jobs[row["id"]]]), row

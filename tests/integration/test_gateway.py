@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -13,7 +14,9 @@ from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import ConcurrencyError, JobNotFoundError, LeaseLostError
 from imagen_actors.core.fold import JobState
+from imagen_actors.db import transactions
 from imagen_actors.db.gateway import Gateway
+from imagen_actors.db.sql import query
 from tests.support.jobs import assert_replay_matches, insert_job
 from tests.support.roles import run_as
 
@@ -46,40 +49,103 @@ async def test_claims_oldest_first(gateway: Gateway) -> None:
     assert t is not None and t.state.id == first
 
 
-async def test_two_concurrent_transitions_one_wins(gateway: Gateway, database_url: str) -> None:
-    """Two writers advancing the same version: one commits, the other gets ConcurrencyError."""
+async def test_two_concurrent_transitions_both_apply_in_turn(
+    gateway: Gateway, database_url: str
+) -> None:
+    """Two gateways advancing the same job at once: the row lock orders them, and the second
+    folds onto the first's commit (seq 3 then 4), never onto the version both started from."""
     job = await insert_job(gateway)
     await gateway.claim(dc.claim("w", 60))
-    gate = trio.Event()
-    outcomes: list[str] = []
+    seen: list[int] = []
 
-    def slow_decide(expected_version: int):  # type: ignore[no-untyped-def]
-        def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-            if state.version != expected_version:
-                raise ConcurrencyError(
-                    f"expected version {expected_version}, found {state.version}"
-                )
-            return dc.extend_lease("w", 60, attempt=1)(state, now)
-
-        return decide
+    def recording_decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        seen.append(state.version)
+        return dc.extend_lease("w", 60, attempt=1)(state, now)
 
     async with Gateway.open(database_url) as other:
-
-        async def run(gw: Gateway) -> None:
-            await gate.wait()
-            try:
-                await gw.transition(job, slow_decide(2))
-                outcomes.append("won")
-            except ConcurrencyError:
-                outcomes.append("lost")
-
         async with trio.open_nursery() as n:
-            n.start_soon(run, gateway)
-            n.start_soon(run, other)
-            await trio.sleep(0.05)
-            gate.set()
-    assert sorted(outcomes) == ["lost", "won"]
-    await assert_replay_matches(gateway, job)
+            n.start_soon(gateway.transition, job, recording_decide)
+            n.start_soon(other.transition, job, recording_decide)
+    assert sorted(seen) == [2, 3]
+    events = await gateway.load_events(job)
+    assert [type(e).__name__ for e in events[2:]] == ["LeaseExtended", "LeaseExtended"]
+    state = await assert_replay_matches(gateway, job)
+    assert state.version == 4
+
+
+def _race_from_the_same_version(dsn: str, job: uuid.UUID) -> list[str]:
+    """Two writers that both read the job at version 2 (no row lock: what two workers would
+    see if the lock were bypassed) and then each append through the gateway's own append
+    step. The second writer's outcome is returned for each: 'won' or the error's name."""
+
+    async def go() -> list[str]:
+        first, second = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+        try:
+            for conn in (first, second):
+                await transactions.init_connection(conn)
+            tx1, tx2 = first.transaction(), second.transaction()
+            await tx1.start()
+            await tx2.start()
+            stale1 = await first.fetch(query("load_events_with_clock"), job)
+            stale2 = await second.fetch(query("load_events_with_clock"), job)
+            assert len(stale1) == len(stale2) == 2
+            outcomes: list[str] = []
+            for conn, tx, rows in ((first, tx1, stale1), (second, tx2, stale2)):
+                try:
+                    await transactions.advance(conn, job, rows, dc.extend_lease("w", 60, attempt=1))
+                    await tx.commit()
+                    outcomes.append("won")
+                except (ConcurrencyError, asyncpg.UniqueViolationError) as exc:
+                    await tx.rollback()
+                    outcomes.append(type(exc).__name__)
+            return outcomes
+        finally:
+            await first.close()
+            await second.close()
+
+    return asyncio.run(go())
+
+
+async def test_two_writers_from_the_same_version_one_wins(
+    gateway: Gateway, database_url: str
+) -> None:
+    """The optimistic guard, under the row lock: of two writers that both read version 2, the
+    first commits and the second is refused, so the log never holds two events at one seq and
+    the projection is the first writer's."""
+    job = await insert_job(gateway)
+    await gateway.claim(dc.claim("w", 60))
+    first, second = await trio.to_thread.run_sync(_race_from_the_same_version, database_url, job)
+    assert first == "won"
+    assert second in {"ConcurrencyError", "UniqueViolationError"}, second
+    seqs = await gateway.fetch_sql(
+        "SELECT seq, count(*) AS n FROM imagen.job_events WHERE job_id = $1 GROUP BY seq", job
+    )
+    assert sorted((r["seq"], r["n"]) for r in seqs) == [(1, 1), (2, 1), (3, 1)]
+    state = await assert_replay_matches(gateway, job)
+    assert state.version == 3
+
+
+async def test_a_projection_behind_its_log_is_not_overwritten(gateway: Gateway) -> None:
+    """The version guard of append_and_project: the UPDATE writes the projection only when the
+    row is still at the version the writer folded from. Here an event reached the log without
+    the projection (a raw INSERT, version still 2): the transition folds from seq 3, the guard
+    finds version 2, and the whole transaction (its seq 4 too) is refused."""
+    job = await insert_job(gateway)
+    await gateway.claim(dc.claim("w", 60))
+    (claimed,) = await gateway.fetch_sql(
+        "SELECT lease_expires_at FROM imagen.jobs WHERE id = $1", job
+    )
+    await gateway.execute_sql(
+        "INSERT INTO imagen.job_events (job_id, seq, type, data, actor, worker_id) "
+        "VALUES ($1, 3, 'LeaseExtended', $2, 'executor', 'w')",
+        job,
+        {"schema_version": 1, "lease_expires_at": claimed["lease_expires_at"].isoformat()},
+    )
+    with pytest.raises(ConcurrencyError, match="moved past version 3"):
+        await gateway.transition(job, dc.extend_lease("w", 60, attempt=1))
+    row = await gateway.fetchrow("load_job", job)
+    assert row is not None and row["version"] == 2
+    assert len(await gateway.load_events(job)) == 3
 
 
 def test_seq_conflict_maps_to_concurrency_error(database_url: str) -> None:

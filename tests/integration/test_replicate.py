@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from imagen_actors.backends.base import GenerationRequest
 from imagen_actors.backends.replicate import ReplicateBackend, build
@@ -262,25 +263,63 @@ async def test_output_download_failing_twice_is_transient() -> None:
         assert info.value.error_class == "transient"
 
 
+def first_progress() -> tuple[trio.Event, Any]:
+    """A progress callback and the Event it sets on the first report. The adapter reports
+    right before it sleeps until the next poll, so once the Event is set the prediction is
+    created (its id known) and the adapter is parked in that sleep."""
+    reported = trio.Event()
+    return reported, lambda step, total: reported.set()
+
+
 async def test_cancellation_cancels_the_prediction() -> None:
     """Cancelling generate mid-poll posts to the cancel endpoint and lets Cancelled through."""
-    async with fake_replicate() as fake, backend(fake) as b:
+    async with fake_replicate() as fake, backend(fake, cancel_timeout_s=30) as b:
         fake.never_finish = True
-        with trio.move_on_after(0.2) as scope:
-            await b.generate(request(), lambda s, t: None)
-        assert scope.cancelled_caught
+        fake.processing_on_create = True
+        reported, progress = first_progress()
+        cancelled_caught = False
+
+        async def run(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+            nonlocal cancelled_caught
+            with trio.CancelScope() as scope:
+                task_status.started(scope)
+                await b.generate(request(), progress)
+            cancelled_caught = scope.cancelled_caught
+
+        async with trio.open_nursery() as n:
+            scope = await n.start(run)
+            with trio.fail_after(30):
+                await reported.wait()
+            scope.cancel()
+        assert cancelled_caught
         assert len(fake.hits("POST", "/v1/predictions/pred0000/cancel")) == 1
         assert fake.predictions["pred0000"].status == "canceled"
 
 
-async def test_timeout_cancels_and_is_transient() -> None:
-    """A prediction slower than timeout_s is cancelled and reported as transient."""
-    async with fake_replicate() as fake, backend(fake, timeout_s=0.2) as b:
+async def test_timeout_cancels_and_is_transient(mock_clock: trio.testing.MockClock) -> None:
+    """A prediction slower than timeout_s is cancelled and reported as transient. The clock is
+    pytest-trio's frozen MockClock: it moves only when the test jumps it, once the prediction
+    is created and being polled, so a slow machine cannot time out the create instead."""
+    async with fake_replicate() as fake, backend(fake, timeout_s=600, poll_interval_s=5) as b:
         fake.never_finish = True
-        with pytest.raises(GenerationError, match="timeout_s") as info:
-            await b.generate(request(), lambda s, t: None)
-        assert info.value.error_class == "transient"
+        fake.processing_on_create = True
+        reported, progress = first_progress()
+        failure: list[GenerationError] = []
+
+        async def run() -> None:
+            with pytest.raises(GenerationError, match="timeout_s") as info:
+                await b.generate(request(), progress)
+            failure.append(info.value)
+
+        async with trio.open_nursery() as n:
+            n.start_soon(run)
+            await reported.wait()
+            assert not fake.hits("GET", "/v1/predictions/")  # parked before its first poll
+            mock_clock.jump(601)
+        (error,) = failure
+        assert error.error_class == "transient"
         assert len(fake.hits("POST", "/v1/predictions/pred0000/cancel")) == 1
+        assert fake.predictions["pred0000"].status == "canceled"
 
 
 async def test_canceled_on_replicate_is_transient() -> None:

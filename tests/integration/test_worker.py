@@ -110,12 +110,15 @@ async def test_drains_backlog_inserted_before_start(database_url: str, tmp_path:
 
 
 async def test_notify_wakes_an_idle_worker(database_url: str, tmp_path: Path) -> None:
-    """With a 60 s safety poll, a new INSERT is still picked up at once by NOTIFY."""
+    """With a 60 s safety poll, a new INSERT is still picked up by NOTIFY: the first job's
+    completion shows the start-up drain is over and the worker idle, so the second can only
+    be claimed on its notification (well within 30 s) or on the poll (60 s)."""
     cfg = make_config(tmp_path, database_url, poll_interval_s=60)
     async with running_worker(cfg) as (_h, gw):
-        await trio.sleep(0.2)
+        first = await insert_job(gw)
+        assert (await wait_terminal(gw, first, timeout=30))["status"] == "done"
         job = await insert_job(gw)
-        row = await wait_terminal(gw, job, timeout=5)
+        row = await wait_terminal(gw, job, timeout=30)
         assert row["status"] == "done"
 
 
@@ -123,14 +126,22 @@ async def test_listener_survives_pg_terminate_backend(database_url: str, tmp_pat
     """Killing the LISTEN connection: the Listener reconnects and NOTIFY works again."""
     cfg = make_config(tmp_path, database_url, poll_interval_s=60)
     async with running_worker(cfg) as (_h, gw):
-        killed = await gw.fetch_sql(
-            "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity "
+        listening = (
+            "SELECT pid FROM pg_stat_activity "
             "WHERE query ILIKE 'LISTEN%' AND datname = current_database()"
         )
+        killed = await gw.fetch_sql(
+            f"SELECT pid, pg_terminate_backend(pid) AS ok FROM ({listening}) AS l"
+        )
         assert killed and all(k["ok"] for k in killed)
-        await trio.sleep(1.0)
+        # Wait for the Listener's new connection (a backend that was not killed) to LISTEN.
+        with trio.fail_after(30):
+            while not {r["pid"] for r in await gw.fetch_sql(listening)} - {
+                k["pid"] for k in killed
+            }:
+                await trio.sleep(0.05)
         job = await insert_job(gw)
-        row = await wait_terminal(gw, job, timeout=8)
+        row = await wait_terminal(gw, job, timeout=30)
         assert row["status"] == "done"
 
 
@@ -184,7 +195,7 @@ async def test_notify_with_missing_or_bogus_id_is_harmless(
             "SELECT pg_notify('imagen_jobs', '00000000-0000-4000-8000-000000000000')"
         )
         job = await insert_job(gw)
-        row = await wait_terminal(gw, job, timeout=5)
+        row = await wait_terminal(gw, job, timeout=30)
         assert row["status"] == "done" and handle.restarts == {}
 
 

@@ -118,7 +118,11 @@ async def test_second_signal_requeues_in_flight_job(database_url: str, tmp_path:
         job = await insert_job(gw)
         await wait_started(gw, job)
         proc.send_signal(signal.SIGTERM)
-        await trio.sleep(0.3)
+        # Two signals sent before the first is handled arrive as one: wait for its log line.
+        log = tmp_path / "imagen-a.host-a_a.log"
+        with trio.fail_after(30):
+            while "signal again to abort" not in log.read_text(errors="replace"):
+                await trio.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         assert await trio.to_thread.run_sync(lambda: proc.wait(timeout=30)) == 0
         row = await gw.fetchrow("load_job", job)

@@ -15,14 +15,9 @@ from imagen_actors.core.errors import DatabaseUnavailableError
 from imagen_actors.core.records import Transition
 from imagen_actors.worker.actors.claimer import ReadyToken, claimer
 from imagen_actors.worker.actors.messages import ClaimedWork, Wake
-from imagen_actors.worker.actors.supervisor import RestartPolicy, supervise
+from imagen_actors.worker.actors.supervisor import EscalationError, RestartPolicy, supervise
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
-
-
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
 
 
 class FakeQueue:
@@ -150,7 +145,6 @@ async def test_a_bug_past_the_restart_intensity_escalates(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A Claimer that crashes on every claim is not retried forever: the supervisor escalates."""
-    from imagen_actors.worker.actors.supervisor import EscalationError
 
     queue = BuggyQueue(jobs=1, bugs=1000)
     ready_send, ready_recv = trio.open_memory_channel[None](1)

@@ -179,17 +179,33 @@ class JobMachine(RuleBasedStateMachine):
         self.t = T0
 
     def _do(self, decide: Any) -> None:
+        """One transition as the gateway runs it: decide, fold every new event, then append
+        them all; a refused decision or an illegal event leaves the job exactly as it was."""
         self.t += timedelta(seconds=1)
+        before, logged = self.state, len(self.events)
         try:
             new = list(decide(self.state, self.t))
-        except (LeaseLostError, IllegalTransitionError):
+        except LeaseLostError:
+            # Decisions refuse only with LeaseLostError, and only for a job this worker
+            # does not hold; an IllegalTransitionError here would be a bug in decide.
+            assert (self.state.status, self.state.worker_id) != ("running", W)
             return
+        after = before
         try:
             for e in new:
-                self.state = fold(self.state, e)
-                self.events.append(e)
-        except IllegalTransitionError:
-            self.state = replay(self.events)
+                after = fold(after, e)
+        except IllegalTransitionError as exc:
+            # The transaction rolls back: nothing is appended. The one refusal a walk meets is
+            # usage for a job that is pending again (the UsageRecorder only runs after a
+            # generation; the rule here fires at any time), and it is the decision's only event:
+            # a decision whose first event is legal must never end in an illegal one.
+            assert new == [exc.event], f"partial transition {new!r} rejected: {exc}"
+            assert isinstance(exc.event, ev.UsageRecorded | ev.UsageFailed), str(exc)
+            assert before.status == "pending", str(exc)
+            assert len(self.events) == logged
+            return
+        self.events.extend(new)
+        self.state = after
 
     @precondition(lambda self: self.state.status == "pending")
     @rule()

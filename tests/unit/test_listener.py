@@ -14,11 +14,6 @@ from imagen_actors.worker.actors.listener import MIN_WAKE_GAP_S, listener
 from imagen_actors.worker.actors.messages import Wake
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 class FakeListenGateway:
     """Stands in for Gateway.listen: notifications are fed by the test; a connection can be
     made to drop, and connecting can fail a number of times."""

@@ -14,11 +14,6 @@ from imagen_actors.worker.actors.supervisor import (
 )
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 async def test_crashed_child_restarts_with_backoff(autojump_clock: trio.testing.MockClock) -> None:
     """A child that crashes twice then succeeds is restarted alone, after growing delays."""
     starts: list[float] = []

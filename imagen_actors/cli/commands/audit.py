@@ -127,6 +127,8 @@ async def owner(gw: Gateway, args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "plot", None) is not None:
+        ar.pyplot()  # fail before the query when the plot extra is not installed
     cfg = config.load(getattr(args, "config", None))
     fn: Report = args.report_fn
 

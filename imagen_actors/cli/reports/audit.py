@@ -11,9 +11,14 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
+
+from imagen_actors.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 T = TypeVar("T")
 
@@ -207,14 +212,28 @@ def format_owner(rows: Sequence[OwnerJobRow]) -> str:
 
 # ---- plots (matplotlib, Agg) -------------------------------------------------------------
 
+PLOT_EXTRA_MISSING: Final = (
+    "--plot needs matplotlib, which is not installed; install the plot extra with "
+    "pip install 'imagen-actors[plot]' (or run the report without --plot)"
+)
 
-def plot_latency(rows: Sequence[LatencyRow], path: Path) -> None:
-    """Grouped bars: p50/p95/p99 seconds per stage, one panel per backend."""
-    import matplotlib
 
+def pyplot() -> ModuleType:
+    """matplotlib.pyplot on the Agg backend, imported on first use: matplotlib is the optional
+    ``plot`` extra. Raises UsageError naming the extra when it is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError(PLOT_EXTRA_MISSING) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_latency(rows: Sequence[LatencyRow], path: Path) -> None:
+    """Grouped bars: p50/p95/p99 seconds per stage, one panel per backend."""
+    plt = pyplot()
     backends = sorted({r.backend for r in rows}) or ["(none)"]
     fig, axes = plt.subplots(len(backends), 1, figsize=(8, 3.2 * len(backends)), squeeze=False)
     width = 0.25
@@ -239,11 +258,7 @@ def plot_latency(rows: Sequence[LatencyRow], path: Path) -> None:
 
 def plot_throughput(rows: Sequence[ThroughputRow], path: Path) -> None:
     """Stacked bars: jobs finished per hour by outcome (empty hours shown as gaps)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     pivot = dict(throughput_table(rows))
     hours: list[datetime] = []
     if pivot:
