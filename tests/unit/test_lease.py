@@ -22,7 +22,7 @@ class Database:
         self.down_at = down_at
         self.renewals = 0
 
-    async def transition(self, job_id: uuid.UUID, decide: Any) -> None:
+    async def transition(self, job_id: uuid.UUID, decide: Any) -> Any:
         if trio.current_time() >= self.down_at:
             raise DatabaseUnavailableError("connection refused")
         self.renewals += 1
@@ -39,7 +39,7 @@ async def test_work_that_outlives_several_leases_is_renewed_and_finishes(
 
     got = await holding_lease(
         db, JOB, upload, worker_id="w", attempt=1, lease_s=30, actor="uploader"
-    )  # type: ignore[arg-type]
+    )
     assert got == "stored" and db.renewals == 9  # every 10 s for 95 s
 
 
@@ -56,7 +56,7 @@ async def test_an_outage_longer_than_the_lease_cancels_the_work(
 
     t0 = trio.current_time()
     with pytest.raises(LeaseLostError, match=r"could not be renewed for 30s .* expired"):
-        await holding_lease(db, JOB, upload, worker_id="w", attempt=1, lease_s=30, actor="uploader")  # type: ignore[arg-type]
+        await holding_lease(db, JOB, upload, worker_id="w", attempt=1, lease_s=30, actor="uploader")
     # Last good renewal at 10 s; the first failed tick at least 30 s later gives up.
     assert not finished and trio.current_time() - t0 == pytest.approx(40)
 
@@ -70,5 +70,5 @@ async def test_a_short_outage_is_ridden_out(autojump_clock: trio.testing.MockClo
 
     got = await holding_lease(
         db, JOB, upload, worker_id="w", attempt=1, lease_s=30, actor="uploader"
-    )  # type: ignore[arg-type]
+    )
     assert got == "stored"
