@@ -10,7 +10,6 @@ worker has claimed it again since.
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -19,7 +18,7 @@ from imagen_actors.core import events as ev
 from imagen_actors.core.backoff import Backoff, Rng
 from imagen_actors.core.errors import ErrorClass, LeaseLostError
 from imagen_actors.core.fold import GenerationOutcome, JobState, replay
-from imagen_actors.core.records import Decide, DecideFor, ImageRow
+from imagen_actors.core.records import CompletionRows, Decide, DecideFor, ImageRow
 
 # Before the retry of a job after a transient failure on attempt n: up to 2 s * 2**(n-1).
 RETRY_BACKOFF: Final = Backoff(base_s=2.0, cap_s=60.0)
@@ -237,38 +236,54 @@ def complete(
     *,
     attempt: int,
     local_path: str | None,
+    cost_usd_estimate: float = 0.0,
     actor: str = "uploader",
-) -> DecideFor[uuid.UUID]:
-    """Complete the job with ``image`` once its imagen.images row has an id; nothing to do
-    when this claim's completion already committed (a retry after the commit's reply was
-    lost in a database restart)."""
+) -> DecideFor[CompletionRows]:
+    """Complete the job with ``image`` once its rows have ids, and record its usage row in
+    the same transaction when there is one; nothing to do when this claim's completion
+    already committed (a retry after the commit's reply was lost in a database restart)."""
 
-    def for_image(image_id: uuid.UUID) -> Decide:
+    def for_rows(rows: CompletionRows) -> Decide:
         def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
             if (
                 state.status == "done"
                 and state.worker_id == worker_id
                 and state.attempts == attempt
-                and state.image_id == image_id
+                and state.image_id == rows.image_id
             ):
                 return []
             _held(state, worker_id, attempt)
-            return [
+            out: list[ev.Event] = [
                 ev.ImageStored(
                     **_header(state, now, actor, worker_id),
-                    image_id=image_id,
+                    image_id=rows.image_id,
                     bucket=image.bucket,
                     storage_path=image.storage_path,
                     local_path=local_path,
                     bytes=image.bytes,
                     sha256=image.sha256,
                 ),
-                ev.JobCompleted(**_header(state, now, actor, worker_id), image_id=image_id),
+                ev.JobCompleted(**_header(state, now, actor, worker_id), image_id=rows.image_id),
             ]
+            if state.usage_recorded:
+                return out
+            if rows.usage_id is not None:
+                out.append(
+                    ev.UsageRecorded(
+                        **_header(state, now, actor, worker_id),
+                        usage_id=rows.usage_id,
+                        cost_usd_estimate=cost_usd_estimate,
+                    )
+                )
+            elif rows.usage_error is not None:
+                out.append(
+                    ev.UsageFailed(**_header(state, now, actor, worker_id), error=rows.usage_error)
+                )
+            return out
 
         return decide
 
-    return for_image
+    return for_rows
 
 
 def discard_objects(
@@ -284,37 +299,6 @@ def discard_objects(
                 **_header(state, now, actor, worker_id), bucket=bucket, storage_paths=tuple(keys)
             )
         ]
-
-    return decide
-
-
-def usage_recorded(
-    worker_id: str | None, cost: float, actor: str = "usage_recorder"
-) -> DecideFor[int]:
-    """Record the job's mai.imagen_usage row once it has an id (once per job)."""
-
-    def for_usage(usage_id: int) -> Decide:
-        def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-            if state.usage_recorded:
-                return []
-            return [
-                ev.UsageRecorded(
-                    **_header(state, now, actor, worker_id),
-                    usage_id=usage_id,
-                    cost_usd_estimate=cost,
-                )
-            ]
-
-        return decide
-
-    return for_usage
-
-
-def usage_failed(worker_id: str | None, error: str, actor: str = "usage_recorder") -> Decide:
-    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        if state.usage_recorded:
-            return []
-        return [ev.UsageFailed(**_header(state, now, actor, worker_id), error=error)]
 
     return decide
 

@@ -90,6 +90,17 @@ class ImageRow:
 
 
 @attrs.frozen
+class CompletionRows:
+    """The ids of the rows a completing transaction inserts before it decides: the
+    ``imagen.images`` row, and the ``mai.imagen_usage`` row when usage is recorded."""
+
+    image_id: uuid.UUID
+    usage_id: int | None = None
+    # Why the usage row was refused (the completion then goes ahead without it).
+    usage_error: str | None = None
+
+
+@attrs.frozen
 class UsageRow:
     backend: str
     model: str

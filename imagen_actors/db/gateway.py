@@ -25,7 +25,15 @@ from imagen_actors.core.errors import (
     DatabaseError,
     DatabaseUnavailableError,
 )
-from imagen_actors.core.records import Decide, DecideFor, ImageRow, NewJob, Transition, UsageRow
+from imagen_actors.core.records import (
+    CompletionRows,
+    Decide,
+    DecideFor,
+    ImageRow,
+    NewJob,
+    Transition,
+    UsageRow,
+)
 from imagen_actors.db.named_queries import NamedQueries
 from imagen_actors.db.notifications import Notifications
 from imagen_actors.db.sql import query
@@ -72,6 +80,10 @@ def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, asyncpg.PostgresError):
         return DatabaseError(f"{type(exc).__name__}: {exc}")
     return exc
+
+
+class _UsageRefusedError(Exception):
+    """The usage insert failed inside a completion: roll back and complete without it."""
 
 
 def _quote_ident(name: str) -> str:
@@ -213,34 +225,38 @@ class Gateway(NamedQueries):
         return await self._run(body)
 
     async def store_image_and_transition(
-        self, image: ImageRow, decide: DecideFor[uuid.UUID]
+        self,
+        image: ImageRow,
+        decide: DecideFor[CompletionRows],
+        usage: UsageRow | None = None,
     ) -> Transition:
-        """Insert imagen.images (idempotent on job_id) and complete the job, one transaction."""
+        """Insert imagen.images (idempotent on job_id) and, with ``usage``, its
+        mai.imagen_usage row (idempotent on job_id too), and complete the job: one
+        transaction, so a done job has its usage row. Should the usage table refuse the row
+        (a constraint, a trigger), the completion runs again without it and records
+        ``UsageFailed``: bookkeeping never fails a job."""
 
-        async def body() -> Transition:
+        async def body(usage: UsageRow | None, usage_error: str | None) -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
                 rows = await lock_job(conn, image.job_id)
-                # If decide refuses (lease lost), the rollback takes the image row with it.
+                # If decide refuses (lease lost), the rollback takes the rows with it.
                 image_id = await conn.fetchval(query("upsert_image"), *image.columns())
-                return await advance(conn, image.job_id, rows, decide(image_id))
+                usage_id = None
+                if usage is not None:
+                    try:
+                        usage_id = await conn.fetchval(query("insert_usage"), *usage.columns())
+                    except asyncpg.PostgresError as exc:
+                        if isinstance(_translate(exc), DatabaseUnavailableError):
+                            raise
+                        # Aborts this transaction; the caller completes without the row.
+                        raise _UsageRefusedError(f"{type(exc).__name__}: {exc}") from exc
+                inserted = CompletionRows(image_id, usage_id, usage_error)
+                return await advance(conn, image.job_id, rows, decide(inserted))
 
-        return await self._run(body)
-
-    async def record_usage_and_transition(
-        self, usage: UsageRow, decide: DecideFor[int] | None
-    ) -> int:
-        """Insert one usage row; with a job, append its UsageRecorded in the same transaction."""
-
-        async def body() -> int:
-            async with self._pool.acquire() as conn, conn.transaction():
-                job_id = usage.job_id if decide is not None else None
-                rows = await lock_job(conn, job_id) if job_id is not None else None
-                usage_id: int = await conn.fetchval(query("insert_usage"), *usage.columns())
-                if job_id is not None and rows is not None and decide is not None:
-                    await advance(conn, job_id, rows, decide(usage_id))
-                return usage_id
-
-        return await self._run(body)
+        try:
+            return await self._run(body, usage, None)
+        except _UsageRefusedError as refused:
+            return await self._run(body, None, str(refused))
 
     # ---- reads and single statements --------------------------------------------
 

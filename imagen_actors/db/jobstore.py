@@ -17,7 +17,14 @@ import trio
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl
 from imagen_actors.core.errors import JobNotFoundError
-from imagen_actors.core.records import Decide, DecideFor, ImageRow, Transition, UsageRow
+from imagen_actors.core.records import (
+    CompletionRows,
+    Decide,
+    DecideFor,
+    ImageRow,
+    Transition,
+    UsageRow,
+)
 
 
 class LocalJobStore:
@@ -55,17 +62,16 @@ class LocalJobStore:
         return Transition(after, new, prior)  # type: ignore[arg-type]
 
     async def store_image_and_transition(
-        self, image: ImageRow, decide: DecideFor[uuid.UUID]
+        self,
+        image: ImageRow,
+        decide: DecideFor[CompletionRows],
+        usage: UsageRow | None = None,
     ) -> Transition:
         image_id = self._images.setdefault(
             (image.bucket, image.storage_path), uuid.uuid5(image.job_id, "image")
         )
-        return await self.transition(image.job_id, decide(image_id))
-
-    async def record_usage_and_transition(
-        self, usage: UsageRow, decide: DecideFor[int] | None
-    ) -> int:
-        raise JobNotFoundError("usage rows need a database; none is configured")
+        # No database, no usage row (``generate`` says so in its summary).
+        return await self.transition(image.job_id, decide(CompletionRows(image_id=image_id)))
 
     async def reserve_image_key(
         self, bucket: str, key: str, job_id: uuid.UUID

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from imagen_actors.core import events as ev
-from imagen_actors.core.records import Decide, DecideFor, ImageRow, Transition, UsageRow
+from imagen_actors.core.records import (
+    CompletionRows,
+    Decide,
+    DecideFor,
+    ImageRow,
+    Transition,
+    UsageRow,
+)
 
 
 class Transitions(Protocol):
@@ -23,12 +30,11 @@ class JobStore(Transitions, Protocol):
     """The Executor, Uploader and UsageRecorder's store (Postgres, or a JSONL log)."""
 
     async def store_image_and_transition(
-        self, image: ImageRow, decide: DecideFor[uuid.UUID]
+        self,
+        image: ImageRow,
+        decide: DecideFor[CompletionRows],
+        usage: UsageRow | None = None,
     ) -> Transition: ...
-
-    async def record_usage_and_transition(
-        self, usage: UsageRow, decide: DecideFor[int] | None
-    ) -> int: ...
 
     async def reserve_image_key(
         self, bucket: str, key: str, job_id: uuid.UUID

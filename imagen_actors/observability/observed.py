@@ -16,7 +16,14 @@ from typing import Any
 
 import attrs
 
-from imagen_actors.core.records import Decide, DecideFor, ImageRow, Transition
+from imagen_actors.core.records import (
+    CompletionRows,
+    Decide,
+    DecideFor,
+    ImageRow,
+    Transition,
+    UsageRow,
+)
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.db.notifications import Notifications
 
@@ -70,9 +77,12 @@ class ObservedGateway(Gateway):
         return t
 
     async def store_image_and_transition(
-        self, image: ImageRow, decide: DecideFor[uuid.UUID]
+        self,
+        image: ImageRow,
+        decide: DecideFor[CompletionRows],
+        usage: UsageRow | None = None,
     ) -> Transition:
-        t = await super().store_image_and_transition(image, decide)
+        t = await super().store_image_and_transition(image, decide, usage)
         self._report(t)
         return t
 

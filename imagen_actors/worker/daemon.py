@@ -1,7 +1,7 @@
-"""The worker: six actors under one supervising nursery, wired by Trio memory channels.
+"""The worker: five actors under one supervising nursery, wired by Trio memory channels.
 
 Shutdown is two-stage. ``stop_intake`` (first SIGTERM/SIGINT) cancels the Listener,
-Claimer and Reaper; the Executor finishes its job, the Uploader and UsageRecorder drain,
+Claimer and Reaper; the Executor finishes its job, the Uploader drains,
 then the pipeline returns. ``abort`` (second signal, or the grace period running out)
 cancels the pipeline: in-flight jobs are requeued through an event on the way out.
 """
@@ -23,12 +23,11 @@ from imagen_actors.storage.base import ObjectStore
 from imagen_actors.worker.actors.claimer import ReadyToken, claimer
 from imagen_actors.worker.actors.executor import ExecutorSettings, ProgressObserver, executor
 from imagen_actors.worker.actors.listener import listener
-from imagen_actors.worker.actors.messages import ClaimedWork, GeneratedImage, ImageCompleted, Wake
+from imagen_actors.worker.actors.messages import ClaimedWork, GeneratedImage, Wake
 from imagen_actors.worker.actors.outage import OutageTolerantStore
 from imagen_actors.worker.actors.reaper import reaper, requeue_own
 from imagen_actors.worker.actors.supervisor import DEFAULT_POLICY, RestartPolicy, supervise
 from imagen_actors.worker.actors.uploader import OutputSettings, UploaderSettings, uploader
-from imagen_actors.worker.actors.usage_recorder import usage_recorder
 from imagen_actors.worker.caller import caller_identity
 from imagen_actors.worker.handle import WorkerHandle
 
@@ -37,8 +36,6 @@ WAKE_BUFFER: Final = 1
 # One finished image may wait while the previous one uploads, so the GPU never waits for
 # an upload; more would hold finished jobs on leases with nobody working on them.
 UPLOAD_BUFFER: Final = 0
-# Usage rows are best-effort bookkeeping; a few may queue behind a slow insert.
-USAGE_BUFFER: Final = 8
 log = logging.getLogger("imagen_actors.worker.daemon")
 
 
@@ -108,7 +105,6 @@ async def _run_pipeline(
     ready_token = ReadyToken(ready_recv)
     work_send, work_recv = trio.open_memory_channel[ClaimedWork](0)
     upload_send, upload_recv = trio.open_memory_channel[GeneratedImage](UPLOAD_BUFFER)
-    done_send, done_recv = trio.open_memory_channel[ImageCompleted](USAGE_BUFFER)
 
     def sup(name: str, child: Callable[[], Awaitable[None]]) -> Awaitable[None]:
         return supervise(name, child, policy=policy, on_restart=handle.record_crash)
@@ -131,6 +127,7 @@ async def _run_pipeline(
     up_settings = UploaderSettings(
         worker_id=worker_id,
         lease_s=w.lease_s,
+        caller=caller_identity(),
         output=OutputSettings(
             directory=cfg.output.resolved_directory(),
             naming=cfg.output.naming,
@@ -138,7 +135,6 @@ async def _run_pipeline(
         ),
     )
     gpu = trio.Semaphore(1)
-    caller = caller_identity()
     # The Executor and Uploader hold a job across their writes: ride out a database outage
     # for as long as the lease lasts rather than crash and strand the job until it expires.
     holding = OutageTolerantStore(gateway, budget_s=w.lease_s)
@@ -163,17 +159,7 @@ async def _run_pipeline(
             pipeline.start_soon(
                 stage,
                 "uploader",
-                lambda: uploader(
-                    holding, store, up_settings, uploads=upload_recv, completed=done_send
-                ),
-                [done_send],
-            )
-            pipeline.start_soon(
-                stage,
-                "usage_recorder",
-                lambda: usage_recorder(
-                    gateway, worker_id=worker_id, caller=caller, completed=done_recv
-                ),
+                lambda: uploader(holding, store, up_settings, uploads=upload_recv),
                 [],
             )
 

@@ -91,6 +91,10 @@ async def check_invariants(
     for job_id in done:
         if per_job[job_id] == 0:
             problems.append(f"done job {job_id} has no images row")
+    usage = Counter(u["job_id"] for u in await gw.fetch_sql("SELECT job_id FROM mai.imagen_usage"))
+    for job_id in done:
+        if usage[job_id] != 1:
+            problems.append(f"done job {job_id} has {usage[job_id]} usage rows, not 1")
     for image in images:
         job = done.get(image["job_id"])
         if job is not None and job["image_id"] != image["id"]:

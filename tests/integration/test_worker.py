@@ -25,8 +25,8 @@ DONE_SEQUENCE = [
 
 
 async def assert_done_job(gw: Gateway, job_id: object, tmp_path: Path) -> None:
-    """Image row, stored object, usage row, event sequence and replay == projection."""
-    await wait_for_usage(gw, job_id)
+    """Image row, stored object, usage row, event sequence and replay == projection. The
+    usage row comes with the completion: the job is done only together with it."""
     events = await gw.load_events(job_id)  # type: ignore[arg-type]
     assert [type(e).__name__ for e in events] == DONE_SEQUENCE
     images = await gw.fetch_sql("SELECT * FROM imagen.images WHERE job_id = $1", job_id)
@@ -37,15 +37,14 @@ async def assert_done_job(gw: Gateway, job_id: object, tmp_path: Path) -> None:
     assert local.exists() and local.with_suffix(".json").exists()
     usage = await gw.fetch_sql("SELECT * FROM mai.imagen_usage WHERE job_id = $1", job_id)
     assert len(usage) == 1 and len(usage[0]["prompt_hash"]) == 64
+    # ImageStored, JobCompleted and UsageRecorded were written by one transaction.
+    xmins = await gw.fetch_sql(
+        "SELECT DISTINCT xmin::text AS x FROM imagen.job_events WHERE job_id = $1 "
+        "AND type IN ('ImageStored', 'JobCompleted', 'UsageRecorded')",
+        job_id,
+    )
+    assert len(xmins) == 1, xmins
     await assert_replay_matches(gw, job_id)  # type: ignore[arg-type]
-
-
-async def wait_for_usage(gw: Gateway, job_id: object) -> None:
-    with trio.fail_after(10):
-        while not await gw.fetch_sql(
-            "SELECT 1 FROM imagen.job_events WHERE job_id = $1 AND type = 'UsageRecorded'", job_id
-        ):
-            await trio.sleep(0.02)
 
 
 async def test_job_is_done_with_image_object_usage_and_events(

@@ -17,7 +17,7 @@ from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import LeaseLostError
 from imagen_actors.core.fold import JobState, fold, replay
-from imagen_actors.core.records import Decide
+from imagen_actors.core.records import CompletionRows, Decide
 from tests.support import events as support
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -62,7 +62,7 @@ def fenced(attempt: int) -> dict[str, Decide]:
         ),
         "complete": dc.complete(
             W, support.image_row(JOB), attempt=attempt, local_path="/tmp/owl.png"
-        )(IMAGE),
+        )(CompletionRows(image_id=IMAGE)),
     }
 
 
@@ -118,7 +118,12 @@ def test_events_are_built_from_the_values_handed_in() -> None:
     assert isinstance(extended, ev.LeaseExtended)
     s = fold(fold(s, succeeded), extended)
     row = support.image_row(JOB, seed=9)
-    stored, completed = dc.complete(W, row, attempt=2, local_path="/o/owl.png")(IMAGE)(s, now)
+    rows = CompletionRows(image_id=IMAGE, usage_id=41)
+    stored, completed, usage = dc.complete(
+        W, row, attempt=2, local_path="/o/owl.png", cost_usd_estimate=0.25
+    )(rows)(s, now)
+    assert isinstance(usage, ev.UsageRecorded)
+    assert (usage.usage_id, usage.cost_usd_estimate, usage.occurred_at) == (41, 0.25, now)
     assert isinstance(stored, ev.ImageStored) and isinstance(completed, ev.JobCompleted)
     assert (stored.occurred_at, stored.image_id, stored.storage_path) == (
         now,

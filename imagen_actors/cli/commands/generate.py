@@ -34,7 +34,6 @@ from imagen_actors.storage.registry import build_store
 from imagen_actors.worker.actors.executor import ExecutorSettings, run_one
 from imagen_actors.worker.actors.messages import ClaimedWork, ImageCompleted
 from imagen_actors.worker.actors.uploader import OutputSettings, UploaderSettings, upload_one
-from imagen_actors.worker.actors.usage_recorder import record_one
 from imagen_actors.worker.caller import caller_identity
 from imagen_actors.worker.identity import worker_id as make_worker_id
 
@@ -260,12 +259,12 @@ async def pipeline(
     generated = await run_one(jobs, backends, settings, work, observer)
     done: ImageCompleted | None = None
     if generated is not None:
+        if record_usage:
+            up = attrs.evolve(up, caller=caller_identity())
         done = await upload_one(jobs, store, up, generated)
     if done is None:
         error = await jobs.job_error(submitted.job_id)
         return attrs.evolve(base, error=error or "generation failed")
-    if record_usage:
-        await record_one(jobs, worker_id=settings.worker_id, caller=caller_identity(), item=done)
     gen = done.succeeded
     return attrs.evolve(
         base,

@@ -34,7 +34,7 @@ class GeneratedImage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ImageCompleted(msgspec.Struct, frozen=True, kw_only=True):
-    """A completed job handed from the Uploader to the UsageRecorder."""
+    """What ``upload_one`` reports of a completed job (``generate`` prints it)."""
 
     submitted: ev.JobSubmitted
     succeeded: ev.GenerationSucceeded

@@ -24,7 +24,14 @@ import trio
 
 from imagen_actors.core.backoff import Backoff
 from imagen_actors.core.errors import DatabaseUnavailableError
-from imagen_actors.core.records import Decide, DecideFor, ImageRow, Transition, UsageRow
+from imagen_actors.core.records import (
+    CompletionRows,
+    Decide,
+    DecideFor,
+    ImageRow,
+    Transition,
+    UsageRow,
+)
 from imagen_actors.db.ports import JobStore
 
 RETRY: Final = Backoff(base_s=0.1, cap_s=2.0)
@@ -59,19 +66,16 @@ class OutageTolerantStore:
         )
 
     async def store_image_and_transition(
-        self, image: ImageRow, decide: DecideFor[uuid.UUID]
+        self,
+        image: ImageRow,
+        decide: DecideFor[CompletionRows],
+        usage: UsageRow | None = None,
     ) -> Transition:
         return await self._retry(
             "completion",
             f"job {image.job_id}",
-            lambda: self._inner.store_image_and_transition(image, decide),
+            lambda: self._inner.store_image_and_transition(image, decide, usage),
         )
-
-    async def record_usage_and_transition(
-        self, usage: UsageRow, decide: DecideFor[int] | None
-    ) -> int:
-        # Best-effort bookkeeping: the UsageRecorder records a failure rather than wait.
-        return await self._inner.record_usage_and_transition(usage, decide)
 
     async def reserve_image_key(
         self, bucket: str, key: str, job_id: uuid.UUID

@@ -1,5 +1,6 @@
 """Uploader: PNG + JSON sidecar on disk, the object in storage, then ONE transaction that
-inserts imagen.images (idempotent on job_id) and completes the job.
+inserts imagen.images and the job's mai.imagen_usage row (both idempotent on job_id) and
+completes the job. The prompt is kept in the usage row only as its sha256.
 
 Runs beside the Executor: job N uploads while job N+1 generates.
 """
@@ -21,7 +22,7 @@ from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import LeaseLostError, StorageError
 from imagen_actors.core.naming import disambiguated_key, render_template, storage_key
-from imagen_actors.core.records import ImageRow, Transition
+from imagen_actors.core.records import ImageRow, Transition, UsageRow
 from imagen_actors.db.ports import JobStore
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.storage.base import ObjectStore
@@ -46,6 +47,12 @@ class UploaderSettings:
     output: OutputSettings
     # Renewed every lease_s / 3 while an upload runs (worker.lease_s).
     lease_s: float = 60.0
+    # Who asks (mai.imagen_usage.caller); None records no usage row (no database).
+    caller: str | None = None
+
+
+def prompt_hash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
 
 
 def sidecar(item: GeneratedImage, *, key: str, bucket: str, image_path: Path) -> dict[str, Any]:
@@ -98,13 +105,10 @@ async def uploader(
     settings: UploaderSettings,
     *,
     uploads: trio.MemoryReceiveChannel[GeneratedImage],
-    completed: trio.MemorySendChannel[ImageCompleted],
 ) -> None:
     try:
         async for item in uploads:
-            done = await upload_one(gateway, store, settings, item)
-            if done is not None:
-                await completed.send(done)
+            await upload_one(gateway, store, settings, item)
     finally:
         if being_cancelled():
             await give_back_waiting(gateway, settings.worker_id, uploads)
@@ -267,8 +271,24 @@ async def store_and_complete(
             **gen.metadata,
         },
     )
+    usage = None
+    if settings.caller is not None:
+        usage = UsageRow(
+            backend=gen.backend,
+            model=gen.model,
+            seed=gen.seed,
+            prompt_hash=prompt_hash(sub.prompt),
+            latency_ms=gen.latency_ms,
+            cost_usd_estimate=gen.cost_usd_estimate,
+            caller=settings.caller,
+            job_id=sub.job_id,
+        )
     complete = dc.complete(
-        settings.worker_id, image, attempt=item.claimed.attempt, local_path=str(image_path)
+        settings.worker_id,
+        image,
+        attempt=item.claimed.attempt,
+        local_path=str(image_path),
+        cost_usd_estimate=gen.cost_usd_estimate,
     )
-    t = await gateway.store_image_and_transition(image, complete)
+    t = await gateway.store_image_and_transition(image, complete, usage)
     return t, image_path
