@@ -7,11 +7,14 @@ very same actor code with no database at all and ``replay --log`` can read the r
 
 from __future__ import annotations
 
+import fcntl
+import os
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import trio
 
 from imagen_actors.core import events as ev
@@ -27,14 +30,45 @@ from imagen_actors.core.records import (
 )
 
 
+class KeyLedger:
+    """Storage keys reserved without a database: a JSONL file of (bucket, key, job) under an
+    exclusive ``flock``, so runs of ``generate`` and ``compare`` on one host never hand a key
+    on (the database's ``imagen.storage_keys`` does the same job with one)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def reserve(self, bucket: str, key: str, job_id: uuid.UUID) -> tuple[str, uuid.UUID]:
+        """The job's earlier key in ``bucket`` and itself, else ``key`` and its owner."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.seek(0)
+            owners: dict[str, uuid.UUID] = {}
+            for line in fh.read().splitlines():
+                b, k, j = msgspec.json.decode(line, type=tuple[str, str, uuid.UUID])
+                if b != bucket:
+                    continue
+                if j == job_id:
+                    return k, job_id
+                owners.setdefault(k, j)
+            if key in owners:
+                return key, owners[key]
+            fh.write(msgspec.json.encode((bucket, key, job_id)) + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            return key, job_id
+
+
 class LocalJobStore:
     """In-memory fold + JSONL log; for a single process with no database."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, *, keys: KeyLedger | None = None) -> None:
         self.log_path = log_path
         self._streams: dict[uuid.UUID, list[ev.Event]] = {}
         self._states: dict[uuid.UUID, fl.JobState] = {}
         self._images: dict[tuple[str, str], uuid.UUID] = {}
+        self._keys = keys
 
     def _append(self, events: Sequence[ev.Event]) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +110,8 @@ class LocalJobStore:
     async def reserve_image_key(
         self, bucket: str, key: str, job_id: uuid.UUID
     ) -> tuple[str, uuid.UUID]:
+        if self._keys is not None:
+            return await trio.to_thread.run_sync(self._keys.reserve, bucket, key, job_id)
         for (b, k), owner in self._images.items():
             if b == bucket and owner == job_id:
                 return k, job_id

@@ -28,17 +28,19 @@ from imagen_actors.core import events as ev
 from imagen_actors.core.errors import UsageError
 from imagen_actors.core.records import NewJob
 from imagen_actors.db import database
-from imagen_actors.db.jobstore import LocalJobStore
+from imagen_actors.db.jobstore import KeyLedger, LocalJobStore
 from imagen_actors.db.ports import JobStore
 from imagen_actors.storage.registry import build_store
 from imagen_actors.worker.actors.executor import ExecutorSettings, run_one
 from imagen_actors.worker.actors.messages import ClaimedWork, ImageCompleted
 from imagen_actors.worker.actors.uploader import OutputSettings, UploaderSettings, upload_one
 from imagen_actors.worker.caller import caller_identity
-from imagen_actors.worker.identity import worker_id as make_worker_id
+from imagen_actors.worker.identity import cli_run_id
 
 LOCAL_OWNER = uuid.UUID(int=0)
 EVENT_LOG = "imagen-events.jsonl"
+# Beside the embedded database and the default store: one ledger per host (IMAGEN_HOME).
+KEY_LEDGER = "storage-keys.jsonl"
 
 
 def register(sub: Any) -> None:
@@ -121,8 +123,8 @@ async def produce(
     naming_template: str | None = None,
     local: bool = False,
 ) -> Outcome:
-    """One image through the Executor -> Uploader -> UsageRecorder code paths."""
-    wid = make_worker_id(cfg)
+    """One image through the Executor -> Uploader code paths."""
+    wid = cli_run_id(cfg, "generate")
     backends.get(backend)  # unknown backend: a config error before any event is written
     settings = ExecutorSettings(
         worker_id=wid,
@@ -138,7 +140,9 @@ async def produce(
         ),
     )
     if local or cfg.database_url() is None:
-        jobs = LocalJobStore(out_dir / EVENT_LOG)
+        # Keys are reserved for good across runs (a second run with the same prompt, seed
+        # and day, or compare's next backend, takes its own variant, never the same object).
+        jobs = LocalJobStore(out_dir / EVENT_LOG, keys=KeyLedger(config.data_home() / KEY_LEDGER))
         submitted = ev.GenerateRequested(
             job_id=uuid.uuid4(),
             occurred_at=datetime.now(UTC),
