@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Final
@@ -50,3 +51,29 @@ async def start_async(pgdata: Path | None = None) -> str:
     _server, dsn = await trio.to_thread.run_sync(start, pgdata)
     log.info("embedded Postgres at %s (data in %s)", dsn, pgdata or pgdata_path())
     return dsn
+
+
+def running(pgdata: Path | None = None) -> int | None:
+    """The postmaster's pid when the cluster in ``pgdata`` is running, else None."""
+    pid_file = (pgdata or pgdata_path()) / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split("\n", 1)[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def stop(pgdata: Path | None = None) -> None:
+    """Stop the cluster (its data stays for the next start)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        import pgserver
+
+    try:
+        server = pgserver.get_server(pgdata or pgdata_path(), cleanup_mode="stop")  # type: ignore[attr-defined]
+        server.cleanup()
+    except Exception as exc:  # pgserver raises CalledProcessError, TimeoutExpired, OSError
+        raise DatabaseUnavailableError(
+            f"could not stop the embedded Postgres in {pgdata or pgdata_path()}: {exc}"
+        ) from exc

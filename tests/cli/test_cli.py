@@ -46,18 +46,12 @@ def migrate_twice(tmp_path: Path) -> None:
     assert f"applied {len(discover())} migration(s)" in first.stderr
     second = cli("migrate", env=env)
     assert second.returncode == 0 and "up to date" in second.stderr
-    stop = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import pgserver,sys; pgserver.get_server(sys.argv[1], cleanup_mode='stop').cleanup()",
-            str(tmp_path / "home" / "pgdata"),
-        ],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert stop.returncode == 0
+    status = cli("embedded", "status", env=env)
+    assert status.returncode == 0 and "running (pid" in status.stdout
+    stop = cli("embedded", "stop", env=env)
+    assert stop.returncode == 0 and "stopped the embedded Postgres" in stop.stderr
+    after = cli("embedded", "status", env=env)
+    assert after.returncode == 0 and "not running" in after.stdout
 
 
 def test_bad_size_is_a_usage_error_naming_the_flag(tmp_path: Path) -> None:
@@ -91,3 +85,20 @@ def test_bad_config_file_exit_code(tmp_path: Path) -> None:
 def test_unknown_command_is_usage_error() -> None:
     """argparse's usage error code for an unknown verb."""
     assert cli("teleport").returncode == 2
+
+
+@pytest.mark.db
+def test_demo_says_what_it_starts_and_how_to_stop_it() -> None:
+    """The demo names the embedded Postgres it starts, and that it leaves it running and
+    how to stop it; `embedded stop` then does."""
+    base = Path(tempfile.mkdtemp(prefix="imagen-demo-"))
+    env = {"IMAGEN_HOME": str(base / "home"), "IMAGEN_WORKER_DATABASE_URL": ""}
+    try:
+        r = cli("demo", "--jobs", "1", "--size", "64x64", env=env)
+        assert r.returncode == 0, r.stderr
+        assert "starting the embedded Postgres in" in r.stderr
+        assert "stop it with: imagen-actors embedded stop" in r.stderr
+        assert r.stdout.startswith("done ")
+    finally:
+        cli("embedded", "stop", env=env)
+        shutil.rmtree(base, ignore_errors=True)

@@ -12,6 +12,7 @@ import trio
 from imagen_actors.cli import arguments
 from imagen_actors.cli.main import command
 from imagen_actors.config import settings as config
+from imagen_actors.db.embedded import pgdata_path
 from imagen_actors.worker.daemon import run_worker
 from imagen_actors.worker.runtime import open_runtime
 
@@ -46,6 +47,14 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     width, height = args.size
+
+    embedded = cfg.database_url() is None
+    if embedded:
+        print(
+            f"starting the embedded Postgres in {pgdata_path()} (the first run creates the "
+            "cluster: a few seconds)",
+            file=sys.stderr,
+        )
 
     async def go() -> int:
         async with open_runtime(cfg) as rt, trio.open_nursery() as nursery:
@@ -93,4 +102,11 @@ def run(args: argparse.Namespace) -> int:
             handle.stop_intake()
             return 1 if failed else 0
 
-    return trio.run(go)
+    code = trio.run(go)
+    if embedded:
+        print(
+            f"the embedded Postgres keeps running in {pgdata_path()} for the next command; "
+            "stop it with: imagen-actors embedded stop",
+            file=sys.stderr,
+        )
+    return code
