@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from imagen_actors.core import events as ev
 from imagen_actors.core.backoff import Backoff, Rng
+from imagen_actors.core.error_text import shown
 from imagen_actors.core.errors import ErrorClass, LeaseLostError
 from imagen_actors.core.fold import GenerationOutcome, JobState, replay
 from imagen_actors.core.records import CompletionRows, Decide, DecideFor, ImageRow
@@ -201,6 +202,7 @@ def failure(
                     **_header(state, now, actor, worker_id),
                     error=error,
                     error_class=error_class,
+                    shown_error=shown(error),
                 )
             )
         if error_class == "transient" and state.attempts < state.max_attempts:
@@ -210,6 +212,7 @@ def failure(
                     **_header(state, now, actor, worker_id),
                     reason=f"transient failure on attempt {state.attempts}/{state.max_attempts}",
                     error=error,
+                    shown_error=shown(error),
                     retry_at=now + timedelta(seconds=delay),
                 )
             )
@@ -223,6 +226,7 @@ def failure(
                     **_header(state, now, actor, worker_id),
                     error=error_text,
                     error_class=error_class,
+                    shown_error=shown(error_text),
                 )
             )
         return out

@@ -83,6 +83,9 @@ class GenerationSucceeded(Event, frozen=True, kw_only=True):
 class GenerationFailed(Event, frozen=True, kw_only=True):
     error: str
     error_class: ErrorClass
+    # What imagen.jobs.error shows (core/error_text.shown); None in events written before it
+    # existed, whose column showed ``error`` itself.
+    shown_error: str | None = None
     # Version 1 carried only ``retryable: bool``; see ``_upcast_generation_failed_v1``.
     schema_version: int = 2
 
@@ -103,6 +106,9 @@ class JobCompleted(Event, frozen=True, kw_only=True):
 class JobFailed(Event, frozen=True, kw_only=True):
     error: str
     error_class: ErrorClass
+    # What imagen.jobs.error shows (core/error_text.shown); None in events written before it
+    # existed, whose column showed ``error`` itself.
+    shown_error: str | None = None
 
 
 class ImageDiscarded(Event, frozen=True, kw_only=True):
@@ -116,6 +122,9 @@ class ImageDiscarded(Event, frozen=True, kw_only=True):
 class JobRequeued(Event, frozen=True, kw_only=True):
     reason: str
     error: str | None = None
+    # What imagen.jobs.error shows (core/error_text.shown); None in events written before it
+    # existed, whose column showed ``error`` itself.
+    shown_error: str | None = None
     # Not claimable before this instant (backoff after a transient failure).
     retry_at: datetime | None = None
     # True when the attempt was interrupted by the operator (shutdown), not by the job.

@@ -213,7 +213,7 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
         case ev.GenerationFailed():
             s = _require(state, event, "running")
             _require_holder(s, event)
-            return _step(s, at, error=event.error)
+            return _step(s, at, error=_shown(event.error, event.shown_error))
         case ev.ImageStored():
             s = _require(state, event, "running")
             _require_holder(s, event)
@@ -229,7 +229,12 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
         case ev.JobFailed():
             s = _require(state, event, "pending", "running")
             return _step(
-                s, at, status="failed", error=event.error, lease_expires_at=None, finished_at=at
+                s,
+                at,
+                status="failed",
+                error=_shown(event.error, event.shown_error),
+                lease_expires_at=None,
+                finished_at=at,
             )
         case ev.ImageDiscarded():
             s = _require(state, event, "failed", "cancelled")
@@ -248,7 +253,7 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
                 worker_id=None,
                 lease_expires_at=None,
                 image_id=None,
-                error=event.error if event.error is not None else s.error,
+                error=s.error if event.error is None else _shown(event.error, event.shown_error),
                 run_after=event.retry_at,
                 generation=None,
             )
@@ -271,6 +276,11 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
                 raise _illegal(s, event, "usage was already recorded for this job")
             return _step(s, at, usage_recorded=True)
     raise _illegal(state, event, "unknown event type")
+
+
+def _shown(error: str, shown_error: str | None) -> str:
+    """The projected error: the event's shown form, or the full text in older events."""
+    return error if shown_error is None else shown_error
 
 
 def _step(state: JobState, at: datetime, **changes: Any) -> JobState:

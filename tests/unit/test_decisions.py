@@ -132,3 +132,18 @@ def test_events_are_built_from_the_values_handed_in() -> None:
     )
     assert (stored.bytes, stored.sha256, stored.local_path) == (row.bytes, row.sha256, "/o/owl.png")
     assert completed.image_id == IMAGE
+
+
+def test_the_job_row_shows_one_bounded_line_and_the_event_keeps_everything() -> None:
+    """A failure whose text is a gateway's HTML page and a server path: imagen.jobs.error
+    (the projection) gets the shown line; the events keep the full text for the operator."""
+    s = reclaimed_by_the_same_worker()
+    page = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>x</body></html>"
+    error = f"storage: HTTP 502 from /srv/storage/app.js: {page}" + " detail" * 200
+    events = list(dc.failure(W, error, "permanent", "uploader", attempt=2)(s, T0))
+    s = replay(events, onto=s)
+    failed = events[-1]
+    assert isinstance(failed, ev.JobFailed) and failed.error == error
+    assert s.error == failed.shown_error
+    assert s.error is not None and len(s.error) <= 500 and "\n" not in s.error
+    assert s.error.startswith("storage: HTTP 502 from <path>: (an HTML page titled '502")
