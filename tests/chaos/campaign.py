@@ -42,18 +42,29 @@ def context(scenario: str) -> str:
 
 
 async def insert_jobs(
-    gw: Gateway, n: int, *, r: random.Random, backend: str = "mock", max_attempts: int = 3
+    gw: Gateway,
+    n: int,
+    *,
+    r: random.Random,
+    backend: str = "mock",
+    max_attempts: int = 3,
+    share_keys: int | None = None,
 ) -> None:
     """n jobs in one statement, like a burst from the UI; ids (and so the mock backend's
-    fail_rate rolls and default seeds) come from the scenario's RNG."""
+    fail_rate rolls and default seeds) come from the scenario's RNG. With ``share_keys=k``
+    the jobs use k prompts and one explicit seed, so groups of jobs want the same storage
+    key (same prompt, seed and day) and all but one per key must take their variant."""
     ids = [uuid.UUID(int=r.getrandbits(128), version=4) for _ in range(n)]
     await gw.execute_sql(
-        "INSERT INTO imagen.jobs (id, owner_user_id, prompt, backend, width, height, max_attempts) "
-        "SELECT id, gen_random_uuid(), 'chaos job ' || ord, $2, 64, 64, $3 "
+        "INSERT INTO imagen.jobs (id, owner_user_id, prompt, backend, width, height, "
+        "max_attempts, seed) "
+        "SELECT id, gen_random_uuid(), 'chaos job ' || CASE WHEN $4::int IS NULL THEN ord "
+        "ELSE ord % $4::int END, $2, 64, 64, $3, CASE WHEN $4::int IS NULL THEN NULL ELSE 7 END "
         "FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, ord)",
         ids,
         backend,
         max_attempts,
+        share_keys,
     )
 
 

@@ -83,7 +83,8 @@ async def test_kill_9_at_random_points_then_everything_settles_once(
                 storage=storage,
             )
         configs = {PRIMARY: tmp_path / "imagen-w1.yaml", OTHER: tmp_path / "imagen-w2.yaml"}
-        await insert_jobs(gw, JOBS, r=r)
+        # A dozen jobs per storage key: reservations, variants and tombstones are in play.
+        await insert_jobs(gw, JOBS, r=r, share_keys=JOBS // 12)
         reaper_cycles_at = set(r.sample(range(2, KILLS - 1), REAPER_CYCLES))
         plan: list[str] = []
         for cycle in range(KILLS):

@@ -38,7 +38,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, Literal
@@ -113,6 +113,9 @@ class FakeSupabaseStorage:
     hang_s: float = 30.0
     faults: Faults | None = None
     reply_delay_s: float = 0.0
+    # Awaited before an upload is stored (``(method, key)``): a test can freeze the client
+    # there, or hold the write back until after something else happened.
+    on_upload: Callable[[str, str], Awaitable[None]] | None = None
     url: str = ""
 
     def fail_next(self, n: int, status: int = 500) -> None:
@@ -175,6 +178,12 @@ class FakeSupabaseStorage:
         if fault == "hang":
             await trio.sleep(self.hang_s)
             return json_reply(504, {"message": "gateway timeout"})
+        if (
+            self.on_upload is not None
+            and request.method in ("POST", "PUT")
+            and "/object/" in (path := request.target.split("?", 1)[0])
+        ):
+            await self.on_upload(request.method, unquote(path.split("/object/", 1)[1]))
         reply = self.through_gateway(request) if self.gateway else self.route(request)
         if fault == "lost":
             await trio.sleep(self.hang_s)

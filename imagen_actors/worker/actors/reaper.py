@@ -105,7 +105,8 @@ async def reaper(
         nonlocal recent_only
         await discard_leftovers(gateway, store, worker_id, recent_only=recent_only)
         recent_only = True
-        await recheck_tombstones(gateway, store)
+        # Every 60 passes (5 min at the default 5 s), for the janitor's 24 h window.
+        await recheck_tombstones(gateway, store, every_s=60 * interval_s)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(every_interval, "heartbeat", heartbeat)
