@@ -139,6 +139,13 @@ class JobCancelled(Event, frozen=True, kw_only=True):
     reason: str
 
 
+class JobRetried(Event, frozen=True, kw_only=True):
+    """A failed or cancelled job put back to pending with a fresh attempt budget, in the same
+    stream (``imagen.retry_job``): its whole history stays in one place."""
+
+    reason: str = "retried"
+
+
 class UsageRecorded(Event, frozen=True, kw_only=True):
     usage_id: int
     cost_usd_estimate: float
@@ -164,6 +171,7 @@ AnyEvent = (
     | JobRequeued
     | JobCancelRequested
     | JobCancelled
+    | JobRetried
     | UsageRecorded
     | UsageFailed
 )

@@ -44,6 +44,8 @@ PROJECTED_COLUMNS: Final = (
     "finished_at",
     "version",
     "run_after",
+    "progress_step",
+    "progress_total",
 )
 
 
@@ -101,6 +103,9 @@ class JobState:
     finished_at: datetime | None
     version: int
     run_after: datetime | None = None
+    # The backend's step k of n in the running attempt (throttled GenerationProgress).
+    progress_step: int | None = None
+    progress_total: int | None = None
     # Not projected: facts the worker needs while the job is in flight.
     generation: GenerationOutcome | None = None
     cancel_requested: bool = False
@@ -183,6 +188,8 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
                 started_at=at,
                 run_after=None,
                 generation=None,
+                progress_step=None,
+                progress_total=None,
             )
         case ev.LeaseExtended():
             s = _require(state, event, "running")
@@ -194,7 +201,7 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
             return _step(s, at)
         case ev.GenerationProgress():
             s = _require(state, event, "running")
-            return _step(s, at)
+            return _step(s, at, progress_step=event.step, progress_total=event.total)
         case ev.GenerationSucceeded():
             s = _require(state, event, "running")
             _require_holder(s, event)
@@ -269,6 +276,27 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
                 error=event.reason,
                 lease_expires_at=None,
                 finished_at=at,
+            )
+        case ev.JobRetried():
+            s = _require(state, event, "failed", "cancelled")
+            return _step(
+                s,
+                at,
+                status="pending",
+                attempts=0,
+                image_id=None,
+                error=None,
+                worker_id=None,
+                lease_expires_at=None,
+                started_at=None,
+                finished_at=None,
+                run_after=None,
+                progress_step=None,
+                progress_total=None,
+                generation=None,
+                cancel_requested=False,
+                usage_recorded=False,
+                objects_discarded=False,
             )
         case ev.UsageRecorded() | ev.UsageFailed():
             s = _require(state, event, "running", "done", "failed", "cancelled")

@@ -24,6 +24,7 @@ from imagen_actors.core.errors import (
     ConstraintViolationError,
     DatabaseError,
     DatabaseUnavailableError,
+    JobNotFoundError,
 )
 from imagen_actors.core.records import (
     CompletionRows,
@@ -58,6 +59,9 @@ def _translate(exc: BaseException) -> BaseException:
         "job_events_job_seq_unique",
     ):
         return ConcurrencyError(f"another writer advanced the job first ({exc.detail})")
+    if isinstance(exc, asyncpg.NoDataFoundError):
+        # P0002 from our SQL functions (cancel_job, retry_job): "no job X of yours".
+        return JobNotFoundError(exc.message)
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
         return ConstraintViolationError(
             f"{exc.message} (constraint {exc.constraint_name or 'unnamed'})"

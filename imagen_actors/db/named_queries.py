@@ -55,6 +55,16 @@ class NamedQueries:
         """Jobs per status (only statuses that have jobs)."""
         return {r["status"]: r["n"] for r in await self.fetch("status_counts")}
 
+    async def cancel_job(self: _Fetches, job_id: uuid.UUID, reason: str | None) -> str:
+        """``imagen.cancel_job``: the job's status after the call."""
+        status: str = await self.fetchval("cancel_job", job_id, reason)
+        return status
+
+    async def retry_job(self: _Fetches, job_id: uuid.UUID) -> str:
+        """``imagen.retry_job``: the job's status after the call (pending)."""
+        status: str = await self.fetchval("retry_job", job_id)
+        return status
+
     # ---- storage keys and leftovers ------------------------------------------------
 
     async def reserve_image_key(

@@ -129,6 +129,8 @@ async def append_and_project(
         after.version,
         after.run_after,
         before.version,
+        after.progress_step,
+        after.progress_total,
     )
     if status != "UPDATE 1":
         raise ConcurrencyError(f"job {job_id} moved past version {before.version} meanwhile")

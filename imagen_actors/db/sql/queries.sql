@@ -66,7 +66,8 @@ WITH RECURSIVE new_events AS (
 UPDATE imagen.jobs SET
     status = $8, image_id = $9, error = $10, attempts = $11, max_attempts = $12,
     worker_id = $13, lease_expires_at = $14, updated_at = $15, started_at = $16,
-    finished_at = $17, version = $18, run_after = $19
+    finished_at = $17, version = $18, run_after = $19, progress_step = $21,
+    progress_total = $22
 WHERE id = $1 AND version = $20 AND (SELECT count(*) FROM appended) = cardinality($2::int[]);
 
 -- name: fail_poisoned_job
@@ -178,16 +179,21 @@ ORDER BY lease_expires_at
 LIMIT $1;
 
 -- name: failed_with_leftovers
--- Failed jobs that got as far as a generated image and whose objects were not discarded yet:
--- an attempt may have uploaded before the job failed. Driven by job_events_type_time; $2
--- true looks only at the last hour (a worker's start-up pass looks at all of them).
+-- Failed jobs whose current run (since their last JobRetried) got as far as a generated image
+-- and whose objects were not discarded since they failed: an attempt may have uploaded
+-- before the job failed. Driven by job_events_type_time; $2 true looks only at the last
+-- hour (a worker's start-up pass looks at all of them).
 SELECT f.job_id AS id FROM imagen.job_events f
 WHERE f.type = 'JobFailed'
   AND (NOT $2 OR f.occurred_at > now() - interval '1 hour')
+  AND NOT EXISTS (SELECT 1 FROM imagen.job_events l
+                  WHERE l.job_id = f.job_id AND l.seq > f.seq
+                    AND l.type IN ('JobFailed', 'JobRetried', 'ImageDiscarded'))
   AND EXISTS (SELECT 1 FROM imagen.job_events e
-              WHERE e.job_id = f.job_id AND e.type = 'GenerationSucceeded')
-  AND NOT EXISTS (SELECT 1 FROM imagen.job_events e
-                  WHERE e.job_id = f.job_id AND e.type = 'ImageDiscarded')
+              WHERE e.job_id = f.job_id AND e.seq < f.seq AND e.type = 'GenerationSucceeded'
+                AND NOT EXISTS (SELECT 1 FROM imagen.job_events r
+                                WHERE r.job_id = f.job_id AND r.type = 'JobRetried'
+                                  AND r.seq > e.seq AND r.seq < f.seq))
 ORDER BY f.occurred_at
 LIMIT $1;
 
