@@ -14,14 +14,17 @@ import asyncio
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 import trio
 
 from imagen_actors.db.gateway import Gateway
-from imagen_actors.db.migrations import migrate
+from imagen_actors.db.migrations import discover, migrate
+from imagen_actors.db.sql import query
 from tests.support.jobs import OTHER_OWNER, OWNER
 from tests.support.pg import Cluster, admin
 
@@ -107,28 +110,50 @@ class SupabaseShaped:
         self.uid_before = uid_before
 
 
+def shape_like_supabase(dsn: str, owner: str) -> None:
+    """What a Supabase project has before our migrations: auth owned by ``owner`` (Supabase's
+    supabase_auth_admin), storage by ``owner``_storage (supabase_storage_admin)."""
+    admin(
+        dsn,
+        SUPABASE_ROLES,
+        f"CREATE SCHEMA auth AUTHORIZATION {owner}",
+        SUPABASE_UID,
+        f"ALTER FUNCTION auth.uid() OWNER TO {owner}",
+        "CREATE TABLE auth.users (id uuid PRIMARY KEY, email text)",
+        f"ALTER TABLE auth.users OWNER TO {owner}",
+        "GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role",
+        f"CREATE SCHEMA storage AUTHORIZATION {owner}_storage",
+        "CREATE TABLE storage.objects (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
+        "bucket_id text, name text, owner uuid)",
+        f"ALTER TABLE storage.objects OWNER TO {owner}_storage",
+        "ALTER TABLE storage.objects ENABLE ROW LEVEL SECURITY",
+        "GRANT USAGE ON SCHEMA storage TO anon, authenticated, service_role",
+        "GRANT ALL ON storage.objects TO anon, authenticated, service_role",
+    )
+
+
+@contextmanager
+def supabase_shaped_database(cluster: Cluster) -> Iterator[tuple[str, str]]:
+    """(dsn, auth's owner role) of a fresh Supabase-shaped database (storage's owner is that
+    name + "_storage"); all dropped after."""
+    owner = f"imagen_t_supabase_admin_{uuid.uuid4().hex[:8]}"
+    name, dsn = cluster.empty_database()
+    admin(cluster.admin_dsn, f"CREATE ROLE {owner} NOLOGIN", f"CREATE ROLE {owner}_storage NOLOGIN")
+    try:
+        shape_like_supabase(dsn, owner)
+        yield dsn, owner
+    finally:
+        cluster.drop(name)
+        admin(
+            cluster.admin_dsn,
+            f"DROP ROLE IF EXISTS {owner}",
+            f"DROP ROLE IF EXISTS {owner}_storage",
+        )
+
+
 @pytest.fixture
 def supabase_db(pg_cluster: Cluster) -> Iterator[SupabaseShaped]:
-    owner = f"imagen_t_supabase_admin_{uuid.uuid4().hex[:8]}"
-    name, dsn = pg_cluster.empty_database()
-    admin(pg_cluster.admin_dsn, f"CREATE ROLE {owner} NOLOGIN")
-    try:
-        admin(
-            dsn,
-            SUPABASE_ROLES,
-            f"CREATE SCHEMA auth AUTHORIZATION {owner}",
-            SUPABASE_UID,
-            f"ALTER FUNCTION auth.uid() OWNER TO {owner}",
-            "CREATE TABLE auth.users (id uuid PRIMARY KEY, email text)",
-            f"ALTER TABLE auth.users OWNER TO {owner}",
-            "GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role",
-            f"CREATE SCHEMA storage AUTHORIZATION {owner}",
-            "CREATE TABLE storage.objects (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
-            "bucket_id text, name text, owner uuid)",
-            "ALTER TABLE storage.objects ENABLE ROW LEVEL SECURITY",
-            "GRANT USAGE ON SCHEMA storage TO anon, authenticated, service_role",
-            "GRANT ALL ON storage.objects TO anon, authenticated, service_role",
-        )
+    with supabase_shaped_database(pg_cluster) as (dsn, _owner):
         (before,) = sql(dsn, UID_FINGERPRINT)
 
         async def run() -> None:
@@ -137,9 +162,6 @@ def supabase_db(pg_cluster: Cluster) -> Iterator[SupabaseShaped]:
 
         trio.run(run)
         yield SupabaseShaped(dsn, before)
-    finally:
-        pg_cluster.drop(name)
-        admin(pg_cluster.admin_dsn, f"DROP ROLE IF EXISTS {owner}")
 
 
 def test_0001_leaves_supabase_auth_untouched(supabase_db: SupabaseShaped) -> None:
@@ -172,6 +194,12 @@ def test_0001_leaves_supabase_auth_untouched(supabase_db: SupabaseShaped) -> Non
         "SELECT pg_get_userbyid(nspowner) AS owner FROM pg_namespace WHERE nspname = 'auth'",
     )
     assert schema["owner"].startswith("imagen_t_supabase_admin_")
+    (granted,) = sql(
+        supabase_db.dsn,
+        "SELECT has_schema_privilege('authenticated', 'auth', 'USAGE') AS authenticated, "
+        "has_schema_privilege('anon', 'auth', 'USAGE') AS anon",
+    )
+    assert granted == {"authenticated": True, "anon": True}
 
 
 @pytest.mark.parametrize("claim_form", ["claim.sub", "claims"])
@@ -255,3 +283,57 @@ def test_storage_policy_is_for_authenticated_select_only(supabase_db: SupabaseSh
     assert policies == [
         {"policyname": "imagen_owner_reads_generated", "cmd": "SELECT", "roles": ["authenticated"]}
     ]
+
+
+def test_migrating_as_a_non_superuser_warns_only_for_0001s_auth_grant(pg_cluster: Cluster) -> None:
+    """Migrating like Supabase's `postgres` (no superuser; CREATE on the database; USAGE on
+    auth but no grant option; a member of the role owning storage): every file applies, and
+    the one server warning is 0001's `GRANT USAGE ON SCHEMA auth`, a no-op there because
+    Supabase granted that usage already. 0001 is released and cannot change
+    (docs/decisions.md)."""
+    migrator = f"imagen_t_migrator_{uuid.uuid4().hex[:8]}"
+    try:
+        with supabase_shaped_database(pg_cluster) as (dsn, owner):
+            admin(
+                pg_cluster.admin_dsn,
+                f"CREATE ROLE {migrator} NOLOGIN NOSUPERUSER IN ROLE {owner}_storage",
+                f"GRANT CREATE ON DATABASE {urlsplit(dsn).path.lstrip('/')} TO {migrator}",
+            )
+            admin(dsn, f"GRANT USAGE ON SCHEMA auth TO {migrator}")
+            warnings = apply_files_as(dsn, migrator)
+    finally:
+        # What it owns went with the database.
+        admin(pg_cluster.admin_dsn, f"DROP ROLE IF EXISTS {migrator}")
+    assert warnings == [("0001_compat_supabase.sql", 'no privileges were granted for "auth"')]
+
+
+def apply_files_as(dsn: str, role: str) -> list[tuple[str, str]]:
+    """Apply every schema file in order as ``role``; the server's WARNINGs, by file."""
+    seen: list[tuple[str, str]] = []
+    current = [""]
+
+    def listener(_conn: object, message: Any) -> None:
+        if message.severity_en == "WARNING" or message.severity == "WARNING":
+            seen.append((current[0], message.message))
+
+    async def go() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            conn.add_log_listener(listener)
+            await conn.execute(f"SET ROLE {role}")
+            current[0] = "(runner)"
+            await conn.execute(query("migrations_table"))
+            for migration in discover():
+                current[0] = migration.name
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                await asyncio.sleep(0)  # let the listener calls for this file run
+            policies = await conn.fetchval(
+                "SELECT count(*) FROM pg_policies WHERE policyname = 'imagen_owner_reads_generated'"
+            )
+            assert policies == 1
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+    return seen
