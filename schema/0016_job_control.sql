@@ -148,3 +148,12 @@ END
 $$;
 CREATE TRIGGER jobs_announce_update AFTER INSERT OR UPDATE ON imagen.jobs
     FOR EACH ROW EXECUTE FUNCTION imagen.jobs_announce_update();
+
+-- The worker's least-privilege role (0011) writes the new projection columns too.
+DO $grant$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'imagen_worker') THEN
+        GRANT UPDATE (progress_step, progress_total) ON imagen.jobs TO imagen_worker;
+    END IF;
+END
+$grant$;

@@ -295,6 +295,15 @@ def describe_source(cfg: Config) -> str:
     return cfg.source if cfg.source != "built-in defaults" else str(DEFAULT_CONFIG_PATH)
 
 
+def in_file(exc: ConfigError, cfg: Config) -> ConfigError:
+    """``exc`` ending in "(in FILE)", FILE the config it is about: errors raised where a
+    block is built (a backend, the store) know the key but not the file."""
+    where = f"(in {describe_source(cfg)})"
+    if where in str(exc):
+        return exc
+    return ConfigError(f"{exc} {where}", key=exc.key)
+
+
 def secret_from_env(var: str, *, key_path: str) -> str:
     """Read a secret by env-var name, failing fast with the variable's name."""
     value = os.environ.get(var, "")

@@ -1,4 +1,4 @@
-"""Open the configured database (or the embedded one), migrated and ready."""
+"""Open the configured database (or the embedded one), checked (or migrated) and ready."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from imagen_actors.config.settings import Config
 from imagen_actors.db import embedded
 from imagen_actors.db.gateway import Gateway
-from imagen_actors.db.migrations import migrate
+from imagen_actors.db.migrations import check_current, migrate
 
 
 async def resolve_dsn(cfg: Config) -> tuple[str, bool]:
@@ -21,8 +21,12 @@ async def resolve_dsn(cfg: Config) -> tuple[str, bool]:
 
 @asynccontextmanager
 async def open_database(
-    cfg: Config, *, application_name: str = "imagen-actors", auto_migrate: bool = True
+    cfg: Config, *, application_name: str = "imagen-actors"
 ) -> AsyncIterator[Gateway]:
+    """The embedded database is ours alone: it is kept migrated. A configured (shared) server
+    is migrated on purpose, by ``imagen-actors migrate`` as the schema owner; everything else
+    (worker, generate, submit, status...) only checks with a read that it is current, so it
+    runs as the least-privilege imagen_worker role, which may create nothing."""
     dsn, is_embedded = await resolve_dsn(cfg)
     async with Gateway.open(
         dsn,
@@ -30,9 +34,8 @@ async def open_database(
         pool_size=cfg.database.pool_size,
         statement_timeout_ms=cfg.database.statement_timeout_ms,
     ) as gw:
-        # The embedded database is ours alone: keep it migrated. A shared server is
-        # migrated on purpose, by 'imagen-actors migrate', but a worker also migrates at
-        # start (advisory-locked, a no-op when current) so a fresh install just works.
-        if auto_migrate or is_embedded:
+        if is_embedded:
             await migrate(gw)
+        else:
+            await check_current(gw)
         yield gw

@@ -1,4 +1,8 @@
-"""Ordered SQL migrations from ``schema/``: applied once each, checksummed, under a lock."""
+"""Ordered SQL migrations from ``schema/``: applied once each, checksummed, under a lock.
+
+``migrate`` applies them (run by the schema owner); ``check_current`` is the worker's
+read-only check that they were, so the worker's role needs no CREATE privilege.
+"""
 
 from __future__ import annotations
 
@@ -68,3 +72,32 @@ async def migrate(gateway: Gateway, folder: Path | None = None) -> list[str]:
         return [(m.name, m.sql, m.checksum) for m in plan(migrations, applied)]
 
     return await gateway.apply_migrations(planner, LOCK_KEY)
+
+
+async def check_current(gateway: Gateway, folder: Path | None = None) -> None:
+    """Raise MigrationError naming ``imagen-actors migrate`` unless every bundled migration is
+    applied. Reads only: the worker's role may not create anything (docs/setup-worker.md)."""
+    migrations = discover(folder)
+    where = await gateway.fetchrow("migrations_readable")
+    assert where is not None  # the query always returns its one row
+    if not where["present"]:
+        raise MigrationError(
+            "the database has no imagen schema yet (imagen.schema_migrations is missing): "
+            "run `imagen-actors migrate` as the schema owner (on Supabase: postgres), "
+            "then start again"
+        )
+    if not where["readable"]:
+        raise MigrationError(
+            f"role {where['role']} may not read imagen.schema_migrations: run "
+            "`imagen-actors migrate` as the schema owner (it grants the imagen_worker role) "
+            f"and connect as a login granted imagen_worker (GRANT imagen_worker TO {where['role']})"
+        )
+    applied = {r["name"]: r["checksum"] for r in await gateway.fetch("applied_migrations")}
+    missing = plan(migrations, applied)
+    if missing:
+        names = ", ".join(m.name for m in missing)
+        raise MigrationError(
+            f"the database is {len(missing)} migration(s) behind this version ({names}): "
+            "run `imagen-actors migrate` as the schema owner (on Supabase: postgres), "
+            "then start again"
+        )

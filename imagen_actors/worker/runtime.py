@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 import attrs
 
 from imagen_actors.backends.registry import Backends
-from imagen_actors.config.settings import Config
+from imagen_actors.config.settings import Config, in_file
+from imagen_actors.core.errors import ConfigError
 from imagen_actors.db.database import open_database
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.storage.base import ObjectStore
@@ -28,8 +29,11 @@ class Runtime:
 @asynccontextmanager
 async def open_runtime(cfg: Config) -> AsyncIterator[Runtime]:
     wid = make_worker_id(cfg)
-    store = build_store(cfg.storage)
-    backends = Backends(cfg)
+    try:
+        store = build_store(cfg.storage)
+    except ConfigError as exc:
+        raise in_file(exc, cfg) from exc
+    backends = Backends(cfg)  # built lazily, each instance at its first job
     try:
         async with open_database(cfg, application_name=wid) as gw:
             yield Runtime(cfg, gw, store, backends, wid)

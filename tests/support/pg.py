@@ -10,9 +10,11 @@ import asyncio
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -20,6 +22,32 @@ import asyncpg
 def with_database(dsn: str, name: str) -> str:
     parts = urlsplit(dsn)
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def with_user(dsn: str, user: str) -> str:
+    """``dsn`` logging in as ``user`` (host, port, database and query kept; no password)."""
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(user, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@contextmanager
+def login_role(admin_dsn: str, dsn: str, member_of: str) -> Iterator[tuple[str, str]]:
+    """A new login role granted ``member_of`` (roles are cluster-wide: a unique name, dropped
+    after); yields (``dsn`` logging in as it, its password). Not a superuser, owns nothing.
+    The config refuses inline passwords: pass it as PGPASSWORD (a trusting server ignores it)."""
+    name = f"imagen_t_login_{uuid.uuid4().hex[:10]}"
+    password = uuid.uuid4().hex
+    admin(
+        admin_dsn,
+        f"CREATE ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS "
+        f"PASSWORD '{password}' IN ROLE {member_of}",
+    )
+    try:
+        yield with_user(dsn, name), password
+    finally:
+        admin(admin_dsn, f"DROP ROLE IF EXISTS {name}")
 
 
 def admin(dsn: str, *statements: str) -> None:

@@ -8,10 +8,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from imagen_actors.backends.registry import build
 from imagen_actors.cli import exitcodes
 from imagen_actors.config import settings as config
 from imagen_actors.core.errors import ConfigError
+from imagen_actors.storage.registry import build_store
 
 
 def sample_text() -> str:
@@ -54,16 +57,27 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    """Everything a worker start would refuse in the config: each backend block, and the
+    storage (its env vars: a Supabase store with SUPABASE_URL unset is not "ok")."""
     cfg = config.load(args.config)
     problems: list[str] = []
     for name, block in sorted(cfg.backends.items()):
         try:
             build(name, block)
         except ConfigError as exc:
-            problems.append(str(exc))
+            problems.append(str(config.in_file(exc, cfg)))
+    try:
+        store = build_store(cfg.storage)
+    except ConfigError as exc:
+        problems.append(str(config.in_file(exc, cfg)))
+    else:
+        trio.run(store.aclose)
     if problems:
         for p in problems:
             print(f"imagen-actors: config error: {p}", file=sys.stderr)
         return exitcodes.CONFIG
-    print(f"{cfg.source}: ok ({len(cfg.backends)} backends: {', '.join(sorted(cfg.backends))})")
+    print(
+        f"{cfg.source}: ok ({len(cfg.backends)} backends: {', '.join(sorted(cfg.backends))}; "
+        f"storage: {cfg.storage.__struct_config__.tag})"
+    )
     return exitcodes.OK

@@ -16,7 +16,13 @@ from imagen_actors.db.migrations import migrate
 
 
 def register(sub: Any) -> None:
-    command(sub, "migrate", "apply the bundled schema migrations; re-running is a no-op", run)
+    command(
+        sub,
+        "migrate",
+        "apply the bundled schema migrations as the schema owner; re-running is a no-op "
+        "(the worker only checks that they are current)",
+        run,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +38,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"applied {len(applied)} migration(s): {', '.join(applied)}", file=sys.stderr)
         else:
             print("schema is up to date; nothing to apply", file=sys.stderr)
+        if not is_embedded:
+            print(
+                "workers connect as a login granted imagen_worker, e.g. CREATE ROLE "
+                "imagen_worker_host1 LOGIN PASSWORD '...' IN ROLE imagen_worker "
+                "(docs/setup-worker.md)",
+                file=sys.stderr,
+            )
         print(dsn)
 
     trio.run(go)

@@ -238,12 +238,33 @@ SELECT seq, type, data, actor, worker_id, occurred_at
 FROM imagen.job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq;
 
 -- name: migrations_table
-CREATE SCHEMA IF NOT EXISTS imagen;
-CREATE TABLE IF NOT EXISTS imagen.schema_migrations (
-    name       text PRIMARY KEY,
-    checksum   text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-);
+-- Created only where missing: Postgres checks the CREATE privilege before IF NOT EXISTS, so
+-- a plain CREATE ... IF NOT EXISTS fails for a role without CREATE even when all is there.
+DO $mig$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = 'imagen' AND c.relname = 'schema_migrations') THEN
+        CREATE SCHEMA IF NOT EXISTS imagen;
+        CREATE TABLE imagen.schema_migrations (
+            name       text PRIMARY KEY,
+            checksum   text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        );
+    END IF;
+END
+$mig$;
+
+-- name: migrations_readable
+-- Whether imagen.schema_migrations exists and this role may read it (the worker's check).
+-- Looked up in the catalog: to_regclass would fail on a schema the role may not use.
+SELECT t.oid IS NOT NULL AS present,
+       coalesce(has_schema_privilege(t.relnamespace, 'USAGE')
+                AND has_table_privilege(t.oid, 'SELECT'), false) AS readable,
+       current_user::text AS role
+FROM (SELECT 1) one
+LEFT JOIN (SELECT c.oid, c.relnamespace FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'imagen' AND c.relname = 'schema_migrations') t ON true;
 
 -- name: applied_migrations
 SELECT name, checksum FROM imagen.schema_migrations ORDER BY name;
