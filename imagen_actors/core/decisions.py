@@ -17,7 +17,7 @@ from typing import Any, Final
 from imagen_actors.core import events as ev
 from imagen_actors.core.backoff import Backoff, Rng
 from imagen_actors.core.error_text import shown
-from imagen_actors.core.errors import ErrorClass, LeaseLostError
+from imagen_actors.core.errors import CancelRequestedError, ErrorClass, LeaseLostError
 from imagen_actors.core.fold import GenerationOutcome, JobState, replay
 from imagen_actors.core.records import CompletionRows, Decide, DecideFor, ImageRow
 
@@ -52,6 +52,14 @@ def _held(state: JobState, worker_id: str, attempt: int) -> None:
             f"job {state.id} is running attempt {state.attempts}, not attempt {attempt}: "
             f"the lease of attempt {attempt} expired and {worker_id!r} claimed the job again"
         )
+
+
+def _working(state: JobState, worker_id: str, attempt: int) -> None:
+    """Held, and nobody asked to cancel it: the work may go on."""
+    _held(state, worker_id, attempt)
+    if state.cancel_requested:
+        reason = state.cancel_reason or "cancel requested"
+        raise CancelRequestedError(f"job {state.id}: cancel requested ({reason})", reason=reason)
 
 
 def claim(worker_id: str, lease_s: float, actor: str = "claimer") -> Decide:
@@ -98,7 +106,7 @@ def fail_unserved(claim: Decide, grace_s: float) -> Decide:
 
 def start_generation(worker_id: str, seed: int, *, attempt: int, actor: str = "executor") -> Decide:
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        _held(state, worker_id, attempt)
+        _working(state, worker_id, attempt)
         return [
             ev.GenerationStarted(
                 **_header(state, now, actor, worker_id),
@@ -114,7 +122,7 @@ def extend_lease(
     worker_id: str, lease_s: float, *, attempt: int, actor: str = "executor"
 ) -> Decide:
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        _held(state, worker_id, attempt)
+        _working(state, worker_id, attempt)
         return [
             ev.LeaseExtended(
                 **_header(state, now, actor, worker_id),
@@ -131,7 +139,7 @@ def record_progress(
     """A throttled progress tick; it also renews the lease (the work is visibly alive)."""
 
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        _held(state, worker_id, attempt)
+        _working(state, worker_id, attempt)
         return [
             ev.GenerationProgress(
                 **_header(state, now, actor, worker_id),
@@ -158,7 +166,7 @@ def generation_succeeded(
     """Record the result and renew the lease so the upload has a full lease to finish."""
 
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        _held(state, worker_id, attempt)
+        _working(state, worker_id, attempt)
         return [
             ev.GenerationSucceeded(
                 **_header(state, now, actor, worker_id),
@@ -267,7 +275,11 @@ def complete(
                     bytes=image.bytes,
                     sha256=image.sha256,
                 ),
-                ev.JobCompleted(**_header(state, now, actor, worker_id), image_id=rows.image_id),
+                ev.JobCompleted(
+                    **_header(state, now, actor, worker_id),
+                    image_id=rows.image_id,
+                    cancel_came_too_late=state.cancel_requested,
+                ),
             ]
             if state.usage_recorded:
                 return out
@@ -288,6 +300,18 @@ def complete(
         return decide
 
     return for_rows
+
+
+def cancelled(worker_id: str, *, attempt: int, actor: str) -> Decide:
+    """The work of claim ``attempt`` stopped on the cancel request: the job ends cancelled
+    (no image row; an object already uploaded is discarded by the janitor)."""
+
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        _held(state, worker_id, attempt)
+        reason = state.cancel_reason or "cancel requested"
+        return [ev.JobCancelled(**_header(state, now, actor, worker_id), reason=reason)]
+
+    return decide
 
 
 def discard_objects(

@@ -44,6 +44,15 @@ class LeaseLostError(ConcurrencyError):
     """The job is no longer held by this worker: its lease expired and it was requeued."""
 
 
+class CancelRequestedError(ImagenError):
+    """The owner (or an operator) asked to cancel the job this work is for: stop it and record
+    ``JobCancelled`` (``imagen.cancel_job``)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class JobNotFoundError(DatabaseError):
     """No job with that id exists."""
 

@@ -101,6 +101,8 @@ class ImageStored(Event, frozen=True, kw_only=True):
 
 class JobCompleted(Event, frozen=True, kw_only=True):
     image_id: uuid.UUID
+    # A cancel was requested, but only after the image was stored: the job ends done.
+    cancel_came_too_late: bool = False
 
 
 class JobFailed(Event, frozen=True, kw_only=True):

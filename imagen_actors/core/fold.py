@@ -109,6 +109,7 @@ class JobState:
     # Not projected: facts the worker needs while the job is in flight.
     generation: GenerationOutcome | None = None
     cancel_requested: bool = False
+    cancel_reason: str | None = None
     usage_recorded: bool = False
     objects_discarded: bool = False
 
@@ -266,7 +267,7 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
             )
         case ev.JobCancelRequested():
             s = _require(state, event, "pending", "running")
-            return _step(s, at, cancel_requested=True)
+            return _step(s, at, cancel_requested=True, cancel_reason=event.reason)
         case ev.JobCancelled():
             s = _require(state, event, "pending", "running")
             return _step(
@@ -295,6 +296,7 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
                 progress_total=None,
                 generation=None,
                 cancel_requested=False,
+                cancel_reason=None,
                 usage_recorded=False,
                 objects_discarded=False,
             )

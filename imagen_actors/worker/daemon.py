@@ -29,6 +29,7 @@ from imagen_actors.worker.actors.reaper import reaper, requeue_own
 from imagen_actors.worker.actors.supervisor import DEFAULT_POLICY, RestartPolicy, supervise
 from imagen_actors.worker.actors.uploader import OutputSettings, UploaderSettings, uploader
 from imagen_actors.worker.caller import caller_identity
+from imagen_actors.worker.control import CancelNotices, control_listener
 from imagen_actors.worker.handle import WorkerHandle
 
 # One Wake buffered is enough: it means "look", and later ones coalesce into it.
@@ -119,15 +120,19 @@ async def _run_pipeline(
             for resource in closes:
                 await resource.aclose()
 
+    # Cancel requests for running jobs: the control listener pokes every lease renewal.
+    notices = CancelNotices()
     exec_settings = ExecutorSettings(
         worker_id=worker_id,
         lease_s=w.lease_s,
         progress_persist_interval_s=w.progress_persist_interval_s,
+        cancel_notice=notices.wait,
     )
     up_settings = UploaderSettings(
         worker_id=worker_id,
         lease_s=w.lease_s,
         caller=caller_identity(),
+        cancel_notice=notices.wait,
         output=OutputSettings(
             directory=cfg.output.resolved_directory(),
             naming=cfg.output.naming,
@@ -191,6 +196,7 @@ async def _run_pipeline(
                                 work=work_send,
                             ),
                         )
+                        n.start_soon(sup, "control", lambda: control_listener(gateway, notices))
                         n.start_soon(
                             sup,
                             "reaper",

@@ -15,7 +15,7 @@ import pytest
 
 from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
-from imagen_actors.core.errors import LeaseLostError
+from imagen_actors.core.errors import CancelRequestedError, LeaseLostError
 from imagen_actors.core.fold import JobState, fold, replay
 from imagen_actors.core.records import CompletionRows, Decide
 from tests.support import events as support
@@ -147,3 +147,29 @@ def test_the_job_row_shows_one_bounded_line_and_the_event_keeps_everything() -> 
     assert s.error == failed.shown_error
     assert s.error is not None and len(s.error) <= 500 and "\n" not in s.error
     assert s.error.startswith("storage: HTTP 502 from <path>: (an HTML page titled '502")
+
+
+def test_a_cancel_request_stops_the_work_and_ends_it_cancelled() -> None:
+    """Once JobCancelRequested is in the stream, every renewal, start and success of the
+    claim raises CancelRequestedError with the reason; `cancelled` then ends the job with it;
+    a completion still goes through and says the cancel came too late."""
+    s = reclaimed_by_the_same_worker()
+    s = fold(
+        s,
+        ev.JobCancelRequested(
+            job_id=JOB, occurred_at=T0 + timedelta(seconds=250), actor="cancel_job", reason="no"
+        ),
+    )
+    for decide in (
+        dc.extend_lease(W, 60, attempt=2),
+        dc.record_progress(W, 1, 4, 60, attempt=2),
+        dc.generation_succeeded(W, support.outcome(), 60, attempt=2),
+    ):
+        with pytest.raises(CancelRequestedError, match=r"cancel requested \(no\)") as caught:
+            decide(s, T0)
+        assert caught.value.reason == "no"
+    (cancelled,) = dc.cancelled(W, attempt=2, actor="executor")(s, T0)
+    assert isinstance(cancelled, ev.JobCancelled) and cancelled.reason == "no"
+    assert fold(s, cancelled).status == "cancelled"
+    with pytest.raises(LeaseLostError):
+        dc.cancelled(W, attempt=1, actor="executor")(s, T0)  # the fence holds here too

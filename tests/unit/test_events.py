@@ -158,11 +158,21 @@ def test_row_data_excludes_column_fields() -> None:
     """The data jsonb holds only the event's own fields; common ones are columns."""
     e = ev.JobCompleted(job_id=JOB, occurred_at=NOW, actor="uploader", worker_id="w", image_id=JOB)
     data = ev.event_data(e)
-    assert data == {"schema_version": 1, "image_id": str(JOB)}
+    assert data == {"schema_version": 1, "image_id": str(JOB), "cancel_came_too_late": False}
     back = ev.from_row(
         "JobCompleted", data, job_id=JOB, occurred_at=NOW, actor="uploader", worker_id="w"
     )
     assert back == e
+    # A JobCompleted stored before the field existed reads as not too late.
+    old = ev.from_row(
+        "JobCompleted",
+        {"schema_version": 1, "image_id": str(JOB)},
+        job_id=JOB,
+        occurred_at=NOW,
+        actor="uploader",
+        worker_id="w",
+    )
+    assert old == e
 
 
 def test_unknown_type_is_a_clear_error() -> None:

@@ -179,16 +179,16 @@ ORDER BY lease_expires_at
 LIMIT $1;
 
 -- name: failed_with_leftovers
--- Failed jobs whose current run (since their last JobRetried) got as far as a generated image
+-- Failed (or cancelled) jobs whose current run (since their last JobRetried) got as far as a generated image
 -- and whose objects were not discarded since they failed: an attempt may have uploaded
 -- before the job failed. Driven by job_events_type_time; $2 true looks only at the last
 -- hour (a worker's start-up pass looks at all of them).
 SELECT f.job_id AS id FROM imagen.job_events f
-WHERE f.type = 'JobFailed'
+WHERE f.type IN ('JobFailed', 'JobCancelled')
   AND (NOT $2 OR f.occurred_at > now() - interval '1 hour')
   AND NOT EXISTS (SELECT 1 FROM imagen.job_events l
                   WHERE l.job_id = f.job_id AND l.seq > f.seq
-                    AND l.type IN ('JobFailed', 'JobRetried', 'ImageDiscarded'))
+                    AND l.type IN ('JobFailed', 'JobCancelled', 'JobRetried', 'ImageDiscarded'))
   AND EXISTS (SELECT 1 FROM imagen.job_events e
               WHERE e.job_id = f.job_id AND e.seq < f.seq AND e.type = 'GenerationSucceeded'
                 AND NOT EXISTS (SELECT 1 FROM imagen.job_events r

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import attrs
@@ -22,6 +22,7 @@ from imagen_actors.config import styles
 from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import (
+    CancelRequestedError,
     ConfigError,
     DatabaseError,
     ErrorClass,
@@ -53,6 +54,9 @@ class ExecutorSettings:
     worker_id: str
     lease_s: float
     progress_persist_interval_s: float = 5.0
+    # Returns when a cancel may have been requested (worker/control.py); None: only the
+    # lease renewals look, at their interval.
+    cancel_notice: Callable[[], Awaitable[None]] | None = None
 
 
 async def executor(
@@ -103,7 +107,10 @@ async def hand_over(
             attempt=attempt,
             lease_s=settings.lease_s,
             actor="executor",
+            notice=settings.cancel_notice,
         )
+    except CancelRequestedError as exc:
+        await record_cancelled(gateway, settings.worker_id, job_id, exc, attempt, "executor")
     except LeaseLostError as exc:
         log.warning("job %s: %s; dropping its image", job_id, exc, extra=job_fields(job_id))
     finally:
@@ -157,7 +164,7 @@ async def run_one(
                 gateway, worker, attempt, sub.job_id, f"{sub.backend}: {exc}", exc.error_class
             )
             return None
-        except LeaseLostError:
+        except (LeaseLostError, CancelRequestedError):
             raise
         except Exception as exc:
             # A bug or an unexpected library error: retry the job rather than lose it.
@@ -199,6 +206,9 @@ async def run_one(
             image=result.image,
             style=sub.style,
         )
+    except CancelRequestedError as exc:
+        await record_cancelled(gateway, worker, sub.job_id, exc, attempt, "executor")
+        return None
     except LeaseLostError as exc:
         log.warning(
             "job %s: %s; dropping this attempt", sub.job_id, exc, extra=job_fields(sub.job_id)
@@ -216,6 +226,22 @@ async def run_one(
                 attempt=attempt,
                 actor="executor",
             )
+
+
+async def record_cancelled(
+    gateway: JobStore,
+    worker: str,
+    job_id: uuid.UUID,
+    exc: CancelRequestedError,
+    attempt: int,
+    actor: str,
+) -> None:
+    """The work stopped on a cancel request: the job ends cancelled."""
+    log.info("job %s cancelled: %s", job_id, exc.reason, extra=job_fields(job_id))
+    try:
+        await gateway.transition(job_id, dc.cancelled(worker, attempt=attempt, actor=actor))
+    except LeaseLostError as lost:
+        log.warning("job %s: %s; not recorded", job_id, lost, extra=job_fields(job_id))
 
 
 def being_cancelled() -> bool:
@@ -313,4 +339,5 @@ async def _generate_with_lease(
         actor="executor",
         renew=renew,
         interval_s=min(settings.lease_s / 3, settings.progress_persist_interval_s),
+        notice=settings.cancel_notice,
     )

@@ -21,7 +21,7 @@ from typing import TypeVar
 import trio
 
 from imagen_actors.core import decisions as dc
-from imagen_actors.core.errors import DatabaseError, LeaseLostError
+from imagen_actors.core.errors import CancelRequestedError, DatabaseError, LeaseLostError
 from imagen_actors.db.ports import Transitions
 from imagen_actors.observability.logs import job_fields
 
@@ -40,14 +40,18 @@ async def holding_lease(
     actor: str,
     renew: Callable[[], Awaitable[None]] | None = None,
     interval_s: float | None = None,
+    notice: Callable[[], Awaitable[None]] | None = None,
 ) -> T:
     """``await work()`` while renewing the lease of ``worker_id``'s claim ``attempt``; the
     work's own exceptions pass unwrapped.
 
     ``renew`` replaces the plain ``LeaseExtended`` transition (the Executor persists progress
-    with it); it must renew the same claim's lease too.
+    with it); it must renew the same claim's lease too. Every renewal also looks for a cancel
+    request (``CancelRequestedError``: the work is cancelled and that raised); ``notice``
+    returns when a cancel may have been requested (a control notification), so the renewal
+    that finds it runs at once instead of at the next interval.
     """
-    lost: list[LeaseLostError] = []
+    lost: list[LeaseLostError | CancelRequestedError] = []
     result: list[T] = []
     failed: list[Exception] = []
 
@@ -59,11 +63,14 @@ async def holding_lease(
     async def renewing(cancel: trio.CancelScope) -> None:
         renewed_at = trio.current_time()
         while True:
-            await trio.sleep(lease_s / 3 if interval_s is None else interval_s)
+            with trio.move_on_after(lease_s / 3 if interval_s is None else interval_s):
+                if notice is None:
+                    await trio.sleep_forever()
+                await notice()
             try:
                 await (renew or extend)()
                 renewed_at = trio.current_time()
-            except LeaseLostError as exc:
+            except (LeaseLostError, CancelRequestedError) as exc:
                 lost.append(exc)
                 cancel.cancel()
                 return
@@ -101,5 +108,5 @@ async def holding_lease(
     if result:
         return result[0]  # finished, even if a late renewal then found the job done
     if lost:
-        raise lost[0]  # handed on: whatever the work raised meanwhile is moot
+        raise lost[0]  # handed on or cancelled: whatever the work raised meanwhile is moot
     raise failed[0]

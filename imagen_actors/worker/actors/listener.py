@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Final, Protocol
 
@@ -44,25 +44,49 @@ async def listener(
     listening: trio.Event | None = None,
     lost: trio.Event | None = None,
 ) -> None:
+    """Wakes for the Claimer: on (re)connect, on notifications, on the safety poll."""
+    await follow_channel(
+        gateway,
+        CHANNEL,
+        lambda reason: wake(wakes, reason),
+        poll_interval_s=poll_interval_s,
+        listening=listening,
+        lost=lost,
+    )
+
+
+async def follow_channel(
+    gateway: ListenSource,
+    channel: str,
+    on_wake: Callable[[str], None],
+    *,
+    poll_interval_s: float,
+    listening: trio.Event | None = None,
+    lost: trio.Event | None = None,
+) -> None:
+    """LISTEN ``channel`` for good: ``on_wake("listening")`` on every (re)connect (nothing
+    sent meanwhile reached us), ``"notify"`` when notifications came, ``"poll"`` after
+    ``poll_interval_s`` of silence, ``"reconnecting"`` after a loss."""
     failures = 0
     while True:
         try:
-            async with gateway.listen(CHANNEL) as notes:
+            async with gateway.listen(channel) as notes:
                 failures = 0
                 if listening is not None:
                     listening.set()
-                # Anything inserted while we were not listening has no notification coming.
-                wake(wakes, "listening")
+                on_wake("listening")
                 async for reason in _wakes(notes, poll_interval_s):
-                    wake(wakes, reason)
+                    on_wake(reason)
         except (DatabaseUnavailableError, ListenerClosedError) as exc:
             failures += 1
             if lost is not None:
                 lost.set()
             delay = RECONNECT.delay_s(failures)
-            log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
+            log.warning(
+                "LISTEN %s connection lost (%s); reconnecting in %.1fs", channel, exc, delay
+            )
             # Keep the safety net alive while reconnecting: the pool may still work.
-            wake(wakes, "reconnecting")
+            on_wake("reconnecting")
             await trio.sleep(delay)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,14 @@ import trio
 
 from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
-from imagen_actors.core.errors import LeaseLostError, StorageError
+from imagen_actors.core.errors import CancelRequestedError, LeaseLostError, StorageError
 from imagen_actors.core.naming import disambiguated_key, render_template, storage_key
 from imagen_actors.core.records import ImageRow, Transition, UsageRow
 from imagen_actors.db.ports import JobStore
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.storage.base import ObjectStore
 from imagen_actors.storage.local import write_atomic
-from imagen_actors.worker.actors.executor import being_cancelled, give_back
+from imagen_actors.worker.actors.executor import being_cancelled, give_back, record_cancelled
 from imagen_actors.worker.actors.lease import holding_lease
 from imagen_actors.worker.actors.messages import GeneratedImage, ImageCompleted
 
@@ -49,6 +50,8 @@ class UploaderSettings:
     lease_s: float = 60.0
     # Who asks (mai.imagen_usage.caller); None records no usage row (no database).
     caller: str | None = None
+    # As ExecutorSettings.cancel_notice.
+    cancel_notice: Callable[[], Awaitable[None]] | None = None
 
 
 def prompt_hash(prompt: str) -> str:
@@ -177,7 +180,12 @@ async def upload_one(
             attempt=attempt,
             lease_s=settings.lease_s,
             actor="uploader",
+            notice=settings.cancel_notice,
         )
+    except CancelRequestedError as exc:
+        # Before the completion: no image row; an object already put is the janitor's.
+        await record_cancelled(gateway, worker, sub.job_id, exc, attempt, "uploader")
+        return None
     except StorageError as exc:
         log.warning(
             "job %s: storing failed (%s): %s",
