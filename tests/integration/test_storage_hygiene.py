@@ -8,7 +8,7 @@ import base64
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +16,15 @@ import pytest
 from imagen_actors.config.settings import SupabaseStorageConfig, parse
 from imagen_actors.core.errors import ConfigError, StorageError
 from imagen_actors.observability.logs import configure_logging
-from imagen_actors.storage.supabase import SupabaseStore, build
+from imagen_actors.storage.supabase import build
 from tests.fakes.supabase_replies import BAD_GATEWAY_HTML, json_reply, storage_error
 from tests.fakes.supabase_storage import (
     ANON_KEY,
     SECRET_KEY,
-    SERVICE_KEY,
     FakeSupabaseStorage,
     serve_fake_storage,
 )
+from tests.support.supabase import MakeStore, store_factory
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAYAAADED76LAAAAEklEQVR42mM4UaHxHx9mGBkKAEIJmcEjU8t6AAAAAElFTkSuQmCC"
@@ -32,7 +32,6 @@ PNG = base64.b64decode(
 KEY = "2026-11-22/tiny-owl-42.png"
 BUCKET = "imagen-generated"
 CAPTURES = Path("/work/shared/fixtures/supabase-storage")
-MakeStore = Callable[..., SupabaseStore]
 
 
 @pytest.fixture
@@ -45,19 +44,8 @@ async def fake() -> AsyncIterator[FakeSupabaseStorage]:
 async def make_store(
     fake: FakeSupabaseStorage, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[MakeStore]:
-    stores: list[SupabaseStore] = []
-    monkeypatch.setenv("SUPABASE_URL", fake.url)
-
-    def make(*, key: str = SERVICE_KEY, **overrides: object) -> SupabaseStore:
-        monkeypatch.setenv("SUPABASE_SERVICE_KEY", key)
-        fields: dict[str, object] = {"max_attempts": 2, "timeout_s": 5.0, **overrides}
-        store = build(SupabaseStorageConfig(**fields), backoff_base_s=0.01)  # type: ignore[arg-type]
-        stores.append(store)
-        return store
-
-    yield make
-    for store in stores:
-        await store.aclose()
+    async with store_factory(fake, monkeypatch, max_attempts=2) as make:
+        yield make
 
 
 @pytest.fixture

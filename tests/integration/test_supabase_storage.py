@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -21,6 +21,7 @@ from tests.fakes.supabase_storage import (
     FakeSupabaseStorage,
     serve_fake_storage,
 )
+from tests.support.supabase import MakeStore, store_factory
 
 # The 8x8 PNG from the captures (upload_ok.json).
 PNG = base64.b64decode(
@@ -28,8 +29,6 @@ PNG = base64.b64decode(
 )
 KEY = "2026-11-22/tiny-owl-42.png"
 BUCKET = "imagen-generated"
-
-MakeStore = Callable[..., SupabaseStore]
 
 
 @pytest.fixture
@@ -43,19 +42,8 @@ async def fake() -> AsyncIterator[FakeSupabaseStorage]:
 async def make_store(
     fake: FakeSupabaseStorage, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[MakeStore]:
-    stores: list[SupabaseStore] = []
-    monkeypatch.setenv("SUPABASE_URL", fake.url)
-
-    def make(*, key: str = SERVICE_KEY, **overrides: object) -> SupabaseStore:
-        monkeypatch.setenv("SUPABASE_SERVICE_KEY", key)
-        fields: dict[str, object] = {"max_attempts": 3, "timeout_s": 5.0, **overrides}
-        store = build(SupabaseStorageConfig(**fields), backoff_base_s=0.01)  # type: ignore[arg-type]
-        stores.append(store)
-        return store
-
-    yield make
-    for store in stores:
-        await store.aclose()
+    async with store_factory(fake, monkeypatch, max_attempts=3) as make:
+        yield make
 
 
 async def test_upload_sends_the_documented_request(
