@@ -10,13 +10,13 @@ worker has claimed it again since.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from imagen_actors.core import events as ev
 from imagen_actors.core.backoff import Backoff, Rng
-from imagen_actors.core.errors import ErrorClass, LeaseLostError
+from imagen_actors.core.errors import ErrorClass, LeaseLostError, is_outage
 from imagen_actors.core.fold import GenerationOutcome, JobState, replay
 from imagen_actors.core.records import CompletionRows, Decide, DecideFor, ImageRow
 
@@ -77,14 +77,27 @@ def unserved_reason(backend: str, grace_s: float) -> str:
 def fail_unserved(claim: Decide, grace_s: float) -> Decide:
     """``claim``, then fail the job at once (permanent): no worker has offered its backend
     for ``grace_s``, so nobody can run it."""
+    return fail_in_claim(claim, lambda state: unserved_reason(state.backend, grace_s))
+
+
+def unavailable_reason(name: str, since: datetime, reason: str, max_wait_s: float) -> str:
+    what = "storage" if name == "storage" else f"backend {name!r}"
+    return (
+        f"{what} unavailable since {since:%Y-%m-%d %H:%M:%S} UTC: {reason} (waited more than "
+        f"worker.max_wait_s={max_wait_s:g} s); fix it and resubmit the job"
+    )
+
+
+def fail_in_claim(claim: Decide, reason: Callable[[JobState], str]) -> Decide:
+    """``claim``, then fail the job at once (permanent) with ``reason(state)``: used for a
+    job nobody can run (an unserved backend, one unavailable for longer than max_wait_s)."""
 
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
         claimed = list(claim(state, now))
         held = replay(claimed, onto=state)
-        reason = unserved_reason(state.backend, grace_s)
         fail = failure(
             held.worker_id or "",
-            reason,
+            reason(state),
             "permanent",
             "claimer",
             attempt=held.attempts,
@@ -188,9 +201,14 @@ def failure(
     *,
     attempt: int,
     record_generation_failed: bool = True,
+    kept_image: str | None = None,
+    wait: bool = True,
     rng: Rng = random.random,
 ) -> Decide:
-    """A failed attempt: requeue with backoff when transient and attempts remain, else fail."""
+    """A failed attempt: requeue with backoff when transient and attempts remain, else fail;
+    a dependency or configuration fault requeues at once with the attempt refunded
+    (``kept_image``: where the generated image waits for the retry's upload); without
+    ``wait`` (a one-shot CLI run, which nobody would wait for) it fails the job instead."""
 
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
         _held(state, worker_id, attempt)
@@ -203,7 +221,19 @@ def failure(
                     error_class=error_class,
                 )
             )
-        if error_class == "transient" and state.attempts < state.max_attempts:
+        if is_outage(error_class) and wait:
+            # Not the job's fault: the backend or store is down or set up wrong. The job
+            # waits pending with its attempt given back while the dependency is probed.
+            out.append(
+                ev.JobRequeued(
+                    **_header(state, now, actor, worker_id),
+                    reason=f"{error_class} fault: {error}",
+                    error=error,
+                    refund_attempt=True,
+                    kept_image=kept_image,
+                )
+            )
+        elif error_class == "transient" and state.attempts < state.max_attempts:
             delay = retry_delay_s(state.attempts, rng=rng)
             out.append(
                 ev.JobRequeued(

@@ -195,7 +195,7 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
         case ev.GenerationProgress():
             s = _require(state, event, "running")
             return _step(s, at)
-        case ev.GenerationSucceeded():
+        case ev.GenerationSucceeded() | ev.GenerationReused():
             s = _require(state, event, "running")
             _require_holder(s, event)
             outcome = GenerationOutcome(
