@@ -43,7 +43,7 @@ from imagen_actors.backends.comfyui_messages import (
     json_or_none,
     next_frame,
 )
-from imagen_actors.backends.comfyui_preflight import missing_in, rejection_class
+from imagen_actors.backends.comfyui_preflight import check_server, rejection_class
 from imagen_actors.backends.comfyui_templating import TemplateError
 from imagen_actors.backends.comfyui_workflow import (
     Workflow,
@@ -56,7 +56,6 @@ from imagen_actors.backends.comfyui_workflow import (
     network_reason,
     validation_message,
     version_hint,
-    version_problem,
 )
 from imagen_actors.core.errors import ConfigError, ErrorClass, GenerationError
 
@@ -365,27 +364,8 @@ class ComfyUIBackend:
 
     async def check(self) -> BackendStatus:
         """Reachable, new enough, and ``/object_info`` has every node class and model file
-        the workflow names (``comfyui_preflight``)."""
-        try:
-            resp = await self._client.get("/system_stats", timeout=5.0)
-            stats = json_or_none(resp)
-            if resp.status_code != 200 or not isinstance(stats, dict):
-                return BackendStatus.down(f"unhealthy ({self._url}: HTTP {resp.status_code})")
-            problem = version_problem(self._workflow, stats)
-            if problem is not None:
-                return BackendStatus.misconfigured(f"too old ({self._url} {problem})")
-            resp = await self._client.get("/object_info", timeout=30.0)
-        except httpx.HTTPError as exc:
-            return BackendStatus.down(f"unreachable ({self._url}: {network_reason(exc)})")
-        info = json_or_none(resp)
-        if resp.status_code != 200 or not isinstance(info, dict):
-            return BackendStatus.down(
-                f"unhealthy ({self._url}: GET /object_info answered HTTP {resp.status_code})"
-            )
-        missing = missing_in(self._workflow.graph, info, url=self._url)
-        if missing is not None:
-            return BackendStatus.misconfigured(f"workflow {self._workflow.name}: {missing}")
-        return BackendStatus(True, "ok")
+        the workflow names (``comfyui_preflight.check_server``)."""
+        return await check_server(self._client, self._url, self._workflow)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -16,8 +16,36 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
+from imagen_actors.backends.comfyui_messages import json_or_none
 from imagen_actors.backends.comfyui_templating import placeholder_name
+from imagen_actors.backends.comfyui_workflow import Workflow, network_reason, version_problem
 from imagen_actors.core.errors import ErrorClass
+from imagen_actors.core.records import Checked
+
+
+async def check_server(client: httpx.AsyncClient, url: str, workflow: Workflow) -> Checked:
+    """The preflight of one ComfyUI instance: ``/system_stats`` answers and the version is
+    new enough (else down / misconfigured), then ``missing_in`` over ``/object_info``."""
+    try:
+        resp = await client.get("/system_stats", timeout=5.0)
+        stats = json_or_none(resp)
+        if resp.status_code != 200 or not isinstance(stats, dict):
+            return Checked.down(f"unhealthy ({url}: HTTP {resp.status_code})")
+        problem = version_problem(workflow, stats)
+        if problem is not None:
+            return Checked.misconfigured(f"too old ({url} {problem})")
+        resp = await client.get("/object_info", timeout=30.0)
+    except httpx.HTTPError as exc:
+        return Checked.down(f"unreachable ({url}: {network_reason(exc)})")
+    info = json_or_none(resp)
+    if resp.status_code != 200 or not isinstance(info, dict):
+        return Checked.down(f"unhealthy ({url}: GET /object_info answered HTTP {resp.status_code})")
+    missing = missing_in(workflow.graph, info, url=url)
+    if missing is not None:
+        return Checked.misconfigured(f"workflow {workflow.name}: {missing}")
+    return Checked(True, "ok")
 
 
 def combo_choices(spec: Any) -> list[Any] | None:
