@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trio
 
+from imagen_actors.cli.commands.status import describe_unhealthy
 from imagen_actors.core import events as ev
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.worker.handle import WorkerHandle
@@ -79,6 +80,9 @@ async def test_comfyui_refusing_connections_then_answering(
             assert await statuses(gw) == [("pending", 0)] * 3
             [seen] = await gw.fetch_sql("SELECT health FROM imagen.workers")
             assert seen["health"]["gpu-box"]["fault"] == "dependency"
+            [row] = await gw.unhealthy_dependencies(60)
+            line = describe_unhealthy(row)  # what `imagen-actors status` prints
+            assert line.startswith("gpu-box down since ") and "connection refused" in line
             await server.come_back()
             await until(lambda: not down(handle, "gpu-box"))
             await wait_all_terminal(gw, timeout=30)
