@@ -22,6 +22,10 @@ from imagen_actors.core.records import CompletionRows, Decide, DecideFor, ImageR
 
 # Before the retry of a job after a transient failure on attempt n: up to 2 s * 2**(n-1).
 RETRY_BACKOFF: Final = Backoff(base_s=2.0, cap_s=60.0)
+# Outages refunded per job; past this the fault counts as a transient attempt. A job waits
+# pending while its dependency is down, so only a fault its probe does not see (an upload
+# that times out while the bucket answers) can repeat: this bounds that loop.
+MAX_OUTAGE_REFUNDS: Final = 5
 
 
 def _attempts(n: int) -> str:
@@ -207,8 +211,8 @@ def failure(
 ) -> Decide:
     """A failed attempt: requeue with backoff when transient and attempts remain, else fail;
     a dependency or configuration fault requeues at once with the attempt refunded
-    (``kept_image``: where the generated image waits for the retry's upload); without
-    ``wait`` (a one-shot CLI run, which nobody would wait for) it fails the job instead."""
+    (``kept_image``: where the generated image waits for the retry's upload), at most
+    MAX_OUTAGE_REFUNDS times; without ``wait`` (a one-shot CLI run) it fails the job."""
 
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
         _held(state, worker_id, attempt)
@@ -221,7 +225,8 @@ def failure(
                     error_class=error_class,
                 )
             )
-        if is_outage(error_class) and wait:
+        patient = is_outage(error_class) and wait
+        if patient and state.outage_refunds < MAX_OUTAGE_REFUNDS:
             # Not the job's fault: the backend or store is down or set up wrong. The job
             # waits pending with its attempt given back while the dependency is probed.
             out.append(
@@ -231,29 +236,31 @@ def failure(
                     error=error,
                     refund_attempt=True,
                     kept_image=kept_image,
+                    fault=error_class,
                 )
             )
-        elif error_class == "transient" and state.attempts < state.max_attempts:
+            return out
+        text, kind = error, error_class
+        if patient:
+            # The probe keeps passing while this job keeps meeting the fault: count it.
+            text = f"{error} (after {MAX_OUTAGE_REFUNDS} refunded outages; now an attempt)"
+            kind = "transient"
+        if kind == "transient" and state.attempts < state.max_attempts:
             delay = retry_delay_s(state.attempts, rng=rng)
             out.append(
                 ev.JobRequeued(
                     **_header(state, now, actor, worker_id),
                     reason=f"transient failure on attempt {state.attempts}/{state.max_attempts}",
-                    error=error,
+                    error=text,
                     retry_at=now + timedelta(seconds=delay),
+                    kept_image=kept_image,
                 )
             )
         else:
-            if error_class == "transient":
-                error_text = f"{error} (gave up after {_attempts(state.attempts)})"
-            else:
-                error_text = error
+            if kind == "transient":
+                text = f"{text} (gave up after {_attempts(state.attempts)})"
             out.append(
-                ev.JobFailed(
-                    **_header(state, now, actor, worker_id),
-                    error=error_text,
-                    error_class=error_class,
-                )
+                ev.JobFailed(**_header(state, now, actor, worker_id), error=text, error_class=kind)
             )
         return out
 

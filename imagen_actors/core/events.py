@@ -140,6 +140,8 @@ class JobRequeued(Event, frozen=True, kw_only=True):
     refund_attempt: bool = False
     # The generated image, kept on this host for the retry's upload (a storage outage).
     kept_image: str | None = None
+    # "dependency" or "configuration" when an outage refunded the attempt.
+    fault: str | None = None
 
 
 class JobCancelRequested(Event, frozen=True, kw_only=True):

@@ -106,6 +106,7 @@ class JobState:
     cancel_requested: bool = False
     usage_recorded: bool = False
     objects_discarded: bool = False
+    outage_refunds: int = 0  # attempts refunded for a dependency or configuration fault
 
     def projection(self) -> dict[str, Any]:
         """The imagen.jobs row this state stands for."""
@@ -251,6 +252,7 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
                 error=event.error if event.error is not None else s.error,
                 run_after=event.retry_at,
                 generation=None,
+                outage_refunds=s.outage_refunds + (event.fault is not None),
             )
         case ev.JobCancelRequested():
             s = _require(state, event, "pending", "running")

@@ -238,3 +238,42 @@ def test_a_bad_value_is_the_jobs_but_a_missing_model_the_servers() -> None:
     assert rejection_class(missing_model) == "configuration"
     assert rejection_class(unknown) == "configuration"
     assert rejection_class(bad_value) == "permanent"
+
+
+def test_outages_the_probe_misses_are_refunded_only_so_often() -> None:
+    """A fault that recurs although the dependency's check passes (an upload that times out
+    while the bucket answers) is refunded MAX_OUTAGE_REFUNDS times, then counts as a
+    transient attempt, so the job cannot cycle forever; the kept image stays kept."""
+    s, _ = running(max_attempts=1)
+    for n in range(dc.MAX_OUTAGE_REFUNDS):
+        s, _ = apply(s, dc.claim(W, 60), 10 * n + 1) if n else (s, [])
+        s, events = apply(
+            s,
+            dc.failure(
+                W,
+                "storage: timed out",
+                "dependency",
+                "uploader",
+                attempt=1,
+                record_generation_failed=False,
+                kept_image="/o/x.png",
+            ),
+            10 * n + 2,
+        )
+        assert (s.status, s.attempts, s.outage_refunds) == ("pending", 0, n + 1)
+    s, _ = apply(s, dc.claim(W, 60), 100)
+    s, events = apply(
+        s,
+        dc.failure(
+            W,
+            "storage: timed out",
+            "dependency",
+            "uploader",
+            attempt=1,
+            record_generation_failed=False,
+        ),
+        101,
+    )
+    (failed,) = events
+    assert isinstance(failed, ev.JobFailed) and failed.error_class == "transient"
+    assert "after 5 refunded outages" in failed.error and s.status == "failed"
