@@ -14,6 +14,7 @@ import msgspec
 from PIL import Image, UnidentifiedImageError
 
 from imagen_actors.config.explain import explain
+from imagen_actors.core.records import Checked
 
 C = TypeVar("C")
 
@@ -75,10 +76,7 @@ class GenerationResult:
         return {**self.metadata, **size}
 
 
-@attrs.frozen
-class BackendStatus:
-    ok: bool
-    detail: str  # "ok", "not configured (set REPLICATE_API_TOKEN)", "unreachable (...)"
+BackendStatus = Checked
 
 
 class Backend(Protocol):
@@ -89,7 +87,10 @@ class Backend(Protocol):
         self, request: GenerationRequest, progress: ProgressCallback
     ) -> GenerationResult: ...
 
-    async def check(self) -> BackendStatus: ...
+    async def check(self) -> BackendStatus:
+        """The preflight: can this instance work now? Runs at worker start, as the health
+        probe, in ``backends`` and ``config check``. Never raises for a fault it finds."""
+        ...
 
     async def aclose(self) -> None: ...
 

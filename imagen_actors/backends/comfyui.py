@@ -34,7 +34,7 @@ from imagen_actors.backends.base import (
     adapter_config,
     trust_env_for,
 )
-from imagen_actors.backends.comfyui_http import Run
+from imagen_actors.backends.comfyui_http import UNAVAILABLE, Run
 from imagen_actors.backends.comfyui_messages import (
     binary_image,
     dropped_outputs,
@@ -43,6 +43,7 @@ from imagen_actors.backends.comfyui_messages import (
     json_or_none,
     next_frame,
 )
+from imagen_actors.backends.comfyui_preflight import check_server, rejection_class
 from imagen_actors.backends.comfyui_templating import TemplateError
 from imagen_actors.backends.comfyui_workflow import (
     Workflow,
@@ -55,9 +56,8 @@ from imagen_actors.backends.comfyui_workflow import (
     network_reason,
     validation_message,
     version_hint,
-    version_problem,
 )
-from imagen_actors.core.errors import ConfigError, GenerationError
+from imagen_actors.core.errors import ConfigError, ErrorClass, GenerationError
 
 log = logging.getLogger("imagen_actors.backends.comfyui")
 
@@ -98,7 +98,7 @@ class ComfyUIBackend:
         # SaveImageWebsocket sends the image on the socket and keeps no file in ComfyUI.
         self._ws_output = workflow.graph[workflow.output_node]["class_type"] == WS_OUTPUT
 
-    def _error(self, message: str, error_class: str) -> GenerationError:
+    def _error(self, message: str, error_class: ErrorClass) -> GenerationError:
         return comfyui_http.error(message, error_class)
 
     # -- request building -------------------------------------------------------------
@@ -223,7 +223,7 @@ class ComfyUIBackend:
             if isinstance(exc, httpx.ConnectError):
                 run.pending_id = None  # nothing was sent
             raise self._error(
-                f"POST /prompt: {self._url}: {network_reason(exc)}", "transient"
+                f"POST /prompt: {self._url}: {network_reason(exc)}", "dependency"
             ) from exc
         run.pending_id = None
         body = json_or_none(resp)
@@ -238,11 +238,15 @@ class ComfyUIBackend:
             return prompt_id
         if resp.status_code == 400:
             raise self._error(
-                validation_message(body) + version_hint(self._workflow, body), "permanent"
+                validation_message(body) + version_hint(self._workflow, body),
+                rejection_class(body),
             )
         detail = resp.text.strip().replace("\n", " ")[:300] or resp.reason_phrase
         if resp.status_code >= 500:
-            raise self._error(f"POST /prompt: HTTP {resp.status_code}: {detail}", "transient")
+            # 502/503/504: a proxy in front says ComfyUI is not there (restarting). Any other
+            # 5xx is the server answering, having failed on this prompt: the job's fault.
+            kind: ErrorClass = "dependency" if resp.status_code in UNAVAILABLE else "transient"
+            raise self._error(f"POST /prompt: HTTP {resp.status_code}: {detail}", kind)
         raise self._error(
             f"POST /prompt: HTTP {resp.status_code}: {detail or 'no body'}", "permanent"
         )
@@ -359,17 +363,9 @@ class ComfyUIBackend:
     # -- health / lifecycle -----------------------------------------------------------
 
     async def check(self) -> BackendStatus:
-        try:
-            resp = await self._client.get("/system_stats", timeout=5.0)
-        except httpx.HTTPError as exc:
-            return BackendStatus(False, f"unreachable ({self._url}: {network_reason(exc)})")
-        stats = json_or_none(resp)
-        if resp.status_code != 200 or not isinstance(stats, dict):
-            return BackendStatus(False, f"unhealthy ({self._url}: HTTP {resp.status_code})")
-        problem = version_problem(self._workflow, stats)
-        if problem is not None:
-            return BackendStatus(False, f"too old ({self._url} {problem})")
-        return BackendStatus(True, "ok")
+        """Reachable, new enough, and ``/object_info`` has every node class and model file
+        the workflow names (``comfyui_preflight.check_server``)."""
+        return await check_server(self._client, self._url, self._workflow)
 
     async def aclose(self) -> None:
         await self._client.aclose()

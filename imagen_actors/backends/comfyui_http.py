@@ -16,7 +16,7 @@ import trio
 
 from imagen_actors.backends.comfyui_messages import json_or_none, queue_state
 from imagen_actors.backends.comfyui_workflow import network_reason
-from imagen_actors.core.errors import GenerationError
+from imagen_actors.core.errors import ErrorClass, GenerationError
 
 log = logging.getLogger("imagen_actors.backends.comfyui")
 
@@ -38,12 +38,16 @@ class Run:
     sent: tuple[bytes, str] | None = None  # the image a SaveImageWebsocket output sent
 
 
-def error(message: str, error_class: str) -> GenerationError:
-    """The adapter's errors. No instance name: the Executor prefixes it ("flux: ComfyUI: ...")."""
-    return GenerationError(
-        f"ComfyUI: {message}",
-        error_class="transient" if error_class == "transient" else "permanent",
-    )
+# What a proxy in front of a ComfyUI that is not there (restarting) answers.
+UNAVAILABLE: Final = frozenset({502, 503, 504})
+
+
+def error(message: str, error_class: ErrorClass) -> GenerationError:
+    """The adapter's errors. No instance name: the Executor prefixes it ("flux: ComfyUI: ...").
+
+    ``dependency`` for the server being unreachable or failing (network errors, 5xx);
+    ``configuration`` for what it lacks; ``transient``/``permanent`` for this prompt's run."""
+    return GenerationError(f"ComfyUI: {message}", error_class=error_class)
 
 
 def _base(client: httpx.AsyncClient) -> str:
@@ -55,11 +59,12 @@ async def history_entry(client: httpx.AsyncClient, prompt_id: str) -> dict[str, 
     try:
         resp = await client.get(f"/history/{prompt_id}")
     except httpx.HTTPError as exc:
-        raise error(f"GET /history: {_base(client)}: {network_reason(exc)}", "transient") from exc
+        raise error(f"GET /history: {_base(client)}: {network_reason(exc)}", "dependency") from exc
     if resp.status_code >= 400:
+        status = resp.status_code
+        kind: ErrorClass = "dependency" if status in UNAVAILABLE else "transient"
         raise error(
-            f"GET /history/{prompt_id}: HTTP {resp.status_code}",
-            "transient" if resp.status_code >= 500 else "permanent",
+            f"GET /history/{prompt_id}: HTTP {status}", kind if status >= 500 else "permanent"
         )
     body = json_or_none(resp)
     entry = body.get(prompt_id) if isinstance(body, dict) else None
@@ -72,7 +77,7 @@ async def check_alive(client: httpx.AsyncClient, run: Run) -> dict[str, Any] | N
     try:
         state = await where(client, prompt_id)
     except httpx.HTTPError as exc:
-        raise error(f"GET /queue: {_base(client)}: {network_reason(exc)}", "transient") from exc
+        raise error(f"GET /queue: {_base(client)}: {network_reason(exc)}", "dependency") from exc
     if state != "absent":
         run.missing = 0
         return None
@@ -101,7 +106,7 @@ async def download(client: httpx.AsyncClient, ref: dict[str, Any]) -> tuple[byte
     try:
         resp = await client.get("/view", params=params)
     except httpx.HTTPError as exc:
-        raise error(f"GET /view: {_base(client)}: {network_reason(exc)}", "transient") from exc
+        raise error(f"GET /view: {_base(client)}: {network_reason(exc)}", "dependency") from exc
     if resp.status_code != 200:
         raise error(f"GET /view {ref['filename']}: HTTP {resp.status_code}", "transient")
     mime = resp.headers.get("content-type", "").split(";")[0].strip()

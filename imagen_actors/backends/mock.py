@@ -8,8 +8,10 @@ attempt per job in this process fails transiently).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import random
 import time
 from typing import Annotated, Any, Final, Literal
@@ -39,6 +41,9 @@ class MockConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     fail_class: Literal["transient", "permanent"] = "transient"
     max_size: Annotated[int, msgspec.Meta(ge=64)] = 4096
     cost_usd: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    # Building this instance fails with OSError(EMFILE), as a lazy import does when the
+    # process is out of file descriptors (tests of the Executor's resilience).
+    emfile_on_build: bool = False
 
 
 def render_png(prompt: str, seed: int, width: int, height: int) -> bytes:
@@ -127,4 +132,7 @@ class MockBackend:
 
 
 def build(name: str, block: dict[str, Any]) -> MockBackend:
-    return MockBackend(name, adapter_config(block, MockConfig, instance=name))
+    cfg = adapter_config(block, MockConfig, instance=name)
+    if cfg.emfile_on_build:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+    return MockBackend(name, cfg)

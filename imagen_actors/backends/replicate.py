@@ -200,23 +200,33 @@ class ReplicateBackend:
         )
 
     async def check(self) -> BackendStatus:
+        """The token is set and accepted (GET /predictions), and the model exists
+        (GET /models/{owner}/{name}; a pinned version is checked when it first runs)."""
         try:
             token = self._token()
         except ConfigError:
-            return BackendStatus(False, f"not configured (set {self._cfg.api_token_env})")
-        try:
-            with trio.fail_after(min(10.0, self._cfg.http_timeout_s)):
-                response = await self._wire.client.get(
-                    f"{self._api}/predictions", headers=bearer(token)
+            return BackendStatus.misconfigured(f"not configured (set {self._cfg.api_token_env})")
+        urls = [f"{self._api}/predictions"]
+        if (match := MODEL_REF.match(self._cfg.model)) is not None:
+            urls.append(f"{self._api}/models/{match['owner']}/{match['name']}")
+        for url in urls:
+            try:
+                with trio.fail_after(min(10.0, self._cfg.http_timeout_s)):
+                    response = await self._wire.client.get(url, headers=bearer(token))
+            except (httpx.HTTPError, trio.TooSlowError) as exc:
+                return BackendStatus.down(f"unreachable ({type(exc).__name__}: {exc})")
+            if response.status_code in (401, 403):
+                return BackendStatus.misconfigured(self._token_rejected())
+            if response.status_code == 404 and "/models/" in url:
+                return BackendStatus.misconfigured(
+                    f"model {self._cfg.model!r} not found on Replicate; check "
+                    f"backends.{self.name}.model"
                 )
-        except (httpx.HTTPError, trio.TooSlowError) as exc:
-            return BackendStatus(False, f"unreachable ({type(exc).__name__}: {exc})")
-        if response.status_code in (401, 403):
-            return BackendStatus(False, self._token_rejected())
-        if response.status_code >= 400:
-            return BackendStatus(
-                False, f"unreachable (HTTP {response.status_code}: {problem_detail(response)})"
-            )
+            if response.status_code >= 400:
+                detail = f"unreachable (HTTP {response.status_code}: {problem_detail(response)})"
+                if response.status_code >= 500 or response.status_code == 429:
+                    return BackendStatus.down(detail)
+                return BackendStatus.misconfigured(detail)
         return BackendStatus(True, "ok")
 
     async def aclose(self) -> None:
@@ -320,7 +330,7 @@ class ReplicateBackend:
                 return response.content, image_mime(response, url)
             last = f"HTTP {response.status_code}"
         raise GenerationError(
-            f"downloading Replicate output {url} failed twice ({last})", error_class="transient"
+            f"downloading Replicate output {url} failed twice ({last})", error_class="dependency"
         )
 
     # -- helpers ----------------------------------------------------------------------

@@ -90,7 +90,7 @@ class ReplicateHttp:
                 if transport_errors or (sent_maybe and not idempotent):
                     raise GenerationError(
                         f"Replicate {what}: {type(exc).__name__}: {str(exc) or 'no detail'}",
-                        error_class="transient",
+                        error_class="dependency",
                     ) from exc
                 transport_errors += 1
                 await trio.sleep(self._backoff.delay_s(transport_errors))
@@ -101,14 +101,14 @@ class ReplicateHttp:
             if status in (401, 403):
                 raise GenerationError(
                     f"{self._token_rejected} (HTTP {status} on {what}: {problem_detail(response)})",
-                    error_class="permanent",
+                    error_class="configuration",
                 )
             if status == 429:
                 if rate_limited >= self._cfg.max_rate_limit_retries:
                     raise GenerationError(
                         f"Replicate {what}: rate limited (429) after {rate_limited} retries: "
                         f"{problem_detail(response)}",
-                        error_class="transient",
+                        error_class="dependency",
                     )
                 rate_limited += 1
                 await trio.sleep(self._rate_limit_delay(response, rate_limited))
@@ -117,14 +117,16 @@ class ReplicateHttp:
                 if server_errors >= 1:
                     raise GenerationError(
                         f"Replicate {what}: HTTP {status} twice: {problem_detail(response)}",
-                        error_class="transient",
+                        error_class="dependency",
                     )
                 server_errors += 1
                 await trio.sleep(self._backoff.delay_s(server_errors))
                 continue
             raise GenerationError(
-                f"Replicate {what} refused (HTTP {status}): {problem_detail(response)}",
-                error_class="permanent",
+                f"Replicate {what} refused (HTTP {status}): {problem_detail(response)}"
+                + (" (check the backend's model name)" if status == 404 else ""),
+                # 404: the model (or version) does not exist: the instance's configuration.
+                error_class="configuration" if status == 404 else "permanent",
             )
 
     async def json_object(self, response: httpx.Response) -> dict[str, Any]:

@@ -92,6 +92,12 @@ class WorkerConfig(_Strict):
     unserved_backend_grace_s: float = 600.0
     http: str | None = None
     progress_persist_interval_s: float = 5.0
+    # A job waits this long for an unhealthy backend or store (its jobs stay pending, attempts
+    # untouched), then fails with "backend X unavailable since T: reason".
+    max_wait_s: float = 86400.0
+    # An unhealthy dependency is probed with jittered backoff from this gap up to the cap.
+    probe_min_s: float = 1.0
+    probe_max_s: float = 30.0
 
 
 class DatabaseConfig(_Strict):
@@ -144,6 +150,13 @@ def _validate(cfg: Config) -> Config:
          "must be a number of seconds >= 0 (default 600)"),
         (_seconds(w.progress_persist_interval_s, minimum=0, strict=True),
          "worker.progress_persist_interval_s", "must be a number of seconds > 0 (default 5)"),
+        (_seconds(w.max_wait_s, minimum=0, strict=True), "worker.max_wait_s",
+         "must be a number of seconds > 0 (default 86400: a day)"),
+        (_seconds(w.probe_min_s, minimum=0, strict=True), "worker.probe_min_s",
+         "must be a number of seconds > 0 (default 1)"),
+        (_seconds(w.probe_max_s, minimum=0, strict=True) and w.probe_max_s >= w.probe_min_s,
+         "worker.probe_max_s",
+         "must be a number of seconds >= worker.probe_min_s (default 30)"),
         (bool(re.fullmatch(r"[A-Za-z0-9._-]{1,40}", w.name)), "worker.name",
          "must be 1-40 characters of letters, digits, '.', '_' or '-' (default worker)"),
         (db.pool_size >= 2, "database.pool_size", "must be >= 2 (default 4)"),

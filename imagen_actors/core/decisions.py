@@ -17,12 +17,16 @@ from typing import Any, Final
 from imagen_actors.core import events as ev
 from imagen_actors.core.backoff import Backoff, Rng
 from imagen_actors.core.error_text import shown
-from imagen_actors.core.errors import CancelRequestedError, ErrorClass, LeaseLostError
-from imagen_actors.core.fold import GenerationOutcome, JobState, replay
+from imagen_actors.core.errors import CancelRequestedError, ErrorClass, LeaseLostError, is_outage
+from imagen_actors.core.fold import GenerationOutcome, JobState
 from imagen_actors.core.records import CompletionRows, Decide, DecideFor, ImageRow
 
 # Before the retry of a job after a transient failure on attempt n: up to 2 s * 2**(n-1).
 RETRY_BACKOFF: Final = Backoff(base_s=2.0, cap_s=60.0)
+# Outages refunded per job; past this the fault counts as a transient attempt. A job waits
+# pending while its dependency is down, so only a fault its probe does not see (an upload
+# that times out while the bucket answers) can repeat: this bounds that loop.
+MAX_OUTAGE_REFUNDS: Final = 5
 
 
 def _attempts(n: int) -> str:
@@ -71,35 +75,6 @@ def claim(worker_id: str, lease_s: float, actor: str = "claimer") -> Decide:
                 lease_expires_at=now + timedelta(seconds=lease_s),
             )
         ]
-
-    return decide
-
-
-def unserved_reason(backend: str, grace_s: float) -> str:
-    return (
-        f"no worker has offered backend {backend!r} for {grace_s:g} s "
-        "(worker.unserved_backend_grace_s); add it under backends: on a worker host, "
-        "or fix the job's backend"
-    )
-
-
-def fail_unserved(claim: Decide, grace_s: float) -> Decide:
-    """``claim``, then fail the job at once (permanent): no worker has offered its backend
-    for ``grace_s``, so nobody can run it."""
-
-    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        claimed = list(claim(state, now))
-        held = replay(claimed, onto=state)
-        reason = unserved_reason(state.backend, grace_s)
-        fail = failure(
-            held.worker_id or "",
-            reason,
-            "permanent",
-            "claimer",
-            attempt=held.attempts,
-            record_generation_failed=False,
-        )
-        return [*claimed, *fail(held, now)]
 
     return decide
 
@@ -197,9 +172,14 @@ def failure(
     *,
     attempt: int,
     record_generation_failed: bool = True,
+    kept_image: str | None = None,
+    wait: bool = True,
     rng: Rng = random.random,
 ) -> Decide:
-    """A failed attempt: requeue with backoff when transient and attempts remain, else fail."""
+    """A failed attempt: requeue with backoff when transient and attempts remain, else fail;
+    a dependency or configuration fault requeues at once with the attempt refunded
+    (``kept_image``: where the generated image waits for the retry's upload), at most
+    MAX_OUTAGE_REFUNDS times; without ``wait`` (a one-shot CLI run) it fails the job."""
 
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
         _held(state, worker_id, attempt)
@@ -213,28 +193,48 @@ def failure(
                     shown_error=shown(error),
                 )
             )
-        if error_class == "transient" and state.attempts < state.max_attempts:
+        patient = is_outage(error_class) and wait
+        if patient and state.outage_refunds < MAX_OUTAGE_REFUNDS:
+            # Not the job's fault: the backend or store is down or set up wrong. The job
+            # waits pending with its attempt given back while the dependency is probed.
+            out.append(
+                ev.JobRequeued(
+                    **_header(state, now, actor, worker_id),
+                    reason=f"{error_class} fault: {error}",
+                    error=error,
+                    shown_error=shown(error),
+                    refund_attempt=True,
+                    kept_image=kept_image,
+                    fault=error_class,
+                )
+            )
+            return out
+        text, kind = error, error_class
+        if patient:
+            # The probe keeps passing while this job keeps meeting the fault: count it.
+            text = f"{error} (after {MAX_OUTAGE_REFUNDS} refunded outages; now an attempt)"
+            kind = "transient"
+        if kind == "transient" and state.attempts < state.max_attempts:
             delay = retry_delay_s(state.attempts, rng=rng)
             out.append(
                 ev.JobRequeued(
                     **_header(state, now, actor, worker_id),
                     reason=f"transient failure on attempt {state.attempts}/{state.max_attempts}",
-                    error=error,
-                    shown_error=shown(error),
+                    error=text,
+                    shown_error=shown(text),
                     retry_at=now + timedelta(seconds=delay),
+                    kept_image=kept_image,
                 )
             )
         else:
-            if error_class == "transient":
-                error_text = f"{error} (gave up after {_attempts(state.attempts)})"
-            else:
-                error_text = error
+            if kind == "transient":
+                text = f"{text} (gave up after {_attempts(state.attempts)})"
             out.append(
                 ev.JobFailed(
                     **_header(state, now, actor, worker_id),
-                    error=error_text,
-                    error_class=error_class,
-                    shown_error=shown(error_text),
+                    error=text,
+                    error_class=kind,
+                    shown_error=shown(text),
                 )
             )
         return out
@@ -314,76 +314,23 @@ def cancelled(worker_id: str, *, attempt: int, actor: str) -> Decide:
     return decide
 
 
-def discard_objects(
-    worker_id: str, bucket: str, keys: Sequence[str], actor: str = "reaper"
-) -> Decide:
-    """Record that a failed job's leftover objects are gone (once; after the deletes)."""
+# The queue's own decisions live beside these; callers use them through this module.
+from imagen_actors.core.queue_decisions import (  # noqa: E402
+    abort_in_flight,
+    discard_objects,
+    fail_in_claim,
+    fail_unserved,
+    reap,
+    unavailable_reason,
+    unserved_reason,
+)
 
-    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        if state.status not in ("failed", "cancelled") or state.objects_discarded:
-            return []
-        return [
-            ev.ImageDiscarded(
-                **_header(state, now, actor, worker_id), bucket=bucket, storage_paths=tuple(keys)
-            )
-        ]
-
-    return decide
-
-
-def reap(worker_id: str, *, own: bool = False, actor: str = "reaper") -> Decide:
-    """Requeue an expired (or, at start-up, our own) lease; fail it when attempts are used up.
-
-    Re-checks under the row lock, so a lease extended meanwhile is left alone.
-    """
-
-    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        if state.status != "running" or state.lease_expires_at is None:
-            return []
-        if own:
-            if state.worker_id != worker_id:
-                return []
-            why = f"worker {worker_id} restarted while holding the job"
-        else:
-            if state.lease_expires_at >= now:
-                return []
-            why = f"lease held by {state.worker_id} expired at {state.lease_expires_at:%H:%M:%S}"
-        if state.attempts >= state.max_attempts:
-            return [
-                ev.JobFailed(
-                    **_header(state, now, actor, worker_id),
-                    error=f"lease expired after {_attempts(state.attempts)} ({why})",
-                    error_class="transient",
-                )
-            ]
-        return [
-            ev.JobRequeued(
-                **_header(state, now, actor, worker_id),
-                reason=why,
-                error=state.error,
-            )
-        ]
-
-    return decide
-
-
-def abort_in_flight(
-    worker_id: str, reason: str, *, attempt: int, actor: str = "supervisor"
-) -> Decide:
-    """Give a job back to the queue at once (shutdown, a failed hand-over); nothing to do
-    when the claim of ``attempt`` no longer holds it."""
-
-    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        held = (state.status, state.worker_id, state.attempts) == ("running", worker_id, attempt)
-        if not held:
-            return []
-        # An operator's abort is not the job's fault: the attempt is given back.
-        return [
-            ev.JobRequeued(
-                **_header(state, now, actor, worker_id),
-                reason=reason,
-                refund_attempt=True,
-            )
-        ]
-
-    return decide
+__all__ = [
+    "abort_in_flight",
+    "discard_objects",
+    "fail_in_claim",
+    "fail_unserved",
+    "reap",
+    "unavailable_reason",
+    "unserved_reason",
+]

@@ -4,7 +4,31 @@ from __future__ import annotations
 
 from typing import Literal
 
-ErrorClass = Literal["transient", "permanent"]
+ErrorClass = Literal["transient", "permanent", "dependency", "configuration"]
+"""What a failure says about whom.
+
+- ``transient``/``permanent``: a *job fault* (this request is bad, or failed in a way worth
+  one more try); it consumes an attempt.
+- ``dependency``: the backend or store is down, slow or overloaded (refused, reset, timed
+  out, 5xx, 429); ``configuration``: it is set up wrong (a rejected key, a missing bucket,
+  model file, node class or token). Neither consumes an attempt: the dependency is marked
+  unhealthy and the job waits pending (``worker/health.py``).
+"""
+Fault = Literal["dependency", "configuration"]
+"""The two classes that are a dependency's, not the job's."""
+
+
+def is_outage(error_class: str) -> bool:
+    """A dependency or configuration fault: not the job's, so it costs no attempt."""
+    return as_fault(error_class) is not None
+
+
+def as_fault(error_class: str) -> Fault | None:
+    if error_class == "dependency":
+        return "dependency"
+    if error_class == "configuration":
+        return "configuration"
+    return None
 
 
 class ImagenError(Exception):
@@ -73,7 +97,9 @@ class GenerationError(ImagenError):
     """A backend could not make the image.
 
     ``error_class`` decides what happens to the job: ``transient`` failures are retried
-    up to max_attempts, ``permanent`` ones fail the job at once.
+    up to max_attempts, ``permanent`` ones fail the job at once, ``dependency`` and
+    ``configuration`` ones requeue it with its attempt refunded and mark the backend
+    unhealthy.
     """
 
     error_class: ErrorClass = "permanent"
@@ -85,7 +111,8 @@ class GenerationError(ImagenError):
 
 
 class StorageError(ImagenError):
-    """Storing an object failed. Same transient/permanent split as GenerationError."""
+    """Storing an object failed. Same classes as GenerationError (``dependency``: storage
+    is down; ``configuration``: a rejected key or a missing bucket)."""
 
     error_class: ErrorClass = "transient"
 

@@ -80,6 +80,23 @@ class GenerationSucceeded(Event, frozen=True, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class GenerationReused(Event, frozen=True, kw_only=True):
+    """This attempt uploads the image an earlier attempt generated and kept at ``path``
+    (its sha256 checked again), instead of rendering it a second time: the earlier upload
+    failed on a storage outage. Restores the generation outcome, so ImageStored is legal."""
+
+    path: str
+    backend: str
+    model: str
+    seed: int
+    mime: str
+    bytes: int
+    sha256: str
+    latency_ms: int
+    cost_usd_estimate: float = 0.0
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
 class GenerationFailed(Event, frozen=True, kw_only=True):
     error: str
     error_class: ErrorClass
@@ -129,8 +146,13 @@ class JobRequeued(Event, frozen=True, kw_only=True):
     shown_error: str | None = None
     # Not claimable before this instant (backoff after a transient failure).
     retry_at: datetime | None = None
-    # True when the attempt was interrupted by the operator (shutdown), not by the job.
+    # True when the attempt was interrupted by the operator (shutdown) or by a dependency
+    # or configuration fault, not by the job.
     refund_attempt: bool = False
+    # The generated image, kept on this host for the retry's upload (a storage outage).
+    kept_image: str | None = None
+    # "dependency" or "configuration" when an outage refunded the attempt.
+    fault: str | None = None
 
 
 class JobCancelRequested(Event, frozen=True, kw_only=True):
@@ -165,6 +187,7 @@ AnyEvent = (
     | GenerationStarted
     | GenerationProgress
     | GenerationSucceeded
+    | GenerationReused
     | GenerationFailed
     | ImageStored
     | JobCompleted

@@ -112,6 +112,7 @@ class JobState:
     cancel_reason: str | None = None
     usage_recorded: bool = False
     objects_discarded: bool = False
+    outage_refunds: int = 0  # attempts refunded for a dependency or configuration fault
 
     def projection(self) -> dict[str, Any]:
         """The imagen.jobs row this state stands for."""
@@ -203,7 +204,7 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
         case ev.GenerationProgress():
             s = _require(state, event, "running")
             return _step(s, at, progress_step=event.step, progress_total=event.total)
-        case ev.GenerationSucceeded():
+        case ev.GenerationSucceeded() | ev.GenerationReused():
             s = _require(state, event, "running")
             _require_holder(s, event)
             outcome = GenerationOutcome(
@@ -264,6 +265,7 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
                 error=s.error if event.error is None else _shown(event.error, event.shown_error),
                 run_after=event.retry_at,
                 generation=None,
+                outage_refunds=s.outage_refunds + (event.fault is not None),
             )
         case ev.JobCancelRequested():
             s = _require(state, event, "pending", "running")

@@ -15,6 +15,7 @@ import attrs
 
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl
+from imagen_actors.core.errors import Fault
 
 RowId = TypeVar("RowId")
 
@@ -24,6 +25,26 @@ DecideFor = Callable[[RowId], Decide]
 """The decision for a row the same transaction inserts first (``DecideFor[uuid.UUID]`` for
 imagen.images, ``DecideFor[int]`` for mai.imagen_usage): the store inserts the row, then
 calls this with the row's id for the ``Decide`` it applies."""
+
+
+@attrs.frozen
+class Checked:
+    """What a preflight check of a dependency found (``Backend.check``, ``ObjectStore.check``):
+    ``ok``, or why not and whose fault (``dependency``: down; ``configuration``: set up
+    wrong). The same check runs at worker start, as the health probe, in ``backends`` and in
+    ``config check``."""
+
+    ok: bool
+    detail: str  # "ok", "not configured (set REPLICATE_API_TOKEN)", "unreachable (...)"
+    fault: Fault | None = None
+
+    @classmethod
+    def down(cls, detail: str) -> Checked:
+        return cls(False, detail, "dependency")
+
+    @classmethod
+    def misconfigured(cls, detail: str) -> Checked:
+        return cls(False, detail, "configuration")
 
 
 @attrs.frozen

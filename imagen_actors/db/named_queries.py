@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from imagen_actors.core.records import NewJob
@@ -121,9 +121,15 @@ class NamedQueries:
         return n
 
     async def worker_seen(
-        self: _Fetches, worker_id: str, backends: Sequence[str], *, starting: bool = False
+        self: _Fetches,
+        worker_id: str,
+        backends: Sequence[str],
+        *,
+        starting: bool = False,
+        health: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record that ``worker_id`` is alive and offers ``backends`` (``imagen.workers``)."""
+        """Record that ``worker_id`` is alive and offers ``backends`` (``imagen.workers``),
+        with its unhealthy dependencies (``HealthBoard.snapshot``; none: all up)."""
         await self.fetchval(
             "worker_seen",
             worker_id,
@@ -131,4 +137,10 @@ class NamedQueries:
             socket.gethostname(),
             os.getpid(),
             starting,
+            dict(health or {}),
         )
+
+    async def unhealthy_dependencies(self: _Fetches, within_s: float) -> list[Any]:
+        """(worker_id, backends, dependency, fault, reason, since) of every dependency a
+        worker seen within ``within_s`` reports unhealthy."""
+        return list(await self.fetch("unhealthy_dependencies", within_s))

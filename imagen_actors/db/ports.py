@@ -8,8 +8,8 @@ the concrete Gateway, so a fake needs only the methods its actor calls.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from imagen_actors.core import events as ev
 from imagen_actors.core.records import (
@@ -86,5 +86,23 @@ class ReapQueue(LeftoverStore, Protocol):
     async def expired_leases(self, limit: int) -> list[uuid.UUID]: ...
 
     async def worker_seen(
-        self, worker_id: str, backends: Sequence[str], *, starting: bool = False
+        self,
+        worker_id: str,
+        backends: Sequence[str],
+        *,
+        starting: bool = False,
+        health: Mapping[str, Any] | None = None,
     ) -> None: ...
+
+    async def unhealthy_dependencies(self, within_s: float) -> list[Any]: ...
+
+    async def live_workers_offering(self, backend: str, within_s: float) -> int: ...
+
+    async def claim(
+        self,
+        decide: Decide,
+        *,
+        backends: Sequence[str] | None = None,
+        absent_after_s: float = 600.0,
+        unserved_grace_s: float = 600.0,
+    ) -> Transition | None: ...

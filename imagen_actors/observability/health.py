@@ -6,7 +6,8 @@ owner uses; telemetry reads this part and nothing of the daemon.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Final, Protocol
 
 import attrs
 import trio
@@ -22,6 +23,14 @@ class Crash:
     error: str
 
 
+class DependencyView(Protocol):
+    """The health of the worker's backends and store (``worker.health.HealthBoard``)."""
+
+    def up(self) -> Mapping[str, bool]: ...
+
+    def problems(self) -> list[str]: ...
+
+
 @attrs.define
 class WorkerHealth:
     worker_id: str
@@ -34,6 +43,16 @@ class WorkerHealth:
     http_address: tuple[str, int] | None = None
     restarts: dict[str, int] = attrs.field(factory=dict)
     last_crash: dict[str, Crash] = attrs.field(factory=dict)
+    # Set by the daemon once its HealthBoard exists.
+    dependencies: DependencyView | None = None
+
+    def dependency_problem(self) -> str | None:
+        """The unhealthy dependencies, named with since when and why; None when all are up."""
+        problems = self.dependencies.problems() if self.dependencies is not None else []
+        return "; ".join(problems) or None
+
+    def dependencies_up(self) -> Mapping[str, bool]:
+        return self.dependencies.up() if self.dependencies is not None else {}
 
     def record_crash(self, name: str, exc: BaseException) -> None:
         """The supervisor's ``on_restart``: count it and remember what it was."""

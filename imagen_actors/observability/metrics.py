@@ -41,6 +41,22 @@ class _Restarts(Collector):
         yield family
 
 
+class _Dependencies(Collector):
+    def __init__(self, up: Callable[[], Mapping[str, bool]]) -> None:
+        self._up = up
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "imagen_dependency_up",
+            "1 while a backend instance or the object store is healthy, 0 while it is "
+            "down or misconfigured (its jobs wait pending)",
+            labels=["dependency"],
+        )
+        for name, up in sorted(self._up().items()):
+            family.add_metric([name], 1 if up else 0)
+        yield family
+
+
 class _QueueDepth(Collector):
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -64,6 +80,7 @@ class WorkerMetrics:
         worker_id: str,
         *,
         restarts: Callable[[], Mapping[str, int]] = dict,
+        dependencies: Callable[[], Mapping[str, bool]] = dict,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.worker_id = worker_id
@@ -92,6 +109,7 @@ class WorkerMetrics:
         self.queue = _QueueDepth()
         self.registry.register(self.queue)
         self.registry.register(_Restarts(restarts))
+        self.registry.register(_Dependencies(dependencies))
         self._generating: dict[uuid.UUID, float] = {}
         self._uploading: dict[uuid.UUID, float] = {}
 

@@ -40,7 +40,11 @@ class Telemetry:
     ) -> None:
         self.health = health
         self.http_spec = cfg.worker.http
-        self.metrics = WorkerMetrics(health.worker_id, restarts=lambda: health.restarts)
+        self.metrics = WorkerMetrics(
+            health.worker_id,
+            restarts=lambda: health.restarts,
+            dependencies=health.dependencies_up,
+        )
         self.notifier = Notifier(env)
         self.watchdog_s = watchdog_interval_s(env)
         self.gateway = ObservedGateway.wrap(
@@ -74,8 +78,14 @@ class Telemetry:
         return None
 
     async def not_ready(self) -> str | None:
-        """None when ready to take work, else the reason (for /readyz and STATUS=)."""
-        return self._not_listening() or self.health.crash_problem() or await self.database_problem()
+        """None when ready to take work, else the reason (for /readyz and STATUS=): a
+        dependency that is down names itself ("flux down since 12:03:00: ...")."""
+        return (
+            self._not_listening()
+            or self.health.crash_problem()
+            or self.health.dependency_problem()
+            or await self.database_problem()
+        )
 
     async def refresh_queue_depth(self) -> None:
         with trio.move_on_after(QUERY_TIMEOUT_S):
@@ -138,7 +148,12 @@ class Telemetry:
                 db = f"health check failed: {exc!r}"
             if self.watchdog_s is not None and db is None:
                 await self.notifier.watchdog()
-            reason = self._not_listening() or self.health.crash_problem() or db
+            reason = (
+                self._not_listening()
+                or self.health.crash_problem()
+                or self.health.dependency_problem()
+                or db
+            )
             status = reason or self._ready_status()
             if status != last and not self._stopping_sent:
                 await self.notifier.status(status)

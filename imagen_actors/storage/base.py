@@ -6,6 +6,8 @@ from typing import Protocol
 
 import attrs
 
+from imagen_actors.core.records import Checked
+
 
 @attrs.frozen
 class StoredObject:
@@ -32,8 +34,9 @@ class ObjectStore(Protocol):
         """Remove the object at ``key``; one that is already gone is not an error."""
         ...
 
-    async def check(self) -> str:
-        """'ok' or why not, for status displays."""
+    async def check(self) -> Checked:
+        """The preflight: the bucket exists and the key may write to it. Runs at worker
+        start, as the health probe, and in ``config check``."""
         ...
 
     async def aclose(self) -> None: ...

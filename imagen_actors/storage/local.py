@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 import trio
 
 from imagen_actors.core.errors import StorageError
+from imagen_actors.core.records import Checked
 from imagen_actors.storage.base import StoredObject
 
 
@@ -35,6 +36,13 @@ def write_atomic(target: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _probe_writable(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-check-")
+    os.close(fd)
+    Path(tmp).unlink()
 
 
 class LocalStore:
@@ -72,8 +80,17 @@ class LocalStore:
         except OSError as exc:
             raise StorageError(f"could not delete {target}: {exc.strerror or exc}") from exc
 
-    async def check(self) -> str:
-        return "ok"
+    async def check(self) -> Checked:
+        """The bucket's directory can be created and written."""
+        where = self.root / self.bucket
+        try:
+            await trio.to_thread.run_sync(_probe_writable, where)
+        except OSError as exc:
+            return Checked.misconfigured(
+                f"cannot write to {where}: {exc.strerror or exc}; fix its permissions or set "
+                "storage.directory to a writable one"
+            )
+        return Checked(True, "ok")
 
     async def aclose(self) -> None:
         return None

@@ -23,6 +23,7 @@ import trio
 from imagen_actors.config.settings import SupabaseStorageConfig, secret_from_env
 from imagen_actors.core.backoff import Backoff
 from imagen_actors.core.errors import ConfigError, StorageError
+from imagen_actors.core.records import Checked
 from imagen_actors.storage.base import StoredObject
 from imagen_actors.storage.supabase_errors import (
     Failure,
@@ -198,19 +199,26 @@ class SupabaseStore:
         if failure.code not in ("NoSuchKey", "not_found"):
             raise self._refused("delete", key, failure, None)
 
-    async def check(self) -> str:
+    async def check(self) -> Checked:
+        """``GET /bucket/{id}`` with the service key: the bucket exists and the key is
+        accepted (a key that may not write gets 403/400 AccessDenied here too)."""
         url = f"{self.root}/bucket/{quote(self.bucket, safe='')}"
         try:
             response = await self._client.get(url)
+        except httpx.UnsupportedProtocol as exc:
+            return Checked.misconfigured(one_line(f"{self.root}: {exc}; check ${self.url_env}"))
         except httpx.HTTPError as exc:
-            return one_line(
-                f"cannot reach {self.root} (${self.url_env}): {type(exc).__name__}: {exc}"
+            return Checked.down(
+                one_line(f"cannot reach {self.root} (${self.url_env}): {type(exc).__name__}: {exc}")
             )
         if response.status_code == 200:
-            return "ok"
+            return Checked(True, "ok")
         failure = parse_failure(response)
         log.debug("storage check of bucket %s: %s", self.bucket, failure.detail)
-        return compose(f"bucket {self.bucket}", str(failure), self._fix(failure, None))
+        detail = compose(f"bucket {self.bucket}", str(failure), self._fix(failure, None))
+        if failure.error_class == "dependency":
+            return Checked.down(detail)
+        return Checked.misconfigured(detail)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -245,7 +253,7 @@ class SupabaseStore:
             except httpx.UnsupportedProtocol as exc:
                 raise StorageError(
                     one_line(f"{op} of {self.bucket}/{key}: {exc}; check ${self.url_env}"),
-                    error_class="permanent",
+                    error_class="configuration",
                 ) from exc
             except httpx.TimeoutException as exc:
                 last, last_exc = f"timed out after {self.timeout_s:g}s ({type(exc).__name__})", exc
@@ -269,7 +277,7 @@ class SupabaseStore:
                 f"the server at {self.root} may be down or overloaded "
                 f"(check ${self.url_env} and the project's status)",
             ),
-            error_class="transient",
+            error_class="dependency",
         ) from last_exc
 
     def _retry_after(self, response: httpx.Response) -> float:
@@ -283,7 +291,8 @@ class SupabaseStore:
     def _refused(
         self, op: str, key: str, failure: Failure, content_type: str | None
     ) -> StorageError:
-        """A permanent error: one bounded line; the whole reply is its cause and DEBUG log."""
+        """A refusal (a job or configuration fault, ``Failure.error_class``): one bounded line;
+        the whole reply is its cause and DEBUG log."""
         log.debug("storage %s of %s/%s refused: %s", op, self.bucket, key, failure.detail)
         error = StorageError(
             compose(
@@ -291,7 +300,7 @@ class SupabaseStore:
                 str(failure),
                 self._fix(failure, content_type),
             ),
-            error_class="permanent",
+            error_class=failure.error_class,
         )
         error.__cause__ = StorageReply(failure.detail)
         return error

@@ -18,6 +18,8 @@ from typing import Any, Final
 import attrs
 import httpx
 
+from imagen_actors.core.errors import ErrorClass
+
 MAX_MESSAGE: Final = 500
 MAX_SERVER_TEXT: Final = 200
 MAX_DETAIL: Final = 64 * 1024
@@ -92,6 +94,23 @@ class Failure:
             or self.http_status in _RETRY_STATUSES
             or self.status in _RETRY_STATUSES
         )
+
+    @property
+    def error_class(self) -> ErrorClass:
+        """``dependency`` for a server that is down or overloaded (5xx, 544, 408, 429);
+        ``configuration`` for a key, bucket or URL that is wrong (401/403, AccessDenied,
+        InvalidJWT, NoSuchBucket, no such route); else ``permanent``: this object is refused
+        (too large, a MIME type the bucket does not allow, a bad key)."""
+        if self.transient:
+            return "dependency"
+        if (
+            self.code in ("AccessDenied", "InvalidJWT", "NoSuchBucket", "Unauthorized")
+            or self.http_status in (401, 403)
+            or self.status in (401, 403)
+            or self.route_not_found
+        ):
+            return "configuration"
+        return "permanent"
 
     @property
     def route_not_found(self) -> bool:

@@ -1,5 +1,10 @@
 """The worker: five actors under one supervising nursery, wired by Trio memory channels.
 
+Beside them, one probe per dependency (each backend instance and the object store): a
+``HealthBoard`` shared by the actors says which are healthy. The preflight (each one's
+``check()``) runs once at start-up; a failing one marks that dependency unhealthy (the
+worker still starts, and waits for it), and the same check is the probe afterwards.
+
 Shutdown is two-stage. ``stop_intake`` (first SIGTERM/SIGINT) cancels the Listener,
 Claimer and Reaper; the Executor finishes its job, the Uploader drains,
 then the pipeline returns. ``abort`` (second signal, or the grace period running out)
@@ -16,21 +21,32 @@ import trio
 
 from imagen_actors.backends.registry import Backends
 from imagen_actors.config.settings import Config
+from imagen_actors.core.errors import ConfigError
 from imagen_actors.core.naming import validate_template
+from imagen_actors.core.records import Checked
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.observability.telemetry import Telemetry
 from imagen_actors.storage.base import ObjectStore
 from imagen_actors.worker.actors.claimer import ReadyToken, claimer
-from imagen_actors.worker.actors.executor import ExecutorSettings, ProgressObserver, executor
+from imagen_actors.worker.actors.executor import ExecutorSettings, executor
 from imagen_actors.worker.actors.listener import listener
 from imagen_actors.worker.actors.messages import ClaimedWork, GeneratedImage, Wake
 from imagen_actors.worker.actors.outage import OutageTolerantStore
-from imagen_actors.worker.actors.reaper import reaper, requeue_own
+from imagen_actors.worker.actors.progress import ProgressObserver
+from imagen_actors.worker.actors.reaper import Patience, reaper, requeue_own
 from imagen_actors.worker.actors.supervisor import DEFAULT_POLICY, RestartPolicy, supervise
 from imagen_actors.worker.actors.uploader import OutputSettings, UploaderSettings, uploader
 from imagen_actors.worker.caller import caller_identity
 from imagen_actors.worker.control import CancelNotices, control_listener
 from imagen_actors.worker.handle import WorkerHandle
+from imagen_actors.worker.health import (
+    STORE,
+    DependencyFault,
+    HealthBoard,
+    Probe,
+    probe_backoff,
+    probing,
+)
 
 # One Wake buffered is enough: it means "look", and later ones coalesce into it.
 WAKE_BUFFER: Final = 1
@@ -95,9 +111,14 @@ async def _run_pipeline(
     task_status: trio.TaskStatus[WorkerHandle],
 ) -> None:
     w = cfg.worker
+    board = HealthBoard([*backends.names, STORE])
+    handle.dependencies = board
+    probes = {name: backend_probe(backends, name) for name in backends.names}
+    probes[STORE] = store_probe(store)
+    await preflight(board, probes)
     # Registered before the first claim, so other workers never take this host's jobs as
     # unserved while it starts.
-    await gateway.worker_seen(worker_id, backends.names, starting=True)
+    await gateway.worker_seen(worker_id, backends.names, starting=True, health=board.snapshot())
     await requeue_own(gateway, worker_id)
 
     wake_send, wake_recv = trio.open_memory_channel[Wake](WAKE_BUFFER)
@@ -158,13 +179,14 @@ async def _run_pipeline(
                     work=work_recv,
                     uploads=upload_send,
                     observer=observer,
+                    health=board,
                 ),
                 [upload_send],
             )
             pipeline.start_soon(
                 stage,
                 "uploader",
-                lambda: uploader(holding, store, up_settings, uploads=upload_recv),
+                lambda: uploader(holding, store, up_settings, uploads=upload_recv, health=board),
                 [],
             )
 
@@ -194,6 +216,7 @@ async def _run_pipeline(
                                 ready=ready_token,
                                 wakes=wake_recv,
                                 work=work_send,
+                                health=board,
                             ),
                         )
                         n.start_soon(sup, "control", lambda: control_listener(gateway, notices))
@@ -206,8 +229,18 @@ async def _run_pipeline(
                                 worker_id=worker_id,
                                 interval_s=w.reap_interval_s,
                                 backends=backends.names,
+                                health=board,
+                                patience=Patience(
+                                    max_wait_s=w.max_wait_s,
+                                    lease_s=w.lease_s,
+                                    absent_after_s=w.backend_absent_after_s,
+                                    unserved_grace_s=w.unserved_backend_grace_s,
+                                ),
                             ),
                         )
+                        backoff = probe_backoff(w.probe_min_s, w.probe_max_s)
+                        for name, probe in probes.items():
+                            n.start_soon(probing, board, name, probe, backoff)
                 # Intake stopped: the Executor finishes its job, then finds no claimer.
                 await ready_recv.aclose()
                 await work_send.aclose()
@@ -215,3 +248,57 @@ async def _run_pipeline(
 
             pipeline.start_soon(intake)
             task_status.started(handle)
+
+
+# A preflight check that does not answer in this long counts as the dependency being down.
+CHECK_TIMEOUT_S: Final = 30.0
+
+
+def _checked(name: str, check: Callable[[], Awaitable[Checked]]) -> Probe:
+    """A dependency's ``check()`` as a probe: bounded in time, and any way it fails (a
+    fault it reports, an unset variable, an unexpected exception) is a DependencyFault."""
+
+    async def probe() -> None:
+        try:
+            with trio.fail_after(CHECK_TIMEOUT_S):
+                checked = await check()
+        except trio.TooSlowError as exc:
+            raise DependencyFault(
+                f"no answer to its check within {CHECK_TIMEOUT_S:g}s", fault="dependency"
+            ) from exc
+        except ConfigError as exc:
+            raise DependencyFault(f"not configured ({exc})", fault="configuration") from exc
+        except Exception as exc:
+            log.debug("check of %s raised", name, exc_info=True)
+            raise DependencyFault(
+                f"check failed: {type(exc).__name__}: {exc}", fault="dependency"
+            ) from exc
+        if not checked.ok:
+            raise DependencyFault(checked.detail, fault=checked.fault or "dependency")
+
+    return probe
+
+
+def backend_probe(backends: Backends, name: str) -> Probe:
+    """The backend's ``check()``: the same preflight ``imagen-actors backends`` runs."""
+    return _checked(name, lambda: backends.get(name).check())
+
+
+def store_probe(store: ObjectStore) -> Probe:
+    """The store's ``check()``: the bucket exists and the key is accepted."""
+    return _checked(STORE, store.check)
+
+
+async def preflight(board: HealthBoard, probes: dict[str, Probe]) -> None:
+    """Every dependency's check, concurrently, once at start-up: a failing one is marked
+    unhealthy (the worker starts anyway; its probe takes over)."""
+
+    async def one(name: str, probe: Probe) -> None:
+        try:
+            await probe()
+        except DependencyFault as exc:
+            board.mark_unhealthy(name, str(exc), fault=exc.fault)
+
+    async with trio.open_nursery() as n:
+        for name, probe in probes.items():
+            n.start_soon(one, name, probe)

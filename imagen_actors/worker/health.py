@@ -13,19 +13,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import attrs
 import trio
 
 from imagen_actors.core.backoff import Backoff
+from imagen_actors.core.errors import Fault
 
 log = logging.getLogger("imagen_actors.health")
 
 STORE: Final = "storage"
 PROBE_BACKOFF: Final = Backoff(base_s=1.0, cap_s=30.0, floor_s=0.5)
 
-Fault = Literal["dependency", "configuration"]
 Probe = Callable[[], Awaitable[None]]
 """Returns when the dependency works; raises ``DependencyFault`` saying why not."""
 
@@ -112,6 +112,14 @@ class HealthBoard:
         """Until the next change of any dependency's state."""
         await self._changed.wait()
 
+    def up(self) -> dict[str, bool]:
+        """Every dependency and whether it is healthy (the ``imagen_dependency_up`` gauge)."""
+        return {name: self.healthy(name) for name in self._states}
+
+    def problems(self) -> list[str]:
+        """One line per unhealthy dependency ("flux down since 12:03:00: refused")."""
+        return [s.describe(name) for name, s in sorted(self.unhealthy().items())]
+
     def snapshot(self) -> dict[str, Any]:
         """For ``imagen.workers.health``: the unhealthy dependencies, JSON-ready."""
         return {
@@ -124,7 +132,15 @@ class HealthBoard:
         }
 
 
-async def probing(board: HealthBoard, name: str, probe: Probe) -> None:
+def probe_backoff(min_s: float, max_s: float) -> Backoff:
+    """``worker.probe_min_s`` .. ``worker.probe_max_s`` as a probe backoff (PROBE_BACKOFF's
+    shape: jittered between half the first gap and the cap)."""
+    return Backoff(base_s=min_s, cap_s=max_s, floor_s=min_s / 2)
+
+
+async def probing(
+    board: HealthBoard, name: str, probe: Probe, backoff: Backoff = PROBE_BACKOFF
+) -> None:
     """Forever: while ``name`` is unhealthy, probe it with backoff; mark it healthy when a
     probe passes. Runs beside the actors for the life of the worker."""
     while True:
@@ -134,7 +150,7 @@ async def probing(board: HealthBoard, name: str, probe: Probe) -> None:
         failures = 0
         while not board.healthy(name):
             failures += 1
-            with trio.move_on_after(PROBE_BACKOFF.delay_s(failures)):
+            with trio.move_on_after(backoff.delay_s(failures)):
                 # A change (e.g. a successful job marked it healthy) ends the wait early.
                 await board.wait_changed()
             if board.healthy(name):

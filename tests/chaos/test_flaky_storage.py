@@ -39,13 +39,14 @@ async def test_storage_failing_20_percent_ends_every_job_with_no_orphans(
     async with serve_fake_storage(fake):
         monkeypatch.setenv("SUPABASE_URL", fake.url)
         monkeypatch.setenv("SUPABASE_SERVICE_KEY", SERVICE_KEY)
-        # Two tries per upload, so some uploads run out and the job-level retry (and now and
-        # then the final failure) is exercised too.
+        # Two tries per upload, so some uploads run out: a dependency fault (issue 14), so the
+        # store is marked unhealthy, the job requeued with its attempt refunded and its image
+        # kept, and claims pause until the store's probe passes.
         storage = {"type": "supabase", "timeout_s": TIMEOUT_S, "max_attempts": 2}
         cfg = make_config(tmp_path, database_url, name="storage", lease_s=5, storage=storage)
         async with running_worker(cfg) as (handle, gw):
-            # A third get one attempt: an upload that runs out of tries fails the job there
-            # and then, and a lost reply leaves an object behind for the Reaper to discard.
+            # A third get one attempt: an upload that runs out of tries no longer fails them
+            # (the attempt is refunded), and a lost reply's object is overwritten by the retry.
             await insert_jobs(gw, JOBS - JOBS // 3, r=r)
             await insert_jobs(gw, JOBS // 3, r=r, max_attempts=1)
             await wait_settled(gw, 240 if FULL else 90, ctx)
@@ -55,7 +56,7 @@ async def test_storage_failing_20_percent_ends_every_job_with_no_orphans(
     print(f"{ctx}\n{describe(summary)}\ninjected {dict(faults.injected)}")
     assert fake.violations == [], ctx
     assert set(faults.injected) == {"500", "hang", "lost"}, f"{ctx}: {faults.injected}"
-    storage_requeues = summary.requeue_reasons["transient failure on"]
+    storage_requeues = summary.requeue_reasons["dependency fault: storage:"]
     assert storage_requeues > 0, f"{ctx}: no upload ever ran out of retries"
     for job, error in summary.errors.items():
         assert error.startswith("storage: "), f"{ctx}: job {job} failed with {error!r}"

@@ -38,6 +38,13 @@ graph's output nodes (only those that run); GET /queue lists the prompt as posit
 waits; ``server.state`` is ``pending``, ``running``, ``done``, ``deleted``,
 ``interrupted`` or ``gone``. ``server.requests`` records ``(method, path, json_body)``
 for every HTTP request.
+
+``GET /object_info`` answers in the captured shape (``object_info_*.json``) for every node
+class of the bundled workflows, each loader's file list holding the files those workflows
+name (a server with the models installed); ``server.missing_classes`` and
+``server.missing_files`` take some away. ``await server.go_away()`` stops listening and
+drops open connections (a restart: connections are refused), ``await server.come_back()``
+listens again on the same port.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ import wsproto
 import wsproto.utilities
 from PIL import Image
 
+from tests.fakes.comfyui_object_info import object_info
 from tests.fakes.comfyui_ws import serve_websocket
 
 SCENARIOS: Final = (
@@ -107,6 +115,10 @@ class FakeComfyUI:
         self._graph: dict[str, Any] = {}
         self._client_id = ""
         self._cancel_seen = False
+        self.missing_classes: set[str] = set()
+        self.missing_files: set[str] = set()
+        self.port = 0
+        self._serving: trio.CancelScope | None = None
         accepted = {
             "ok": PROMPT_OK,
             "no_ws": PROMPT_OK,
@@ -202,6 +214,8 @@ class FakeComfyUI:
 
         if method == "GET" and path == "/system_stats":
             return js(200, SYSTEM_STATS)
+        if method == "GET" and path == "/object_info":
+            return js(200, self.object_info())
         if method == "POST" and path == "/prompt":
             return self._prompt(body, js)
         if method == "GET" and path.startswith("/history/"):
@@ -230,6 +244,34 @@ class FakeComfyUI:
             self._cancel_request()
             return 200, None, b""
         return 404, "text/plain; charset=utf-8", b"404: Not Found"
+
+    def object_info(self) -> dict[str, Any]:
+        """Every class of the bundled workflows, in the captured /object_info shape."""
+        return object_info(self.missing_classes, self.missing_files)
+
+    async def go_away(self) -> None:
+        """Stop listening and drop every open connection: connections are refused."""
+        assert self._serving is not None
+        self._serving.cancel()
+        self._serving = None
+        await trio.lowlevel.checkpoint()
+
+    async def come_back(self) -> None:
+        """Listen again on the same port."""
+        assert self._serving is None
+        await self._nursery.start(self._serve, self.port)
+
+    async def _serve(self, port: int, task_status: trio.TaskStatus[None]) -> None:
+        listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        with trio.CancelScope() as scope:
+            self._serving = scope
+            async with trio.open_nursery() as handlers:
+                handlers.start_soon(
+                    partial(trio.serve_listeners, self.handle, listeners, handler_nursery=handlers)
+                )
+                task_status.started()
 
     def _cancel_request(self) -> None:
         """pending_then_start: the prompt starts right after the first cancel request."""
@@ -383,12 +425,7 @@ async def comfyui_server(scenario: str) -> AsyncIterator[FakeComfyUI]:
     server = FakeComfyUI(scenario)
     async with trio.open_nursery() as nursery:
         server._nursery = nursery
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        port = listeners[0].socket.getsockname()[1]
-        server.url = f"http://127.0.0.1:{port}"
-        nursery.start_soon(
-            partial(trio.serve_listeners, server.handle, listeners, handler_nursery=nursery)
-        )
+        await nursery.start(server._serve, 0)
         try:
             yield server
         finally:

@@ -81,6 +81,8 @@ class FakeReplicate:
     output_as_list: bool = True
     prefer_wait: bool = False
     processing_on_create: bool = False
+    # GET /v1/models/{owner}/{name} answers 404 for these ("owner/name").
+    missing_models: set[str] = attrs.field(factory=set)
     faults: dict[str, deque[Reply]] = attrs.field(factory=lambda: defaultdict(deque))
     requests: list[Recorded] = attrs.field(factory=list)
     predictions: dict[str, Prediction] = attrs.field(factory=dict)
@@ -119,6 +121,8 @@ class FakeReplicate:
             return "create", ("",)
         if method == "GET" and rest == ["predictions"]:
             return "list", ()
+        if method == "GET" and len(rest) == 3 and rest[0] == "models":
+            return "model", (f"{rest[1]}/{rest[2]}",)
         if method == "GET" and len(rest) == 2 and rest[0] == "predictions":
             return "get", (rest[1],)
         if method == "POST" and len(rest) == 3 and rest[0] == "predictions" and rest[2] == "cancel":
@@ -161,6 +165,12 @@ class FakeReplicate:
         if pred.status not in ("succeeded", "failed", "canceled", "aborted"):
             pred.status = "canceled"
         return Reply(200, self._object(pred))
+
+    def _on_model(self, model: str, *, headers: dict[str, str], body: Any) -> Reply:
+        if model in self.missing_models:
+            return _problem(404, "Not found")
+        owner, name = model.split("/", 1)
+        return Reply(200, {"owner": owner, "name": name, "url": f"https://replicate.com/{model}"})
 
     def _on_list(self, *, headers: dict[str, str], body: Any) -> Reply:
         results = [self._object(p) for p in self.predictions.values()]

@@ -99,22 +99,34 @@ async def test_cached_run_succeeds() -> None:
 
 
 @pytest.mark.parametrize(
-    ("scenario", "expected"),
+    ("scenario", "expected", "error_class"),
     [
-        ("unknown_node", "Cannot execute because node NoSuchNode does not exist. (Node ID '#1')"),
-        ("missing_input", "node 1 (EmptyImage) input width: Required input is missing"),
+        (
+            "unknown_node",
+            "Cannot execute because node NoSuchNode does not exist. (Node ID '#1')",
+            "configuration",  # the server lacks the node class: no job of it can run
+        ),
+        (
+            "missing_input",
+            "node 1 (EmptyImage) input width: Required input is missing",
+            "permanent",
+        ),
         (
             "missing_model",
             "node 1 (CheckpointLoaderSimple) input ckpt_name: 'nope.safetensors' not in []",
+            "configuration",  # the server lacks the model file
         ),
     ],
 )
-async def test_validation_errors_are_permanent(scenario: str, expected: str) -> None:
-    """A 400 from POST /prompt is permanent and names node, class, input and details."""
+async def test_validation_errors_name_the_node(
+    scenario: str, expected: str, error_class: str
+) -> None:
+    """A 400 from POST /prompt names node, class, input and details; a node class or model
+    file the server lacks is a configuration fault, any other refused value the job's."""
     async with comfyui_server(scenario) as server, backend_for(server.url) as backend:
         with pytest.raises(GenerationError) as info:
             await backend.generate(request(), lambda s, t: None)
-    assert info.value.error_class == "permanent"
+    assert info.value.error_class == error_class
     assert expected in str(info.value)
     assert not [p for m, p, _ in server.requests if p == "/interrupt"]
 
@@ -211,23 +223,40 @@ async def test_timeout_is_transient_and_interrupts() -> None:
     assert server.interrupted.is_set()
 
 
-async def test_connection_refused_is_transient() -> None:
+async def test_connection_refused_is_a_dependency_fault() -> None:
     """Nothing listening: generate fails transient, check reports unreachable."""
     url = f"http://127.0.0.1:{free_port()}"
     async with backend_for(url) as backend:
         with pytest.raises(GenerationError) as info:
             await backend.generate(request(), lambda s, t: None)
         status = await backend.check()
-    assert info.value.error_class == "transient"
+    assert info.value.error_class == "dependency"
     assert "connection refused" in str(info.value)
-    assert status == BackendStatus(False, f"unreachable ({url}: connection refused)")
+    assert status == BackendStatus.down(f"unreachable ({url}: connection refused)")
 
 
 async def test_check_ok() -> None:
-    """check() reads /system_stats."""
+    """check() reads /system_stats, then /object_info for the workflow's classes and files."""
     async with comfyui_server("ok") as server, backend_for(server.url) as backend:
         assert await backend.check() == BackendStatus(True, "ok")
-    assert server.requests == [("GET", "/system_stats", None)]
+    assert server.requests == [("GET", "/system_stats", None), ("GET", "/object_info", None)]
+
+
+async def test_check_names_a_missing_model_file_and_node_class() -> None:
+    """A model file or node class the server lacks is a configuration fault naming it;
+    for a node class, that ComfyUI may need updating."""
+    async with comfyui_server("ok") as server, backend_for(server.url) as backend:
+        server.missing_files = {"flux1-schnell-fp8.safetensors"}
+        status = await backend.check()
+        assert (status.ok, status.fault) == (False, "configuration")
+        assert "model file 'flux1-schnell-fp8.safetensors'" in status.detail
+        assert "CheckpointLoaderSimple.ckpt_name" in status.detail
+        server.missing_files = set()
+        server.missing_classes = {"KSampler"}
+        status = await backend.check()
+        assert (status.ok, status.fault) == (False, "configuration")
+        assert "node class KSampler missing" in status.detail
+        assert "ComfyUI may need updating" in status.detail
 
 
 @pytest.mark.parametrize("name", ["flux1-schnell", "flux2-klein", "sd35-medium"])

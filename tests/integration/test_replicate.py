@@ -158,13 +158,13 @@ async def test_failed_prediction_out_of_memory_is_transient() -> None:
         assert info.value.error_class == "transient"
 
 
-async def test_unauthorized_is_permanent_and_names_the_variable() -> None:
+async def test_unauthorized_is_a_configuration_fault_naming_the_variable() -> None:
     """A 401 raises a permanent error naming the env var that holds the token."""
     async with fake_replicate() as fake, backend(fake) as b:
         fake.token = "something-else"
         with pytest.raises(GenerationError, match=rf"rejected the token in \${ENV}") as info:
             await b.generate(request(), lambda s, t: None)
-        assert info.value.error_class == "permanent"
+        assert info.value.error_class == "configuration"
         assert len(fake.requests) == 1
 
 
@@ -191,7 +191,7 @@ async def test_rate_limited_gives_up_after_three_retries() -> None:
         fake.script("create", *[throttled] * 4)
         with pytest.raises(GenerationError, match="rate limited") as info:
             await b.generate(request(), lambda s, t: None)
-        assert info.value.error_class == "transient"
+        assert info.value.error_class == "dependency"
         assert len(fake.hits("POST", "/v1/models/")) == 4
 
 
@@ -205,24 +205,24 @@ async def test_server_error_once_is_retried() -> None:
         assert not fake.hits("POST", "/v1/predictions/")  # no cancel
 
 
-async def test_server_error_twice_is_transient_and_cancels() -> None:
+async def test_server_error_twice_is_a_dependency_fault_and_cancels() -> None:
     """Two 500s in a row raise a transient error and cancel the running prediction."""
     async with fake_replicate() as fake, backend(fake) as b:
         fake.never_finish = True
         fake.script("get", Reply(500, {"detail": "boom"}), Reply(503, {"detail": "boom"}))
         with pytest.raises(GenerationError, match="twice") as info:
             await b.generate(request(), lambda s, t: None)
-        assert info.value.error_class == "transient"
+        assert info.value.error_class == "dependency"
         assert len(fake.hits("POST", "/v1/predictions/pred0000/cancel")) == 1
 
 
-async def test_create_server_error_twice_is_transient() -> None:
+async def test_create_server_error_twice_is_a_dependency_fault() -> None:
     """Two 500s on creation give up with a transient error and nothing created."""
     async with fake_replicate() as fake, backend(fake) as b:
         fake.script("create", Reply(500, {"detail": "x"}), Reply(500, {"detail": "x"}))
         with pytest.raises(GenerationError) as info:
             await b.generate(request(), lambda s, t: None)
-        assert info.value.error_class == "transient"
+        assert info.value.error_class == "dependency"
         assert not fake.predictions
 
 
@@ -232,7 +232,7 @@ async def test_dropped_create_is_not_retried() -> None:
         fake.script("create", DROP)
         with pytest.raises(GenerationError, match="create prediction") as info:
             await b.generate(request(), lambda s, t: None)
-        assert info.value.error_class == "transient"
+        assert info.value.error_class == "dependency"
         assert len(fake.hits("POST", "/v1/models/")) == 1
 
 
@@ -254,13 +254,13 @@ async def test_output_download_500_once_then_ok() -> None:
         assert len(fake.hits("GET", "/files/")) == 2
 
 
-async def test_output_download_failing_twice_is_transient() -> None:
+async def test_output_download_failing_twice_is_a_dependency_fault() -> None:
     """An output that cannot be fetched twice (expired) is a transient error."""
     async with fake_replicate() as fake, backend(fake) as b:
         fake.script("output", Reply(404, b"gone"), Reply(404, b"gone"))
         with pytest.raises(GenerationError, match="download") as info:
             await b.generate(request(), lambda s, t: None)
-        assert info.value.error_class == "transient"
+        assert info.value.error_class == "dependency"
 
 
 def first_progress() -> tuple[trio.Event, Any]:

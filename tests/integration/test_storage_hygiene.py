@@ -81,7 +81,7 @@ async def test_wrong_url_hint_fires_on_the_real_servers_404(
         await make_store().put(KEY, PNG, "image/png")
 
     message = str(info.value)
-    assert info.value.error_class == "permanent"
+    assert info.value.error_class == "configuration"  # a wrong URL is the store's configuration
     assert "check $SUPABASE_URL" in message
     assert 'storage.path_prefix: ""' in message
     assert_hygienic(message)
@@ -153,7 +153,7 @@ async def test_exists_on_a_missing_bucket_says_create_it(
     fake.buckets.clear()
     with pytest.raises(StorageError, match="create bucket imagen-generated") as info:
         await make_store().exists(KEY)
-    assert info.value.error_class == "permanent"
+    assert info.value.error_class == "configuration"
 
 
 async def test_anon_delete_of_a_missing_object_is_not_an_error(
@@ -186,7 +186,7 @@ async def test_a_gateways_html_502_is_one_line_without_the_page(
             await make_store(max_attempts=2).put(KEY, PNG, "image/png")
 
     message = str(info.value)
-    assert info.value.error_class == "transient"
+    assert info.value.error_class == "dependency"
     assert "HTTP 502" in message and "HTML page" in message and "502 Bad Gateway" in message
     assert_hygienic(message)
     assert BAD_GATEWAY_HTML.decode() in str(info.value.__cause__)
@@ -198,7 +198,7 @@ async def test_a_gateways_html_502_is_one_line_without_the_page(
     ("outage", "said"),
     [("544", "DatabaseTimeout (544)"), ("500-internal", "Internal (500)")],
 )
-async def test_database_outages_are_transient_and_named(
+async def test_database_outages_are_dependency_faults_and_named(
     fake: FakeSupabaseStorage, make_store: MakeStore, outage: str, said: str
 ) -> None:
     """544 DatabaseTimeout and 500 Internal are retried, then a transient error naming them."""
@@ -206,7 +206,7 @@ async def test_database_outages_are_transient_and_named(
     with pytest.raises(StorageError) as info:
         await make_store(max_attempts=3).put(KEY, PNG, "image/png")
 
-    assert info.value.error_class == "transient"
+    assert info.value.error_class == "dependency"
     assert said in str(info.value)
     assert_hygienic(str(info.value))
     assert len(fake.requests) == 3

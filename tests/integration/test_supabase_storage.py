@@ -11,6 +11,7 @@ import trio
 
 from imagen_actors.config.settings import SupabaseStorageConfig
 from imagen_actors.core.errors import ConfigError, StorageError
+from imagen_actors.core.records import Checked
 from imagen_actors.storage.registry import build_store
 from imagen_actors.storage.supabase import SupabaseStore, build
 from tests.fakes.supabase_storage import (
@@ -96,14 +97,14 @@ async def test_delete_removes_the_object_and_a_missing_one_is_fine(
     ] * 2
 
 
-async def test_delete_refused_is_permanent_and_5xx_is_retried(
+async def test_delete_refused_is_a_configuration_fault_and_5xx_is_retried(
     fake: FakeSupabaseStorage, make_store: MakeStore
 ) -> None:
     """An anon key's delete (delete_anon_denied) fails at once; a 500 is retried."""
     await make_store().put(KEY, PNG, "image/png")
     with pytest.raises(StorageError, match="AccessDenied") as info:
         await make_store(key=ANON_KEY).delete(KEY)
-    assert info.value.error_class == "permanent"
+    assert info.value.error_class == "configuration"  # a key that may not
     fake.fail_next(1, 500)
     await make_store().delete(KEY)
 
@@ -176,7 +177,9 @@ async def test_client_errors_fail_at_once_with_a_useful_message(
         await store.put(KEY, PNG, content_type)
 
     message = str(info.value)
-    assert info.value.error_class == "permanent"
+    # A bad key or a missing bucket is the store's configuration; the rest refuse this object.
+    expected = "permanent" if setup in ("limit", "mime", "strip-upsert") else "configuration"
+    assert info.value.error_class == expected
     assert f"{BUCKET}/{KEY}" in message
     assert cause in message
     assert fix in message
@@ -197,7 +200,7 @@ async def test_gateway_5xx_is_retried_then_succeeds(
     assert fake.objects[(BUCKET, KEY)].data == PNG
 
 
-async def test_persistent_5xx_gives_transient_error_after_max_attempts(
+async def test_persistent_5xx_is_a_dependency_fault_after_max_attempts(
     fake: FakeSupabaseStorage, make_store: MakeStore
 ) -> None:
     """When every attempt gets a 500 the store stops after max_attempts with a transient error."""
@@ -206,7 +209,7 @@ async def test_persistent_5xx_gives_transient_error_after_max_attempts(
     with pytest.raises(StorageError) as info:
         await make_store(max_attempts=3).put(KEY, PNG, "image/png")
 
-    assert info.value.error_class == "transient"
+    assert info.value.error_class == "dependency"
     assert "after 3 attempt(s)" in str(info.value)
     assert f"{BUCKET}/{KEY}" in str(info.value)
     assert len(fake.requests) == 3
@@ -222,7 +225,7 @@ async def test_timeout_is_retried(fake: FakeSupabaseStorage, make_store: MakeSto
     assert (BUCKET, KEY) in fake.objects
 
 
-async def test_persistent_timeout_is_transient_and_chained(
+async def test_persistent_timeout_is_a_dependency_fault_and_chained(
     fake: FakeSupabaseStorage, make_store: MakeStore
 ) -> None:
     """Timeouts on every attempt end in a transient StorageError raised from httpx's exception."""
@@ -231,11 +234,11 @@ async def test_persistent_timeout_is_transient_and_chained(
     with pytest.raises(StorageError) as info:
         await make_store(timeout_s=0.2, max_attempts=2).put(KEY, PNG, "image/png")
 
-    assert info.value.error_class == "transient"
+    assert info.value.error_class == "dependency"
     assert isinstance(info.value.__cause__, httpx.TimeoutException)
 
 
-async def test_connection_refused_is_transient(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_connection_refused_is_a_dependency_fault(monkeypatch: pytest.MonkeyPatch) -> None:
     """An unreachable server is retried, then reported as a transient error."""
     listener = trio.socket.socket()
     await listener.bind(("127.0.0.1", 0))
@@ -248,7 +251,7 @@ async def test_connection_refused_is_transient(monkeypatch: pytest.MonkeyPatch) 
         with pytest.raises(StorageError) as info:
             await store.put(KEY, PNG, "image/png")
 
-    assert info.value.error_class == "transient"
+    assert info.value.error_class == "dependency"
     assert isinstance(info.value.__cause__, httpx.ConnectError)
 
 
@@ -328,17 +331,24 @@ async def test_exists_with_a_bad_key_raises_instead_of_saying_missing(
     with pytest.raises(StorageError, match="signature verification failed") as info:
         await make_store(key=OTHER_SECRET_KEY).exists(KEY)
 
-    assert info.value.error_class == "permanent"
+    assert info.value.error_class == "configuration"
 
 
 async def test_check_reports_ok_or_the_fix(
     fake: FakeSupabaseStorage, make_store: MakeStore
 ) -> None:
     """check() is 'ok' for a reachable bucket and names the fix for a missing one."""
-    assert await make_store().check() == "ok"
+    assert await make_store().check() == Checked(True, "ok")
     fake.buckets.clear()
-
-    assert "create bucket imagen-generated" in await make_store().check()
+    missing = await make_store().check()
+    assert (missing.ok, missing.fault) == (False, "configuration")
+    assert "create bucket imagen-generated" in missing.detail
+    assert (await make_store(key=EXPIRED_KEY).check()).fault == "configuration"
+    fake.outage = "502-html"
+    down = await make_store().check()
+    assert (down.ok, down.fault) == (False, "dependency")
+    fake.outage = "544"
+    assert (await make_store().check()).fault == "dependency"
 
 
 async def test_registry_builds_the_supabase_store(

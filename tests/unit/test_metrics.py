@@ -16,6 +16,7 @@ from imagen_actors.observability.health import CRASH_VISIBLE_S
 from imagen_actors.observability.metrics import WorkerMetrics, pending_since
 from imagen_actors.observability.telemetry import Telemetry
 from imagen_actors.worker.handle import WorkerHandle
+from imagen_actors.worker.health import HealthBoard
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 JOB = uuid.uuid4()
@@ -115,3 +116,31 @@ async def test_readyz_reports_a_crashed_actor_until_it_has_run_a_while(
     assert handle.restarts == {"claimer": 1}
     await trio.sleep(CRASH_VISIBLE_S + 1)
     assert handle.crash_problem() is None
+
+
+async def test_readyz_and_metrics_name_an_unhealthy_dependency() -> None:
+    """A backend that is down makes /readyz 503 naming it, since when and why, and its
+    imagen_dependency_up gauge 0; once healthy again both clear (the database is not asked
+    while a dependency explains the state)."""
+    fields: dict[str, Any] = {str(a.alias): None for a in attrs.fields(Gateway)}
+    handle = WorkerHandle("w")
+    handle.listening.set()
+    handle.listen_up = True
+    board = HealthBoard(
+        ["flux-schnell-local", "storage"], now=lambda: datetime(2026, 12, 1, 12, 3, tzinfo=UTC)
+    )
+    handle.dependencies = board
+    telemetry = Telemetry(Config(), Gateway(**fields), handle, env={})
+    board.mark_unhealthy("flux-schnell-local", "connection refused", fault="dependency")
+    ready = await telemetry.respond("/readyz")
+    assert ready.status == 503
+    assert b"flux-schnell-local down since 12:03:00: connection refused" in ready.body
+    text = telemetry.metrics.render().decode()
+    assert 'imagen_dependency_up{dependency="flux-schnell-local"} 0.0' in text
+    assert 'imagen_dependency_up{dependency="storage"} 1.0' in text
+    board.mark_healthy("flux-schnell-local")
+    assert handle.dependency_problem() is None
+    assert (
+        'imagen_dependency_up{dependency="flux-schnell-local"} 1.0'
+        in telemetry.metrics.render().decode()
+    )

@@ -1,4 +1,9 @@
-"""imagen-actors backends: the configured instances and whether each can work right now."""
+"""imagen-actors backends: the configured instances and whether each can work right now.
+
+Each instance's ``check()`` is the preflight the worker runs at start and as its health
+probe (ComfyUI: reachable, new enough, every node class and model file of the workflow in
+``/object_info``; Replicate: the token accepted and the model found). Exits 1 when any
+instance is not ok, so scripts and CI can gate on it."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import msgspec
 import trio
 
 from imagen_actors.backends.registry import Backends
+from imagen_actors.cli import exitcodes
 from imagen_actors.cli.main import command
 from imagen_actors.config import settings as config
 from imagen_actors.core.errors import ConfigError
@@ -22,6 +28,7 @@ class BackendReport(msgspec.Struct):
     default: bool
     ok: bool
     status: str
+    fault: str | None = None
 
 
 def register(sub: Any) -> None:
@@ -38,12 +45,13 @@ async def reports(cfg: config.Config) -> list[BackendReport]:
             try:
                 with trio.fail_after(CHECK_TIMEOUT_S):
                     status = await backends.get(name).check()
-                ok, detail = status.ok, status.detail
+                ok, detail, fault = status.ok, status.detail, status.fault
             except ConfigError as exc:
-                ok, detail = False, f"not configured ({exc})"
+                ok, detail, fault = False, f"not configured ({exc})", "configuration"
             except trio.TooSlowError:
                 ok, detail = False, f"unreachable (no answer in {CHECK_TIMEOUT_S:.0f}s)"
-            out.append(BackendReport(name, kind, name == cfg.default_backend, ok, detail))
+                fault = "dependency"
+            out.append(BackendReport(name, kind, name == cfg.default_backend, ok, detail, fault))
     finally:
         await backends.aclose()
     return out
@@ -52,11 +60,12 @@ async def reports(cfg: config.Config) -> list[BackendReport]:
 def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     rows = trio.run(reports, cfg)
+    status = exitcodes.OK if all(r.ok for r in rows) else exitcodes.JOB_FAILED
     if args.json:
         print(msgspec.json.encode(rows).decode())
-        return 0
+        return status
     width = max(len(r.name) for r in rows)
     for r in rows:
         mark = "*" if r.default else " "
         print(f"{mark} {r.name:<{width}}  {r.type:<9}  {r.status}")
-    return 0
+    return status

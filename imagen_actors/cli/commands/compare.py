@@ -96,8 +96,9 @@ async def compare(cfg: config.Config, args: argparse.Namespace) -> int:
                         error=str(exc),
                     )
             outcomes.append(outcome)
-            status = outcome.image_path or f"failed: {outcome.error}"
-            print(f"{name}: {status}", file=sys.stderr)
+            # One line per backend; the error already names the instance.
+            error = (outcome.error or "").removeprefix(f"{name}: ")
+            print(f"{name}: {outcome.image_path or 'failed: ' + error}", file=sys.stderr)
     finally:
         await backends.aclose()
         await store.aclose()

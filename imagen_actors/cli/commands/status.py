@@ -1,9 +1,11 @@
-"""imagen-actors status: counts by status, running jobs with worker and lease, pending jobs
-whose backend no worker offers yet, latest failures."""
+"""imagen-actors status: counts by status, running jobs with worker and lease, the backends
+and stores live workers report unhealthy (their jobs wait), pending jobs whose backend no
+worker offers yet, latest failures."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
 import trio
@@ -24,6 +26,14 @@ def register(sub: Any) -> None:
     )
 
 
+def describe_unhealthy(row: Mapping[str, Any]) -> str:
+    """ "flux-schnell-local down since 12:03: connection refused (worker gpu-host:worker)"."""
+    kind = "misconfigured" if row["fault"] == "configuration" else "down"
+    since = row["since"]
+    when = f" since {since.astimezone():%H:%M}" if since is not None else ""
+    return f"{row['dependency']} {kind}{when}: {row['reason']} (worker {row['worker_id']})"
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
 
@@ -33,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
             running = await gw.fetch("running_jobs")
             failures = await gw.fetch("latest_failures", args.failures)
             unserved = await gw.fetch("unserved_backends", cfg.worker.backend_absent_after_s)
+            unhealthy = await gw.unhealthy_dependencies(cfg.worker.backend_absent_after_s)
         order = ["pending", "running", "done", "failed", "cancelled"]
         print("jobs: " + "  ".join(f"{s} {counts.get(s, 0)}" for s in order))
         if running:
@@ -43,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
                     f"{r['max_attempts']}  lease until {r['lease_expires_at']:%H:%M:%S}  "
                     f"{r['backend']}  {r['prompt']!r}"
                 )
+        if unhealthy:
+            print("waiting for a dependency (jobs stay pending, attempts untouched):")
+            for r in unhealthy:
+                print(f"  {describe_unhealthy(r)}")
         if unserved:
             grace = cfg.worker.unserved_backend_grace_s
             print("waiting for a worker:")

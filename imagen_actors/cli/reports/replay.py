@@ -80,6 +80,8 @@ def details(event: ev.Event) -> dict[str, Any]:
             return {"step": f"{event.step}/{event.total}"}
         case ev.GenerationSucceeded():
             return {"model": event.model, "latency_ms": event.latency_ms, "bytes": event.bytes}
+        case ev.GenerationReused():
+            return {"reused": event.path, "sha256": event.sha256}
         case ev.GenerationFailed() | ev.JobFailed():
             return {"error_class": event.error_class, "error": event.error}
         case ev.ImageStored():
@@ -96,6 +98,8 @@ def details(event: ev.Event) -> dict[str, Any]:
                 out["retry_at"] = event.retry_at
             if event.refund_attempt:
                 out["refund_attempt"] = True
+            if event.kept_image is not None:
+                out["kept_image"] = event.kept_image
             return out
         case ev.JobCancelRequested() | ev.JobCancelled():
             return {"reason": event.reason}

@@ -232,6 +232,15 @@ WHERE j.status = 'pending'
                     AND w.last_seen_at > now() - make_interval(secs => $1::float8))
 GROUP BY j.backend ORDER BY j.backend;
 
+-- name: unhealthy_dependencies
+-- The dependencies live workers (seen in the last $1 seconds) report unhealthy: `status`,
+-- and the Reaper's max_wait_s rule (a backend some live worker has healthy is not failed).
+SELECT w.worker_id, w.backends, d.key AS dependency, d.value ->> 'fault' AS fault,
+       d.value ->> 'reason' AS reason, (d.value ->> 'since')::timestamptz AS since
+FROM imagen.workers w, jsonb_each(w.health) d
+WHERE w.last_seen_at > now() - make_interval(secs => $1::float8)
+ORDER BY since, w.worker_id, d.key;
+
 -- name: events_after
 -- Follows one job's log from a position (submit --wait).
 SELECT seq, type, data, actor, worker_id, occurred_at
@@ -273,10 +282,12 @@ SELECT name, checksum FROM imagen.schema_migrations ORDER BY name;
 INSERT INTO imagen.schema_migrations (name, checksum) VALUES ($1, $2);
 
 -- name: worker_seen
--- A worker's heartbeat: its backends now; $5 true at start-up (a new started_at).
-INSERT INTO imagen.workers (worker_id, backends, hostname, pid)
-VALUES ($1, $2, $3, $4)
+-- A worker's heartbeat: its backends now; $5 true at start-up (a new started_at); $6 its
+-- unhealthy dependencies (name -> {fault, reason, since}; {} when all are up).
+INSERT INTO imagen.workers (worker_id, backends, hostname, pid, health)
+VALUES ($1, $2, $3, $4, $6)
 ON CONFLICT (worker_id) DO UPDATE SET
     backends = EXCLUDED.backends, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
+    health = EXCLUDED.health,
     last_seen_at = now(),
     started_at = CASE WHEN $5 THEN now() ELSE imagen.workers.started_at END;

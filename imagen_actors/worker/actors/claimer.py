@@ -16,12 +16,14 @@ import trio
 
 from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
+from imagen_actors.core import kept
 from imagen_actors.core.backoff import Backoff
 from imagen_actors.core.errors import DatabaseError, DatabaseUnavailableError
 from imagen_actors.core.records import Decide, Transition
 from imagen_actors.db.ports import ClaimQueue
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.worker.actors.messages import ClaimedWork, Wake
+from imagen_actors.worker.health import STORE, HealthBoard
 
 # How long the hand-over of a just-claimed job may take before we give it back.
 HANDOVER_TIMEOUT_S: Final = 5.0
@@ -65,9 +67,12 @@ async def claimer(
     ready: ReadyToken,
     wakes: trio.MemoryReceiveChannel[Wake],
     work: trio.MemorySendChannel[ClaimedWork],
+    health: HealthBoard | None = None,
 ) -> None:
-    """Claim for ``backends`` only, plus jobs whose backend no live worker offers once they
-    waited ``unserved_backend_grace_s`` (the gateway fails those in the claim).
+    """Claim for ``backends`` only (with ``health``: only the healthy ones, and nothing
+    while the object store is unhealthy; a change of health wakes the claimer), plus jobs
+    whose backend no live worker offers once they waited ``unserved_backend_grace_s`` (the
+    gateway fails those in the claim).
 
     Database errors are retried in place with backoff (the database comes back; the token
     stays held). Anything else is a bug: it propagates to the supervisor, which restarts
@@ -82,12 +87,19 @@ async def claimer(
             return
         failures = 0
         while True:
+            offered = _claimable(backends, health)
+            if not offered:
+                # Every backend (or the store) is down: the jobs wait pending, attempts
+                # untouched, until a probe or a finished job marks one healthy again.
+                assert health is not None
+                await health.wait_changed()
+                continue
             try:
                 transition = await _claim_and_hand_over(
                     gateway,
                     worker_id,
                     decide,
-                    backends,
+                    offered,
                     backend_absent_after_s,
                     unserved_backend_grace_s,
                     work,
@@ -95,7 +107,7 @@ async def claimer(
                 if transition is not None:
                     ready.spend()
                     break
-                await _wait_for_work(gateway, wakes)
+                await _wait_for_work(gateway, wakes, health)
                 failures = 0
             except DatabaseError as exc:
                 failures += 1
@@ -143,7 +155,8 @@ async def _hand_over(
     assert isinstance(submitted, ev.JobSubmitted)
     with trio.move_on_after(HANDOVER_TIMEOUT_S) as handover:
         try:
-            await work.send(ClaimedWork(submitted=submitted, claimed=claimed))
+            image = kept.kept_generation(transition.prior)
+            await work.send(ClaimedWork(submitted=submitted, claimed=claimed, kept=image))
             return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -160,12 +173,37 @@ async def _hand_over(
     await gateway.transition(claimed.job_id, abort)
 
 
-async def _wait_for_work(gateway: ClaimQueue, wakes: trio.MemoryReceiveChannel[Wake]) -> None:
-    """Until a Wake, or the earliest run_after of a backed-off job, whichever is first."""
+def _claimable(backends: Sequence[str], health: HealthBoard | None) -> list[str]:
+    """The backends to claim for now: the healthy ones, none while the store is down."""
+    if health is None:
+        return list(backends)
+    if not health.healthy(STORE):
+        return []
+    return health.healthy_among(backends)
+
+
+async def _wait_for_work(
+    gateway: ClaimQueue, wakes: trio.MemoryReceiveChannel[Wake], health: HealthBoard | None
+) -> None:
+    """Until a Wake, the earliest run_after of a backed-off job, or a change of health
+    (a backend back: its jobs are claimable again), whichever is first."""
     seconds = await gateway.next_run_after()
     timeout = float("inf") if seconds is None else max(0.0, seconds) + 0.01
     with trio.move_on_after(timeout):
-        try:
-            await wakes.receive()
-        except trio.EndOfChannel:
-            await trio.sleep_forever()
+        async with trio.open_nursery() as n:
+
+            async def woken() -> None:
+                try:
+                    await wakes.receive()
+                except trio.EndOfChannel:
+                    await trio.sleep_forever()
+                n.cancel_scope.cancel()
+
+            async def health_changed() -> None:
+                assert health is not None
+                await health.wait_changed()
+                n.cancel_scope.cancel()
+
+            n.start_soon(woken)
+            if health is not None:
+                n.start_soon(health_changed)

@@ -2,7 +2,11 @@
 
 Emits GenerationStarted, throttled GenerationProgress, then GenerationSucceeded (handing the
 image to the Uploader) or GenerationFailed with the error text and class, which requeues
-(transient, attempts left) or fails the job.
+(transient, attempts left) or fails the job. A dependency or configuration fault (the
+backend is down or set up wrong; an OSError on the host) marks the backend unhealthy on the
+``HealthBoard`` and requeues the job with its attempt refunded. A job whose earlier attempt
+kept its image (the upload failed on a storage outage) re-uploads it: GenerationReused, no
+render.
 """
 
 from __future__ import annotations
@@ -11,16 +15,18 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Final
 
 import attrs
 import trio
 
-from imagen_actors.backends.base import GenerationRequest, GenerationResult
+from imagen_actors.backends.base import GenerationRequest
 from imagen_actors.backends.registry import Backends
 from imagen_actors.config import styles
 from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
+from imagen_actors.core import kept
 from imagen_actors.core.errors import (
     CancelRequestedError,
     ConfigError,
@@ -28,6 +34,7 @@ from imagen_actors.core.errors import (
     ErrorClass,
     GenerationError,
     LeaseLostError,
+    as_fault,
 )
 from imagen_actors.core.fold import GenerationOutcome
 from imagen_actors.core.naming import default_seed
@@ -35,18 +42,12 @@ from imagen_actors.db.ports import JobStore
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.worker.actors.lease import holding_lease
 from imagen_actors.worker.actors.messages import ClaimedWork, GeneratedImage
+from imagen_actors.worker.actors.progress import ProgressObserver, generate_with_lease
+from imagen_actors.worker.health import HealthBoard
 
 # Final writes (the abort event) get this long even while the actor is being cancelled.
 FINAL_WRITE_GRACE_S: Final = 5.0
-ProgressObserver = Callable[[uuid.UUID, int, int], None]
 log = logging.getLogger("imagen_actors.executor")
-
-
-@attrs.define
-class _Progress:
-    step: int = 0
-    total: int = 0
-    persisted_step: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -69,6 +70,7 @@ async def executor(
     work: trio.MemoryReceiveChannel[ClaimedWork],
     uploads: trio.MemorySendChannel[GeneratedImage],
     observer: ProgressObserver | None = None,
+    health: HealthBoard | None = None,
 ) -> None:
     while True:
         try:
@@ -77,7 +79,7 @@ async def executor(
         except (trio.BrokenResourceError, trio.EndOfChannel, trio.ClosedResourceError):
             return  # intake stopped: nothing more will be claimed for us
         async with gpu:
-            generated = await run_one(gateway, backends, settings, item, observer)
+            generated = await run_one(gateway, backends, settings, item, observer, health)
         if generated is not None:
             await hand_over(gateway, settings, uploads, generated)
 
@@ -131,81 +133,39 @@ async def run_one(
     settings: ExecutorSettings,
     item: ClaimedWork,
     observer: ProgressObserver | None = None,
+    health: HealthBoard | None = None,
 ) -> GeneratedImage | None:
     sub = item.submitted
     worker, attempt = settings.worker_id, item.claimed.attempt
-    seed = sub.seed if sub.seed is not None else default_seed(sub.job_id)
+
+    async def fail(error: str, error_class: ErrorClass) -> None:
+        fault = as_fault(error_class)
+        if fault is not None and health is not None:
+            health.mark_unhealthy(sub.backend, error, fault=fault)
+        # Without a board (generate, compare) nobody waits: an outage fails the job.
+        await _fail(
+            gateway, worker, attempt, sub.job_id, error, error_class, wait=health is not None
+        )
+
     try:
         try:
-            backend = backends.get(sub.backend)
-            styled, negative = styles.apply(sub.style, sub.prompt, sub.negative_prompt)
-        except ConfigError as exc:
-            await _fail(gateway, worker, attempt, sub.job_id, str(exc), "permanent")
-            return None
-        await gateway.transition(sub.job_id, dc.start_generation(worker, seed, attempt=attempt))
-        request = GenerationRequest(
-            prompt=styled,
-            user_prompt=sub.prompt,
-            width=sub.width,
-            height=sub.height,
-            seed=seed,
-            steps=sub.steps,
-            negative_prompt=negative,
-            style=sub.style,
-            opts=dict(sub.opts or {}),
-            job_id=sub.job_id,
-        )
-        try:
-            result = await _generate_with_lease(
-                gateway, settings, attempt, backend.generate, request, observer
-            )
-        except GenerationError as exc:
-            await _fail(
-                gateway, worker, attempt, sub.job_id, f"{sub.backend}: {exc}", exc.error_class
-            )
-            return None
-        except (LeaseLostError, CancelRequestedError):
-            raise
-        except Exception as exc:
-            # A bug or an unexpected library error: retry the job rather than lose it.
-            log.exception(
-                "backend %s raised unexpectedly for job %s",
-                sub.backend,
+            if item.kept is not None:
+                reused = await _reuse_kept(gateway, settings, item)
+                if reused is not None:
+                    return reused
+            return await _generate(gateway, backends, settings, item, observer, fail)
+        except OSError as exc:
+            # Out of file descriptors (a lazy import, a socket), a full disk: the host's
+            # trouble, not the job's. Requeue it (attempt refunded) and go on.
+            log.warning(
+                "job %s: %s on this host (%s); requeued",
                 sub.job_id,
+                type(exc).__name__,
+                exc,
                 extra=job_fields(sub.job_id),
             )
-            await _fail(
-                gateway,
-                worker,
-                attempt,
-                sub.job_id,
-                f"{sub.backend}: internal error {type(exc).__name__}: {exc}",
-                "transient",
-            )
+            await fail(f"{sub.backend}: host error {type(exc).__name__}: {exc}", "dependency")
             return None
-        outcome = GenerationOutcome(
-            backend=sub.backend,
-            model=result.model,
-            seed=result.seed,
-            mime=result.mime,
-            bytes=len(result.image),
-            sha256=hashlib.sha256(result.image).hexdigest(),
-            latency_ms=result.latency_ms,
-            cost_usd_estimate=result.cost_usd_estimate,
-            metadata=result.recorded_metadata(),
-        )
-        t = await gateway.transition(
-            sub.job_id,
-            dc.generation_succeeded(worker, outcome, settings.lease_s, attempt=attempt),
-        )
-        recorded = next(e for e in t.events if isinstance(e, ev.GenerationSucceeded))
-        return GeneratedImage(
-            submitted=sub,
-            claimed=item.claimed,
-            succeeded=recorded,
-            image=result.image,
-            style=sub.style,
-        )
     except CancelRequestedError as exc:
         await record_cancelled(gateway, worker, sub.job_id, exc, attempt, "executor")
         return None
@@ -226,6 +186,117 @@ async def run_one(
                 attempt=attempt,
                 actor="executor",
             )
+
+
+async def _reuse_kept(
+    gateway: JobStore, settings: ExecutorSettings, item: ClaimedWork
+) -> GeneratedImage | None:
+    """The image an earlier attempt kept, when its file still has the recorded sha256;
+    None (render anew) when it is gone or changed."""
+    assert item.kept is not None
+    sub, (succeeded, path) = item.submitted, item.kept
+    try:
+        image = await trio.to_thread.run_sync(Path(path).read_bytes)
+    except OSError as exc:
+        log.info("job %s: kept image %s unreadable (%s); rendering again", sub.job_id, path, exc)
+        return None
+    if hashlib.sha256(image).hexdigest() != succeeded.sha256:
+        log.warning("job %s: kept image %s changed; rendering again", sub.job_id, path)
+        return None
+    await gateway.transition(
+        sub.job_id,
+        kept.reuse_generation(
+            settings.worker_id, succeeded, path, settings.lease_s, attempt=item.claimed.attempt
+        ),
+    )
+    log.info("job %s: uploading the kept image %s", sub.job_id, path, extra=job_fields(sub.job_id))
+    return GeneratedImage(
+        submitted=sub, claimed=item.claimed, succeeded=succeeded, image=image, style=sub.style
+    )
+
+
+async def _generate(
+    gateway: JobStore,
+    backends: Backends,
+    settings: ExecutorSettings,
+    item: ClaimedWork,
+    observer: ProgressObserver | None,
+    fail: Callable[[str, ErrorClass], Awaitable[None]],
+) -> GeneratedImage | None:
+    sub = item.submitted
+    worker, attempt = settings.worker_id, item.claimed.attempt
+    seed = sub.seed if sub.seed is not None else default_seed(sub.job_id)
+    try:
+        backend = backends.get(sub.backend)
+    except ConfigError as exc:
+        # The instance cannot be built here (a missing token, a bad block): this host's
+        # configuration, not the job's.
+        await fail(f"{sub.backend}: not configured ({exc})", "configuration")
+        return None
+    try:
+        styled, negative = styles.apply(sub.style, sub.prompt, sub.negative_prompt)
+    except ConfigError as exc:
+        await fail(str(exc), "permanent")
+        return None
+    await gateway.transition(sub.job_id, dc.start_generation(worker, seed, attempt=attempt))
+    request = GenerationRequest(
+        prompt=styled,
+        user_prompt=sub.prompt,
+        width=sub.width,
+        height=sub.height,
+        seed=seed,
+        steps=sub.steps,
+        negative_prompt=negative,
+        style=sub.style,
+        opts=dict(sub.opts or {}),
+        job_id=sub.job_id,
+    )
+    try:
+        result = await generate_with_lease(
+            gateway, settings, attempt, backend.generate, request, observer
+        )
+    except GenerationError as exc:
+        await fail(f"{sub.backend}: {exc}", exc.error_class)
+        return None
+    except ConfigError as exc:
+        # Raised by generate itself, e.g. an unset token env var.
+        await fail(f"{sub.backend}: not configured ({exc})", "configuration")
+        return None
+    except (LeaseLostError, CancelRequestedError, OSError):
+        raise
+    except Exception as exc:
+        # A bug or an unexpected library error: retry the job rather than lose it.
+        log.exception(
+            "backend %s raised unexpectedly for job %s",
+            sub.backend,
+            sub.job_id,
+            extra=job_fields(sub.job_id),
+        )
+        await fail(f"{sub.backend}: internal error {type(exc).__name__}: {exc}", "transient")
+        return None
+    outcome = GenerationOutcome(
+        backend=sub.backend,
+        model=result.model,
+        seed=result.seed,
+        mime=result.mime,
+        bytes=len(result.image),
+        sha256=hashlib.sha256(result.image).hexdigest(),
+        latency_ms=result.latency_ms,
+        cost_usd_estimate=result.cost_usd_estimate,
+        metadata=result.recorded_metadata(),
+    )
+    t = await gateway.transition(
+        sub.job_id,
+        dc.generation_succeeded(worker, outcome, settings.lease_s, attempt=attempt),
+    )
+    recorded = next(e for e in t.events if isinstance(e, ev.GenerationSucceeded))
+    return GeneratedImage(
+        submitted=sub,
+        claimed=item.claimed,
+        succeeded=recorded,
+        image=result.image,
+        style=sub.style,
+    )
 
 
 async def record_cancelled(
@@ -275,6 +346,8 @@ async def _fail(
     job_id: uuid.UUID,
     error: str,
     error_class: ErrorClass,
+    *,
+    wait: bool = True,
 ) -> None:
     log.info(
         "job %s generation failed (%s): %s",
@@ -284,60 +357,5 @@ async def _fail(
         extra=job_fields(job_id),
     )
     await gateway.transition(
-        job_id, dc.failure(worker, error, error_class, "executor", attempt=attempt)
-    )
-
-
-async def _generate_with_lease(
-    gateway: JobStore,
-    settings: ExecutorSettings,
-    attempt: int,
-    generate: Callable[..., object],
-    request: GenerationRequest,
-    observer: ProgressObserver | None,
-) -> GenerationResult:
-    """Run the backend while a sibling task renews the lease and persists progress.
-
-    If the lease is lost meanwhile the generation is cancelled and LeaseLostError raised.
-    """
-    assert request.job_id is not None
-    job_id = request.job_id
-    progress = _Progress()
-
-    def on_progress(step: int, total: int) -> None:
-        progress.step, progress.total = step, total
-        if observer is not None:
-            observer(job_id, step, total)
-
-    async def renew() -> None:
-        # A renewal that also carries progress when a step was reached since the last one.
-        if progress.step != progress.persisted_step:
-            step, total = progress.step, progress.total
-            await gateway.transition(
-                job_id,
-                dc.record_progress(
-                    settings.worker_id, step, total, settings.lease_s, attempt=attempt
-                ),
-            )
-            progress.persisted_step = step
-        else:
-            await gateway.transition(
-                job_id, dc.extend_lease(settings.worker_id, settings.lease_s, attempt=attempt)
-            )
-
-    async def run() -> GenerationResult:
-        out: GenerationResult = await generate(request, on_progress)  # type: ignore[misc]
-        return out
-
-    return await holding_lease(
-        gateway,
-        job_id,
-        run,
-        worker_id=settings.worker_id,
-        attempt=attempt,
-        lease_s=settings.lease_s,
-        actor="executor",
-        renew=renew,
-        interval_s=min(settings.lease_s / 3, settings.progress_persist_interval_s),
-        notice=settings.cancel_notice,
+        job_id, dc.failure(worker, error, error_class, "executor", attempt=attempt, wait=wait)
     )

@@ -19,6 +19,9 @@ class ClaimedWork(msgspec.Struct, frozen=True, kw_only=True):
     submitted: ev.JobSubmitted
     # Its worker_id and attempt fence every decision the Executor makes for this job.
     claimed: ev.JobClaimed
+    # An earlier attempt's image kept for upload (its GenerationSucceeded, and the file):
+    # the Executor re-uploads it after checking its sha256 instead of rendering again.
+    kept: tuple[ev.GenerationSucceeded, str] | None = None
 
 
 class GeneratedImage(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,7 +2,9 @@
 inserts imagen.images and the job's mai.imagen_usage row (both idempotent on job_id) and
 completes the job. The prompt is kept in the usage row only as its sha256.
 
-Runs beside the Executor: job N uploads while job N+1 generates.
+Runs beside the Executor: job N uploads while job N+1 generates. A storage outage (a
+dependency or configuration fault) marks the store unhealthy and requeues the job with its
+attempt refunded, recording where the image is kept: the retry uploads that file.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import trio
 
 from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
-from imagen_actors.core.errors import CancelRequestedError, LeaseLostError, StorageError
+from imagen_actors.core.errors import CancelRequestedError, LeaseLostError, StorageError, as_fault
 from imagen_actors.core.naming import disambiguated_key, render_template, storage_key
 from imagen_actors.core.records import ImageRow, Transition, UsageRow
 from imagen_actors.db.ports import JobStore
@@ -31,6 +33,7 @@ from imagen_actors.storage.local import write_atomic
 from imagen_actors.worker.actors.executor import being_cancelled, give_back, record_cancelled
 from imagen_actors.worker.actors.lease import holding_lease
 from imagen_actors.worker.actors.messages import GeneratedImage, ImageCompleted
+from imagen_actors.worker.health import STORE, HealthBoard
 
 log = logging.getLogger("imagen_actors.uploader")
 
@@ -108,10 +111,11 @@ async def uploader(
     settings: UploaderSettings,
     *,
     uploads: trio.MemoryReceiveChannel[GeneratedImage],
+    health: HealthBoard | None = None,
 ) -> None:
     try:
         async for item in uploads:
-            await upload_one(gateway, store, settings, item)
+            await upload_one(gateway, store, settings, item, health)
     finally:
         if being_cancelled():
             await give_back_waiting(gateway, settings.worker_id, uploads)
@@ -165,17 +169,22 @@ async def choose_key(gateway: JobStore, store: ObjectStore, item: GeneratedImage
 
 
 async def upload_one(
-    gateway: JobStore, store: ObjectStore, settings: UploaderSettings, item: GeneratedImage
+    gateway: JobStore,
+    store: ObjectStore,
+    settings: UploaderSettings,
+    item: GeneratedImage,
+    health: HealthBoard | None = None,
 ) -> ImageCompleted | None:
     sub, gen = item.submitted, item.succeeded
     worker, attempt = settings.worker_id, item.claimed.attempt
+    written: list[Path] = []
     try:
         # However long the upload takes (storage retries, a slow link), the lease is renewed
         # meanwhile, so the Reaper never hands a job on while its upload is still running.
         t, image_path = await holding_lease(
             gateway,
             sub.job_id,
-            lambda: store_and_complete(gateway, store, settings, item),
+            lambda: store_and_complete(gateway, store, settings, item, written),
             worker_id=worker,
             attempt=attempt,
             lease_s=settings.lease_s,
@@ -194,6 +203,9 @@ async def upload_one(
             exc,
             extra=job_fields(sub.job_id),
         )
+        fault = as_fault(exc.error_class)
+        if fault is not None and health is not None:
+            health.mark_unhealthy(STORE, str(exc), fault=fault)
         with contextlib.suppress(LeaseLostError):
             await gateway.transition(
                 sub.job_id,
@@ -204,6 +216,9 @@ async def upload_one(
                     "uploader",
                     attempt=attempt,
                     record_generation_failed=False,
+                    # The image stays on disk: the retry uploads it instead of rendering.
+                    kept_image=str(written[0]) if written and fault is not None else None,
+                    wait=health is not None,
                 ),
             )
         return None
@@ -235,13 +250,20 @@ async def upload_one(
 
 
 async def store_and_complete(
-    gateway: JobStore, store: ObjectStore, settings: UploaderSettings, item: GeneratedImage
+    gateway: JobStore,
+    store: ObjectStore,
+    settings: UploaderSettings,
+    item: GeneratedImage,
+    written: list[Path] | None = None,
 ) -> tuple[Transition, Path]:
-    """Disk, then the object, then one transaction: the image row and the completion."""
+    """Disk, then the object, then one transaction: the image row and the completion.
+    The image's path on disk is appended to ``written`` as soon as it is there."""
     sub, gen = item.submitted, item.succeeded
     key = await choose_key(gateway, store, item)
     try:
         image_path = await trio.to_thread.run_sync(write_output, settings.output, item)
+        if written is not None:
+            written.append(image_path)
         if settings.output.write_metadata_json:
             meta = sidecar(item, key=key, bucket=store.bucket, image_path=image_path)
             await trio.to_thread.run_sync(
