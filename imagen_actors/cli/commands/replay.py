@@ -6,7 +6,7 @@ import argparse
 import hashlib
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -16,6 +16,7 @@ from imagen_actors.backends.registry import Backends
 from imagen_actors.cli import arguments, exitcodes
 from imagen_actors.cli.commands.generate import Request, produce
 from imagen_actors.cli.main import command
+from imagen_actors.cli.progress import ProgressBar
 from imagen_actors.cli.reports import replay as rr
 from imagen_actors.config import settings as config
 from imagen_actors.core import events as ev
@@ -28,9 +29,12 @@ from imagen_actors.storage.base import ObjectStore
 from imagen_actors.storage.local import LocalStore
 from imagen_actors.storage.registry import build_store
 
-PAGE: Final = 500
+# Jobs per page of `replay --all` (one statement each; about 40,000 events at 8 per job).
+PAGE: Final = 5000
 # A live job may advance between reading its row and its events; re-read this often.
 RETRIES: Final = 20
+# The progress bar's job argument: the bar counts jobs of the whole run, not one job.
+ALL_JOBS: Final = uuid.UUID(int=0)
 
 
 def register(sub: Any) -> None:
@@ -163,14 +167,47 @@ async def _verify(
     args: argparse.Namespace, gw: Gateway, job: uuid.UUID | None, store: ObjectStore | None
 ) -> int:
     if args.all or job is None:
-        summary = await verify_all(gw, store)
-        _emit(args, summary, rr.format_summary(summary))
+        summary = await _verify_all_to_stdout(args, gw, store)
         return exitcodes.OK if summary.mismatched == 0 else exitcodes.JOB_FAILED
     result = await verify_one(gw, job)
     if store is not None:
         (result,) = await check_objects(gw, store, [result])
     _emit(args, result, rr.format_verify(result))
     return exitcodes.OK if result.ok else exitcodes.JOB_FAILED
+
+
+async def _verify_all_to_stdout(
+    args: argparse.Namespace, gw: Gateway, store: ObjectStore | None
+) -> rr.VerifySummary:
+    """verify_all for the CLI: --json streams every result as it is checked (the counts come
+    last), text lists the jobs that failed; a progress bar on stderr when it is a terminal."""
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    total = sum((await gw.status_counts()).values()) if bar is not None else 0
+    first = True
+
+    def each(result: rr.VerifyResult) -> None:
+        nonlocal first
+        sys.stdout.write(("" if first else ",") + rr.to_json(result).decode())
+        first = False
+
+    def progress(checked: int) -> None:
+        if bar is not None:
+            bar(ALL_JOBS, checked, max(total, checked))
+
+    if args.json:
+        sys.stdout.write('{"results":[')
+    try:
+        summary = await verify_all(gw, store, each=each if args.json else None, progress=progress)
+    finally:
+        if bar is not None:
+            bar.end()
+    if args.json:
+        sys.stdout.write(
+            f'],"checked":{summary.checked},"ok":{summary.ok},"mismatched":{summary.mismatched}}}\n'
+        )
+    else:
+        print(rr.format_summary(summary))
+    return summary
 
 
 def _run_log(args: argparse.Namespace, job: uuid.UUID | None) -> int:
@@ -248,30 +285,72 @@ async def verify_one(gw: Gateway, job_id: uuid.UUID) -> rr.VerifyResult:
     return _verify_rows(job_id, event_rows, row)
 
 
-async def verify_all(gw: Gateway, store: ObjectStore | None = None) -> rr.VerifySummary:
-    """Every job, a page at a time (rows and streams in two reads per page); a job whose log
-    is broken or unreadable is reported and the run goes on. With ``store``, each done job's
-    object is checked too (``check_objects``)."""
-    results: list[rr.VerifyResult] = []
-    after = uuid.UUID(int=0)
-    while True:
-        rows = await gw.fetch("replay_jobs_page", after, PAGE)
-        if not rows:
-            break
-        after = rows[-1]["id"]
-        event_rows = await gw.fetch("replay_events_for", [r["id"] for r in rows])
-        by_job: dict[uuid.UUID, list[dict[str, Any]]] = {}
-        for er in event_rows:
-            by_job.setdefault(er["job_id"], []).append(er)
-        page: list[rr.VerifyResult] = []
-        for row in rows:
-            stream = by_job.get(row["id"], [])
-            if row["version"] != len(stream):
-                page.append(await verify_one(gw, row["id"]))
-            else:
-                page.append(_verify_rows(row["id"], stream, row))
-        results.extend(page if store is None else await check_objects(gw, store, page))
-    return rr.summarize(results)
+def page_streams(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The event rows of one ``replay_page`` row (its parallel arrays), as ``check_stream``
+    reads them."""
+    if row["seqs"] is None:
+        return []
+    return [
+        {"seq": q, "type": t, "data": d, "actor": a, "worker_id": w, "occurred_at": o, "hash_ok": h}
+        for q, t, d, a, w, o, h in zip(
+            row["seqs"],
+            row["types"],
+            row["datas"],
+            row["actors"],
+            row["worker_ids"],
+            row["occurred_ats"],
+            row["hash_oks"],
+            strict=True,
+        )
+    ]
+
+
+async def verify_all(
+    gw: Gateway,
+    store: ObjectStore | None = None,
+    *,
+    each: Callable[[rr.VerifyResult], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    page_size: int = PAGE,
+) -> rr.VerifySummary:
+    """Every job, a keyset page at a time (``replay_page``: rows and streams in one
+    statement), the next page read while this one is checked; a job whose log is broken or
+    unreadable is reported and the run goes on. With ``store``, each done job's object is
+    checked too (``check_objects``). Memory stays flat: ``each`` sees every result, the
+    summary keeps only those that are not ok; ``progress`` gets the count checked so far."""
+    tally = rr.Tally()
+    pages_send, pages = trio.open_memory_channel[list[dict[str, Any]]](1)
+
+    async def read_pages() -> None:
+        async with pages_send:
+            after = uuid.UUID(int=0)
+            while rows := await gw.fetch("replay_page", after, page_size):
+                after = rows[-1]["id"]
+                await pages_send.send(rows)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_pages)
+        async with pages:
+            async for rows in pages:
+                page: list[rr.VerifyResult] = []
+                for row in rows:
+                    stream = page_streams(row)
+                    if row["version"] != len(stream):
+                        try:
+                            page.append(await verify_one(gw, row["id"]))
+                        except JobNotFoundError:
+                            continue  # archived since the page was read: nothing to check
+                    else:
+                        page.append(_verify_rows(row["id"], stream, row))
+                if store is not None:
+                    page = await check_objects(gw, store, page)
+                for result in page:
+                    tally.add(result)
+                    if each is not None:
+                        each(result)
+                if progress is not None:
+                    progress(tally.checked)
+    return tally.summary()
 
 
 async def check_objects(

@@ -107,9 +107,34 @@ WHERE j.owner_user_id = $1
 ORDER BY j.created_at DESC
 LIMIT $2;
 
--- name: replay_jobs_page
--- Keyset page of job rows for `replay --verify --all`: ids after $1, at most $2.
-SELECT * FROM imagen.jobs WHERE id > $1 ORDER BY id LIMIT $2;
+-- name: replay_page
+-- One keyset page of `replay --verify --all` in one statement: up to $2 job rows with ids
+-- after $1, each with its whole stream as parallel arrays in seq order, and what `replay
+-- --verify` checks per event: hash_oks (the stored hash is the link imagen.job_event_hash
+-- computes from the previous row's hash and this row; schema 0009). A job with no events
+-- has NULL arrays.
+WITH page AS (
+    SELECT * FROM imagen.jobs WHERE id > $1 ORDER BY id LIMIT $2
+)
+SELECT p.*, s.seqs, s.types, s.datas, s.actors, s.worker_ids, s.occurred_ats, s.hash_oks
+FROM page p
+LEFT JOIN LATERAL (
+    SELECT array_agg(x.seq ORDER BY x.seq) AS seqs,
+           array_agg(x.type ORDER BY x.seq) AS types,
+           array_agg(x.data ORDER BY x.seq) AS datas,
+           array_agg(x.actor ORDER BY x.seq) AS actors,
+           array_agg(x.worker_id ORDER BY x.seq) AS worker_ids,
+           array_agg(x.occurred_at ORDER BY x.seq) AS occurred_ats,
+           array_agg(x.hash_ok ORDER BY x.seq) AS hash_oks
+    FROM (
+        SELECT e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at,
+               e.hash = imagen.job_event_hash(lag(e.hash) OVER (ORDER BY e.seq), e.job_id,
+                                              e.seq, e.type, e.actor, e.worker_id,
+                                              e.occurred_at, e.data) AS hash_ok
+        FROM imagen.job_events e WHERE e.job_id = p.id
+    ) x
+) s ON true
+ORDER BY p.id;
 
 -- name: replay_events_for
 -- The streams of a page of jobs, in order, with what `replay --verify` checks per event:
