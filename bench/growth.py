@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
 import pickup
 
-from imagen_actors.cli.commands.replay import verify_all
+from imagen_actors.cli.replay_verify import verify_all
 from imagen_actors.config import settings as config
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.db.sql import query

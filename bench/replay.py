@@ -36,7 +36,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
 
-from imagen_actors.cli.commands.replay import page_streams, verify_all
+from imagen_actors.cli.replay_verify import page_streams, verify_all
 from imagen_actors.config import settings as config
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl

@@ -102,7 +102,7 @@ def parse_since(text: str | None, *, now: datetime | None = None) -> datetime | 
     except ValueError:
         raise ValueError(
             f"--since {text!r} is neither an ISO date/datetime (2026-11-01, "
-            "2026-11-01T08:00), a span like 90m, 24h, 7d, nor 'all'"
+            "2026-11-01T08:00) nor a span like 90m, 24h, 7d; 'all' reads the whole history"
         ) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
