@@ -32,6 +32,8 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("soak.py", ["--n", "1000", "--every", "100"]),
     ("replay.py", ["--n", "200"]),
     ("roundtrip.py", ["--n", "50"]),
+    ("bridge.py", ["--n", "100"]),
+    ("growth.py", ["--quick"]),
 ]
 
 

@@ -36,7 +36,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
 
-from imagen_actors.cli.commands.replay import verify_all
+from imagen_actors.cli.replay_verify import page_streams, verify_all
 from imagen_actors.config import settings as config
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl
@@ -72,9 +72,9 @@ async def event_rows(gw: Gateway) -> list[dict[str, Any]]:
     """Every job's event rows, in (job, seq) order, a page of jobs at a time."""
     out: list[dict[str, Any]] = []
     after = uuid.UUID(int=0)
-    while rows := await gw.fetch("replay_jobs_page", after, PAGE):
+    while rows := await gw.fetch("replay_page", after, PAGE):
         after = rows[-1]["id"]
-        out += await gw.fetch("replay_events_for", [r["id"] for r in rows])
+        out += [{"job_id": r["id"], **e} for r in rows for e in page_streams(r)]
     return out
 
 

@@ -8,6 +8,7 @@ write the projection, commit) is one crossing running one transaction.
 from __future__ import annotations
 
 import contextlib
+import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -51,6 +52,8 @@ T = TypeVar("T")
 
 DEFAULT_STATEMENT_TIMEOUT_MS: Final = 15_000
 CONNECT_TIMEOUT_S: Final = 10.0
+# How often a claim also looks for jobs of backends nobody offers (the rarer claim path).
+UNSERVED_EVERY_S: Final = 5.0
 
 
 def _translate(exc: BaseException) -> BaseException:
@@ -114,6 +117,8 @@ class Gateway(NamedQueries):
     dsn: str
     application_name: str
     _server_settings: dict[str, str]
+    # When (trio clock) a claim last looked at the jobs of backends nobody offers.
+    _unserved_at: float = -math.inf
 
     @classmethod
     @asynccontextmanager
@@ -191,29 +196,49 @@ class Gateway(NamedQueries):
         backends: Sequence[str] | None = None,
         absent_after_s: float = 600.0,
         unserved_grace_s: float = 600.0,
+        unserved_every_s: float = UNSERVED_EVERY_S,
     ) -> Transition | None:
         """Claim the oldest claimable pending job (SKIP LOCKED); None when there is none.
 
-        With ``backends``, only jobs for those backends, or for a backend that no worker seen
-        in the last ``absent_after_s`` offers (``imagen.workers``) once the job has waited
-        ``unserved_grace_s`` since it became pending: nobody can run it, so it is failed in
-        its claim's transaction (``dc.fail_unserved``) and the next job is looked at. A job
-        whose events cannot be read is failed the same way (``transactions.claim_next``).
+        With ``backends``, only jobs for those backends. Jobs for a backend that no worker
+        seen in the last ``absent_after_s`` offers (``imagen.workers``) are looked at on a
+        separate, rarer path, at most every ``unserved_every_s``: each one that has waited
+        ``unserved_grace_s`` since it became pending is failed in its own claim transaction
+        (``dc.fail_unserved``; nobody can run it), until none is left. A job whose events
+        cannot be read is failed the same way (``transactions.claim_next``).
         """
         offered = None if backends is None else list(backends)
+        if offered is not None and trio.current_time() - self._unserved_at >= unserved_every_s:
+            self._unserved_at = trio.current_time()
+            while True:
+                failed = await self._claim_next(
+                    decide, offered, absent_after_s, unserved_grace_s, unserved=True
+                )
+                if failed is None or not failed.events:
+                    break
+
         while True:
             t = await self._claim_next(decide, offered, absent_after_s, unserved_grace_s)
             if t is None or t.state.status == "running":
                 return t
 
     async def _claim_next(
-        self, decide: Decide, offered: list[str] | None, absent_after_s: float, grace_s: float
+        self,
+        decide: Decide,
+        offered: list[str] | None,
+        absent_after_s: float,
+        grace_s: float,
+        *,
+        unserved: bool = False,
     ) -> Transition | None:
-        """One claim transaction: the job claimed (running), or an unserved one failed."""
+        """One claim transaction: the job claimed (running), or a poisoned or (with
+        ``unserved``) an unserved one failed."""
 
         async def body() -> Transition | None:
             async with self._pool.acquire() as conn, conn.transaction():
-                return await claim_next(conn, decide, offered, absent_after_s, grace_s)
+                return await claim_next(
+                    conn, decide, offered, absent_after_s, grace_s, unserved=unserved
+                )
 
         return await self._run(body)
 

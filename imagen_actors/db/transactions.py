@@ -179,19 +179,29 @@ async def advance(conn: Any, job_id: uuid.UUID, rows: list[Any], decide: Decide)
 
 
 async def claim_next(
-    conn: Any, decide: Decide, offered: list[str] | None, absent_after_s: float, grace_s: float
+    conn: Any,
+    decide: Decide,
+    offered: list[str] | None,
+    absent_after_s: float,
+    grace_s: float,
+    *,
+    unserved: bool = False,
 ) -> Transition | None:
     """Claim the oldest claimable job in this transaction; None when there is none.
 
+    ``offered`` are this worker's backends (None: any backend). With ``unserved`` the claim
+    looks instead at the jobs of backends that nobody has offered for ``absent_after_s``,
+    once they waited ``grace_s``: such a job is claimed and failed (``dc.fail_unserved``).
     A job whose stream cannot be read is failed on the spot (``fail_poisoned``) and the next
-    one is claimed, so no single job can stop the claims. A job whose backend nobody has
-    offered for ``grace_s`` is claimed and failed (``dc.fail_unserved``): the caller looks
-    at the next one.
+    one is claimed, so no single job can stop the claims.
     """
     for _ in range(POISON_PER_CLAIM):
-        rows = await conn.fetch(
-            query("claim_next_and_load_events"), offered, absent_after_s, grace_s
-        )
+        if unserved:
+            rows = await conn.fetch(
+                query("claim_unserved_and_load_events"), offered or [], absent_after_s, grace_s
+            )
+        else:
+            rows = await conn.fetch(query("claim_next_and_load_events"), offered)
         if not rows:
             return None
         job_id = rows[0]["job_id"]

@@ -67,11 +67,17 @@ class ObservedGateway(Gateway):
         return t
 
     async def _claim_next(
-        self, decide: Decide, offered: list[str] | None, absent_after_s: float, grace_s: float
+        self,
+        decide: Decide,
+        offered: list[str] | None,
+        absent_after_s: float,
+        grace_s: float,
+        *,
+        unserved: bool = False,
     ) -> Transition | None:
         # Below ``claim``: a claim's transaction commits a claimed job, or fails an unserved
         # one (and ``claim`` then looks at the next); each is reported.
-        t = await super()._claim_next(decide, offered, absent_after_s, grace_s)
+        t = await super()._claim_next(decide, offered, absent_after_s, grace_s, unserved=unserved)
         if t is not None:
             self._report(t)
         return t

@@ -307,7 +307,7 @@ async def test_stuck_lists_expired_leases_and_old_pending(gw: Gateway) -> None:
     old = await job_at(gw, BASE)
     fresh = await insert_job(gw)
     await seed_done(gw, BASE, 10, 10, 10)
-    rows = ar.rows_as(ar.StuckRow, await gw.fetch("audit_stuck", 600.0))
+    rows = ar.rows_as(ar.StuckRow, await gw.fetch("audit_stuck", 600.0, 100))
     assert {(r.id, r.reason) for r in rows} == {
         (held, "lease expired"),
         (old, "pending too long"),
@@ -370,10 +370,16 @@ async def test_cli_latency_json_and_plots(gw: Gateway, database_url: str, tmp_pa
     await seed_latency_set(gw)
     lat_png = tmp_path / "latency.png"
     out = await _cli(database_url, "audit", "latency", "--backend", "mock", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout) == []  # older than the 7-day default
+    out = await _cli(
+        database_url, "audit", "latency", "--backend", "mock", "--json", "--since", "all"
+    )
     assert out.returncode == 0, out.stderr.decode()
     rows = json.loads(out.stdout)
     assert {r["stage"]: r["p50_ms"] for r in rows}["queue_wait"] == pytest.approx(5500)
-    out = await _cli(database_url, "audit", "latency", "--plot", str(lat_png))
+    out = await _cli(
+        database_url, "audit", "latency", "--since", "2026-01-01", "--plot", str(lat_png)
+    )
     assert out.returncode == 0, out.stderr.decode()
     assert "queue_wait" in out.stdout.decode()
     assert lat_png.read_bytes().startswith(b"\x89PNG")
@@ -453,7 +459,10 @@ async def test_cli_failures_stuck_owner(gw: Gateway, database_url: str) -> None:
     """The other reports run end to end; a bad --since is a usage error (exit 2)."""
     await seed_failed(gw, BASE, "CUDA out of memory")
     pending = await job_at(gw, BASE, owner=OTHER_OWNER)
+    # Seeded on 2026-01-01: outside the default window (7 days), inside --since all.
     out = await _cli(database_url, "audit", "failures")
+    assert out.returncode == 0 and "no failures in that window" in out.stdout.decode()
+    out = await _cli(database_url, "audit", "failures", "--since", "all")
     assert out.returncode == 0 and "CUDA out of memory" in out.stdout.decode()
     out = await _cli(database_url, "audit", "stuck", "--pending-older-than", "60")
     assert out.returncode == 0 and str(pending) in out.stdout.decode()
@@ -461,3 +470,109 @@ async def test_cli_failures_stuck_owner(gw: Gateway, database_url: str) -> None:
     assert out.returncode == 0 and str(pending) in out.stdout.decode()
     out = await _cli(database_url, "audit", "failures", "--since", "last tuesday")
     assert out.returncode == 2 and b"argument --since" in out.stderr
+
+
+# The 0005 definition of imagen.job_stage_latency (five lookups per job), kept here as the
+# reference the one-pass imagen.job_stage_latency_since of 0014 must agree with.
+STAGE_LATENCY_0005 = """
+SELECT j.id AS job_id, j.backend, j.status, j.attempts, j.created_at, j.finished_at,
+       sub.occurred_at AS submitted_at, claim.occurred_at AS first_claimed_at,
+       gs.occurred_at AS generation_started_at, gok.occurred_at AS generation_succeeded_at,
+       done.occurred_at AS completed_at,
+       (extract(epoch FROM claim.occurred_at - sub.occurred_at) * 1000)::float8 AS queue_wait_ms,
+       (extract(epoch FROM gok.occurred_at - gs.occurred_at) * 1000)::float8 AS generation_ms,
+       (extract(epoch FROM done.occurred_at - gok.occurred_at) * 1000)::float8 AS upload_ms,
+       (extract(epoch FROM done.occurred_at - sub.occurred_at) * 1000)::float8 AS total_ms
+FROM imagen.jobs j
+LEFT JOIN LATERAL (SELECT e.occurred_at FROM imagen.job_events e
+    WHERE e.job_id = j.id AND e.type = 'JobSubmitted' ORDER BY e.seq LIMIT 1) sub ON true
+LEFT JOIN LATERAL (SELECT e.occurred_at FROM imagen.job_events e
+    WHERE e.job_id = j.id AND e.type = 'JobClaimed' ORDER BY e.seq LIMIT 1) claim ON true
+LEFT JOIN LATERAL (SELECT e.seq, e.occurred_at FROM imagen.job_events e
+    WHERE e.job_id = j.id AND e.type = 'GenerationSucceeded' ORDER BY e.seq DESC LIMIT 1) gok
+    ON true
+LEFT JOIN LATERAL (SELECT e.occurred_at FROM imagen.job_events e
+    WHERE e.job_id = j.id AND e.type = 'GenerationStarted' AND e.seq < gok.seq
+    ORDER BY e.seq DESC LIMIT 1) gs ON true
+LEFT JOIN LATERAL (SELECT e.occurred_at FROM imagen.job_events e
+    WHERE e.job_id = j.id AND e.type = 'JobCompleted' ORDER BY e.seq DESC LIMIT 1) done ON true
+WHERE j.created_at >= $1
+ORDER BY j.id
+"""
+
+
+async def seed_retried(gw: Gateway, created: datetime) -> uuid.UUID:
+    """Two attempts: the first fails after starting, the second succeeds; its durations are
+    the second attempt's."""
+    job = await job_at(gw, created)
+    at = created + timedelta(seconds=2)
+    await append(
+        gw,
+        job,
+        [
+            _claimed(job, at),
+            _started(job, at + MS),
+            ev.JobRequeued(
+                job_id=job,
+                occurred_at=at + 5 * MS,
+                actor="reaper",
+                worker_id=W,
+                reason="lease expired",
+            ),
+            _claimed(job, at + 10 * MS, attempt=2),
+            _started(job, at + 20 * MS),
+            ev.GenerationSucceeded(
+                job_id=job,
+                occurred_at=at + 50 * MS,
+                actor="executor",
+                worker_id=W,
+                backend="mock",
+                model="mock-v1",
+                seed=7,
+                mime="image/png",
+                bytes=10,
+                sha256=hashlib.sha256(b"x").hexdigest(),
+                latency_ms=30,
+            ),
+        ],
+    )
+    return job
+
+
+async def test_stage_latency_in_one_pass_agrees_with_the_0005_view(gw: Gateway) -> None:
+    """The view (and the function behind it) give the 0005 definition's rows exactly: done,
+    failed, retried, running and pending jobs, over all time and over a window."""
+    await seed_latency_set(gw)
+    await seed_failed(gw, BASE + timedelta(minutes=5), "boom")
+    await seed_retried(gw, BASE + timedelta(minutes=50))
+    await job_at(gw, BASE + timedelta(hours=3))
+    await insert_job(gw)
+    cols = "*"
+    for since in (datetime(2000, 1, 1, tzinfo=UTC), BASE + timedelta(minutes=45)):
+        old = await gw.fetch_sql(STAGE_LATENCY_0005, since)
+        new = await gw.fetch_sql(
+            f"SELECT {cols} FROM imagen.job_stage_latency_since($1) ORDER BY job_id", since
+        )
+        view = await gw.fetch_sql(
+            f"SELECT {cols} FROM imagen.job_stage_latency WHERE created_at >= $1 ORDER BY job_id",
+            since,
+        )
+        assert len(old) >= 4
+        assert new == old
+        assert view == old
+
+
+async def test_stuck_lists_the_most_overdue_and_counts_the_rest(
+    gw: Gateway, database_url: str
+) -> None:
+    """audit stuck lists at most --limit jobs (the most overdue) and says how many more."""
+    ages = [timedelta(hours=h) for h in (5, 1, 3, 4, 2)]
+    jobs = {age: await job_at(gw, datetime.now(UTC) - age) for age in ages}
+    rows = ar.rows_as(ar.StuckRow, await gw.fetch("audit_stuck", 600.0, 2))
+    assert [r.id for r in rows] == [jobs[timedelta(hours=5)], jobs[timedelta(hours=4)]]
+    assert {r.total for r in rows} == {5}
+    assert "+3 more stuck job(s) not listed" in ar.format_stuck(rows)
+    out = await _cli(database_url, "audit", "stuck", "--limit", "4")
+    text = out.stdout.decode()
+    assert out.returncode == 0 and "+1 more stuck job(s) not listed" in text
+    assert str(jobs[timedelta(hours=1)]) not in text

@@ -165,9 +165,52 @@ async def test_a_claim_fails_the_unserved_jobs_past_their_grace_and_claims_the_n
     assert row is not None and row["status"] == "pending"
 
     second = await insert_job(gateway, "for us too")
-    claimed = await gateway.claim(claim, backends=["mock"], unserved_grace_s=0)
+    claimed = await gateway.claim(claim, backends=["mock"], unserved_grace_s=0, unserved_every_s=0)
     assert claimed is not None and claimed.state.id == second
     assert claimed.state.status == "running"
     row = await gateway.fetchrow("load_job", unserved)
     assert row is not None and (row["status"], row["error"]) == ("failed", UNSERVED_REASON)
     assert await gateway.claim(claim, backends=["mock"], unserved_grace_s=0) is None
+
+
+async def test_unserved_backends_are_looked_at_on_a_rarer_path(gateway: Gateway) -> None:
+    """The claim of this worker's backends never reads another backend's rows; the jobs of
+    backends nobody offers are looked at once per unserved_every_s, whatever the claims
+    between."""
+    unserved = await insert_job(gateway, "for nobody", backend="gpu")
+    claim = dc.claim("host:w", 30)
+    assert await gateway.claim(claim, backends=["mock"], unserved_grace_s=3600) is None
+    ours = await insert_job(gateway, "for us")
+    # Past the grace now, but the unserved path ran a moment ago: only our job is claimed.
+    claimed = await gateway.claim(claim, backends=["mock"], unserved_grace_s=0)
+    assert claimed is not None and claimed.state.id == ours
+    assert await gateway.claim(claim, backends=["mock"], unserved_grace_s=0) is None
+    row = await gateway.fetchrow("load_job", unserved)
+    assert row is not None and row["status"] == "pending"
+    # Once it is due again, the claim fails it.
+    assert (
+        await gateway.claim(claim, backends=["mock"], unserved_grace_s=0, unserved_every_s=0)
+        is None
+    )
+    row = await gateway.fetchrow("load_job", unserved)
+    assert row is not None and (row["status"], row["error"]) == ("failed", UNSERVED_REASON)
+
+
+async def test_a_claim_takes_the_oldest_head_across_its_backends(gateway: Gateway) -> None:
+    """Several backends: the oldest claimable job of any of them, a backed-off head passed
+    over; another backend's older jobs are not touched."""
+    foreign = await insert_job(gateway, "another host's", backend="gpu")
+    a1 = await insert_job(gateway, "a 1", backend="alpha")
+    b1 = await insert_job(gateway, "b 1", backend="beta")
+    a2 = await insert_job(gateway, "a 2", backend="alpha")
+    await gateway.worker_seen("gpu-host:w", ["gpu"])
+    claim = dc.claim("host:w", 30)
+    order = []
+    while (t := await gateway.claim(claim, backends=["beta", "alpha"])) is not None:
+        order.append(t.state.id)
+    assert order == [a1, b1, a2]
+    row = await gateway.fetchrow("load_job", foreign)
+    assert row is not None and row["status"] == "pending"
+    # Without backends (any backend): the foreign job too.
+    t = await gateway.claim(claim)
+    assert t is not None and t.state.id == foreign

@@ -239,3 +239,39 @@ async def test_pool_releases_leave_no_timers_behind(gateway: Gateway) -> None:
     for _ in range(300):
         await gateway.ping()
     assert len(timers) - before < 10
+
+
+async def test_status_counts_follow_every_transition_from_every_session(
+    gateway: Gateway,
+) -> None:
+    """The maintained counters (schema 0014) agree with counting imagen.jobs after inserts,
+    claims, failures and completions made on different pool connections (shards), and
+    job_status_counts_rebuild() gives the same figures."""
+
+    async def counted() -> dict[str, int]:
+        rows = await gateway.fetch_sql(
+            "SELECT status, count(*)::int AS n FROM imagen.jobs GROUP BY status"
+        )
+        return {r["status"]: r["n"] for r in rows}
+
+    assert await gateway.status_counts() == {}
+    jobs = [await insert_job(gateway, f"job {i}") for i in range(6)]
+    assert await gateway.status_counts() == {"pending": 6}
+
+    async def claim_one() -> None:
+        await gateway.claim(dc.claim("w", 60))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(claim_one)
+    await gateway.transition(
+        jobs[0], dc.failure("w", "bad prompt", "permanent", "executor", attempt=1)
+    )
+    await gateway.transition(
+        jobs[1], dc.failure("w", "HTTP 503", "transient", "executor", attempt=1)
+    )
+    expected = await counted()
+    assert expected == {"pending": 3, "running": 2, "failed": 1}
+    assert await gateway.status_counts() == expected
+    await gateway.execute_sql("SELECT imagen.job_status_counts_rebuild()")
+    assert await gateway.status_counts() == expected

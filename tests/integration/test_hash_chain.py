@@ -99,8 +99,8 @@ async def test_worker_events_chain_and_tampering_is_reported(
         )
         summary = await replay_cmd.verify_all(gw)
     assert (summary.checked, summary.ok, summary.mismatched) == (4, 1, 3)
-    by_job = {r.job_id: r for r in summary.results}
-    assert by_job[other].ok
+    by_job = {r.job_id: r for r in summary.results}  # the jobs that did not verify
+    assert other not in by_job
     assert any("JobTeleported" in p and "undecodable" in p for p in by_job[stray].problems)
 
 

@@ -189,3 +189,61 @@ async def test_rerun_reproduces_without_touching_the_original(
         jobs = await gw.fetch_sql("SELECT count(*) AS n FROM imagen.jobs")
         assert jobs == [{"n": 1}]
     assert (tmp_path / "rerun" / "imagen-events.jsonl").exists()
+
+
+async def test_verify_all_streams_pages_and_keeps_only_what_failed(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Page after page (here 2 jobs a page), every job is seen once by ``each``; the summary
+    keeps only the jobs that did not verify, so memory does not grow with the history."""
+    done, failed = await _run_jobs(database_url, tmp_path)
+    async with Gateway.open(database_url, application_name="test-replay") as gw:
+        extra = [await insert_job(gw, f"pending {i}") for i in range(3)]
+        await gw.execute_sql("UPDATE imagen.jobs SET attempts = 2 WHERE id = $1", failed)
+        seen: list[uuid.UUID] = []
+        progress: list[int] = []
+        summary = await replay_cmd.verify_all(
+            gw, each=lambda r: seen.append(r.job_id), progress=progress.append, page_size=2
+        )
+    assert sorted(seen) == sorted([done, failed, *extra])
+    assert progress == [2, 4, 5]
+    assert (summary.checked, summary.ok, summary.mismatched) == (5, 4, 1)
+    assert [r.job_id for r in summary.results] == [failed]
+
+
+async def test_verify_all_draws_a_progress_bar_on_a_terminal_only(
+    database_url: str, tmp_path: Path
+) -> None:
+    """stderr on a terminal gets the bar (and it is erased at the end); a pipe gets none."""
+    await _run_jobs(database_url, tmp_path)
+    controller, terminal = os.openpty()
+    env = {**os.environ, "IMAGEN_WORKER_DATABASE_URL": database_url}
+    try:
+        with trio.fail_after(60):
+            done = await trio.run_process(
+                [sys.executable, "-m", "imagen_actors", "replay", "--all"],
+                env=env,
+                capture_stdout=True,
+                stderr=terminal,
+                check=False,
+            )
+        os.close(terminal)
+        terminal = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO once the terminal side is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    assert done.returncode == 0
+    assert b"checked 2 job(s): 2 ok, 0 mismatched" in done.stdout
+    assert b"] 2/2" in drawn and drawn.endswith(b"\r")
+    piped = await _cli(database_url, "replay", "--all")
+    assert piped.returncode == 0 and piped.stderr == b""

@@ -24,6 +24,10 @@ from imagen_actors.db import database
 from imagen_actors.db.gateway import Gateway
 
 DEFAULT_PENDING_OLDER_THAN_S: Final = 600.0
+# The window of latency, failures and throughput unless --since says otherwise: the reports
+# read that window's events, so their cost follows the window, not the whole history.
+DEFAULT_SINCE: Final = "7d"
+DEFAULT_STUCK_LIMIT: Final = 100
 Report = Callable[[Gateway, argparse.Namespace], Awaitable[tuple[Any, str]]]
 
 
@@ -39,13 +43,16 @@ def register(sub: Any) -> None:
         r.set_defaults(report_fn=fn)
         return r
 
-    since_help = "only since this ISO date/datetime (UTC if naive) or span back (24h, 7d)"
+    since_help = (
+        "only since this ISO date/datetime (UTC if naive) or span back (24h, 7d), or 'all' "
+        f"(the whole history: slow on a large one); default {DEFAULT_SINCE}"
+    )
     lat = report("latency", "p50/p95/p99 of queue wait, generation, upload, total", latency)
-    lat.add_argument("--since", type=since, help=since_help)
+    lat.add_argument("--since", type=since, default=DEFAULT_SINCE, help=since_help)
     lat.add_argument("--backend", type=arguments.backend, help="only this backend instance")
     lat.add_argument("--plot", metavar="FILE.png", type=png_path, help="also draw a bar chart")
     fail = report("failures", "failures grouped by error class and message", failures)
-    fail.add_argument("--since", type=since, help=since_help)
+    fail.add_argument("--since", type=since, default=DEFAULT_SINCE, help=since_help)
     stuck_p = report("stuck", "running past the lease; pending for too long", stuck)
     stuck_p.add_argument(
         "--pending-older-than",
@@ -54,8 +61,15 @@ def register(sub: Any) -> None:
         default=DEFAULT_PENDING_OLDER_THAN_S,
         help=f"pending this long counts as stuck (default {DEFAULT_PENDING_OLDER_THAN_S:.0f})",
     )
+    stuck_p.add_argument(
+        "--limit",
+        type=arguments.count(1, "give how many stuck jobs to list, 1 or more, e.g. --limit 100"),
+        default=DEFAULT_STUCK_LIMIT,
+        help=f"list at most this many, the most overdue first (default {DEFAULT_STUCK_LIMIT}); "
+        "the total is counted",
+    )
     thr = report("throughput", "jobs finished per hour by outcome", throughput)
-    thr.add_argument("--since", type=since, help=since_help)
+    thr.add_argument("--since", type=since, default=DEFAULT_SINCE, help=since_help)
     thr.add_argument("--plot", metavar="FILE.png", type=png_path, help="also draw a bar chart")
     own = report("owner", "one owner's jobs with status and image path", owner)
     own.add_argument(
@@ -69,13 +83,12 @@ def register(sub: Any) -> None:
     )
 
 
-def since(text: str) -> datetime:
+def since(text: str) -> datetime | None:
+    """``--since`` as a time, or None for ``all``."""
     try:
-        value = ar.parse_since(text)
+        return ar.parse_since(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--since ")) from None
-    assert value is not None  # only None for an empty --since, which argparse never passes
-    return value
 
 
 def png_path(text: str) -> Path:
@@ -107,7 +120,9 @@ async def failures(gw: Gateway, args: argparse.Namespace) -> tuple[Any, str]:
 
 
 async def stuck(gw: Gateway, args: argparse.Namespace) -> tuple[Any, str]:
-    rows = ar.rows_as(ar.StuckRow, await gw.fetch("audit_stuck", args.pending_older_than))
+    rows = ar.rows_as(
+        ar.StuckRow, await gw.fetch("audit_stuck", args.pending_older_than, args.limit)
+    )
     return rows, ar.format_stuck(rows)
 
 

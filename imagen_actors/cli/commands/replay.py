@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -16,21 +14,22 @@ from imagen_actors.backends.registry import Backends
 from imagen_actors.cli import arguments, exitcodes
 from imagen_actors.cli.commands.generate import Request, produce
 from imagen_actors.cli.main import command
+from imagen_actors.cli.progress import ProgressBar
+from imagen_actors.cli.replay_verify import check_objects, verify_all, verify_one
 from imagen_actors.cli.reports import replay as rr
 from imagen_actors.config import settings as config
 from imagen_actors.core import events as ev
 from imagen_actors.core import naming
-from imagen_actors.core.errors import ConfigError, JobNotFoundError, StorageError, UsageError
+from imagen_actors.core.errors import ConfigError, JobNotFoundError, UsageError
 from imagen_actors.db import database
 from imagen_actors.db.gateway import Gateway
-from imagen_actors.db.transactions import PoisonedStreamError, event_from_record
+from imagen_actors.db.transactions import PoisonedStreamError
 from imagen_actors.storage.base import ObjectStore
 from imagen_actors.storage.local import LocalStore
 from imagen_actors.storage.registry import build_store
 
-PAGE: Final = 500
-# A live job may advance between reading its row and its events; re-read this often.
-RETRIES: Final = 20
+# The progress bar's job argument: the bar counts jobs of the whole run, not one job.
+ALL_JOBS: Final = uuid.UUID(int=0)
 
 
 def register(sub: Any) -> None:
@@ -163,14 +162,47 @@ async def _verify(
     args: argparse.Namespace, gw: Gateway, job: uuid.UUID | None, store: ObjectStore | None
 ) -> int:
     if args.all or job is None:
-        summary = await verify_all(gw, store)
-        _emit(args, summary, rr.format_summary(summary))
+        summary = await _verify_all_to_stdout(args, gw, store)
         return exitcodes.OK if summary.mismatched == 0 else exitcodes.JOB_FAILED
     result = await verify_one(gw, job)
     if store is not None:
         (result,) = await check_objects(gw, store, [result])
     _emit(args, result, rr.format_verify(result))
     return exitcodes.OK if result.ok else exitcodes.JOB_FAILED
+
+
+async def _verify_all_to_stdout(
+    args: argparse.Namespace, gw: Gateway, store: ObjectStore | None
+) -> rr.VerifySummary:
+    """verify_all for the CLI: --json streams every result as it is checked (the counts come
+    last), text lists the jobs that failed; a progress bar on stderr when it is a terminal."""
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    total = sum((await gw.status_counts()).values()) if bar is not None else 0
+    first = True
+
+    def each(result: rr.VerifyResult) -> None:
+        nonlocal first
+        sys.stdout.write(("" if first else ",") + rr.to_json(result).decode())
+        first = False
+
+    def progress(checked: int) -> None:
+        if bar is not None:
+            bar(ALL_JOBS, checked, max(total, checked))
+
+    if args.json:
+        sys.stdout.write('{"results":[')
+    try:
+        summary = await verify_all(gw, store, each=each if args.json else None, progress=progress)
+    finally:
+        if bar is not None:
+            bar.end()
+    if args.json:
+        sys.stdout.write(
+            f'],"checked":{summary.checked},"ok":{summary.ok},"mismatched":{summary.mismatched}}}\n'
+        )
+    else:
+        print(rr.format_summary(summary))
+    return summary
 
 
 def _run_log(args: argparse.Namespace, job: uuid.UUID | None) -> int:
@@ -194,124 +226,6 @@ def _run_log(args: argparse.Namespace, job: uuid.UUID | None) -> int:
     timelines = [rr.timeline(j, s) for j, s in streams.items()]
     _emit(args, timelines, "\n\n".join(rr.format_timeline(t) for t in timelines))
     return exitcodes.OK
-
-
-# ---- database verification --------------------------------------------------------------
-
-
-def check_stream(
-    job_id: uuid.UUID, rows: Sequence[dict[str, Any]]
-) -> tuple[list[ev.AnyEvent], list[str]]:
-    """Decode a stream read by ``replay_events_for``, noting every row that breaks the log's
-    rules: a seq that is not the next one, a hash that does not chain, an event this version
-    cannot read (unknown type, data the decoder refuses). Never raises for a bad row."""
-    events: list[ev.AnyEvent] = []
-    problems: list[str] = []
-    previous = 0
-    for r in rows:
-        seq = r["seq"]
-        if seq != previous + 1:
-            problems.append(
-                f"seq jumps from {previous} to {seq}: event(s) are missing from the log"
-            )
-        previous = seq
-        if not r["hash_ok"]:
-            problems.append(
-                f"event {seq} ({r['type']}): its hash does not chain to the event before it "
-                "(this row was changed, or an event before it was removed or inserted)"
-            )
-        try:
-            events.append(event_from_record(job_id, r))
-        except PoisonedStreamError as exc:
-            problems.append(f"event {seq} ({r['type']}) is undecodable: {exc.why}")
-    return events, problems
-
-
-def _verify_rows(
-    job_id: uuid.UUID, event_rows: Sequence[dict[str, Any]], row: dict[str, Any] | None
-) -> rr.VerifyResult:
-    events, problems = check_stream(job_id, event_rows)
-    return rr.verify(job_id, events, row, problems=problems, stored_events=len(event_rows))
-
-
-async def verify_one(gw: Gateway, job_id: uuid.UUID) -> rr.VerifyResult:
-    """Check one job's log and compare its replay with its row, re-reading while the job is
-    still moving."""
-    for _ in range(RETRIES):
-        event_rows = await gw.fetch("replay_events_for", [job_id])
-        row = await gw.fetchrow("load_job", job_id)
-        if row is None and not event_rows:
-            raise JobNotFoundError(f"no job {job_id}")
-        if row is None or row["version"] == len(event_rows):
-            break
-        await trio.sleep(0.05)
-    return _verify_rows(job_id, event_rows, row)
-
-
-async def verify_all(gw: Gateway, store: ObjectStore | None = None) -> rr.VerifySummary:
-    """Every job, a page at a time (rows and streams in two reads per page); a job whose log
-    is broken or unreadable is reported and the run goes on. With ``store``, each done job's
-    object is checked too (``check_objects``)."""
-    results: list[rr.VerifyResult] = []
-    after = uuid.UUID(int=0)
-    while True:
-        rows = await gw.fetch("replay_jobs_page", after, PAGE)
-        if not rows:
-            break
-        after = rows[-1]["id"]
-        event_rows = await gw.fetch("replay_events_for", [r["id"] for r in rows])
-        by_job: dict[uuid.UUID, list[dict[str, Any]]] = {}
-        for er in event_rows:
-            by_job.setdefault(er["job_id"], []).append(er)
-        page: list[rr.VerifyResult] = []
-        for row in rows:
-            stream = by_job.get(row["id"], [])
-            if row["version"] != len(stream):
-                page.append(await verify_one(gw, row["id"]))
-            else:
-                page.append(_verify_rows(row["id"], stream, row))
-        results.extend(page if store is None else await check_objects(gw, store, page))
-    return rr.summarize(results)
-
-
-async def check_objects(
-    gw: Gateway, store: ObjectStore, results: Sequence[rr.VerifyResult]
-) -> list[rr.VerifyResult]:
-    """Add to each done job's result what is wrong with its stored object, if anything."""
-    images = {
-        r["job_id"]: r for r in await gw.fetch("replay_images_for", [r.job_id for r in results])
-    }
-    checked: list[rr.VerifyResult] = []
-    for result in results:
-        image = images.get(result.job_id)
-        problem = None
-        if image is None:
-            if result.status == "done":
-                problem = "the job is done but has no imagen.images row"
-        else:
-            problem = await object_problem(store, image)
-        checked.append(result if problem is None else rr.with_problem(result, problem))
-    return checked
-
-
-async def object_problem(store: ObjectStore, image: dict[str, Any]) -> str | None:
-    """Why the object of an imagen.images row is not the one its sha256 names, or None."""
-    where = f"object {image['bucket']}/{image['storage_path']}"
-    if image["bucket"] != store.bucket:
-        return (
-            f"{where}: the configured storage is bucket {store.bucket}; run with the config "
-            "of the worker that stored it"
-        )
-    try:
-        data = await store.get(image["storage_path"])
-    except StorageError as exc:
-        return f"{where} could not be read: {exc}"
-    if data is None:
-        return f"{where} is missing from storage"
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != image["sha256"]:
-        return f"{where} has sha256 {digest[:16]}…, the image row says {image['sha256'][:16]}…"
-    return None
 
 
 async def rerun(args: argparse.Namespace, gw: Gateway, job: uuid.UUID) -> int:

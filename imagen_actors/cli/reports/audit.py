@@ -59,6 +59,8 @@ class StuckRow(msgspec.Struct, frozen=True, kw_only=True):
     lease_expires_at: datetime | None
     run_after: datetime | None
     overdue_s: float
+    # How many jobs are stuck in all (the report lists the most overdue ones only).
+    total: int = 0
 
 
 class ThroughputRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,8 +89,9 @@ def rows_as(cls: type[T], rows: Iterable[Mapping[str, Any]]) -> list[T]:
 
 
 def parse_since(text: str | None, *, now: datetime | None = None) -> datetime | None:
-    """``--since``: an ISO date or datetime (naive = UTC), or a span back from now (``24h``)."""
-    if text is None:
+    """``--since``: an ISO date or datetime (naive = UTC), a span back from now (``24h``), or
+    ``all`` (no window: None)."""
+    if text is None or text.strip().lower() == "all":
         return None
     m = _RELATIVE.match(text)
     if m:
@@ -99,7 +102,7 @@ def parse_since(text: str | None, *, now: datetime | None = None) -> datetime | 
     except ValueError:
         raise ValueError(
             f"--since {text!r} is neither an ISO date/datetime (2026-11-01, "
-            "2026-11-01T08:00) nor a span like 90m, 24h, 7d"
+            "2026-11-01T08:00) nor a span like 90m, 24h, 7d; 'all' reads the whole history"
         ) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
@@ -171,7 +174,11 @@ def format_stuck(rows: Sequence[StuckRow]) -> str:
         ]
         for r in rows
     ]
-    return _table(["job", "reason", "backend", "worker", "attempts", "overdue", "since"], body)
+    text = _table(["job", "reason", "backend", "worker", "attempts", "overdue", "since"], body)
+    more = rows[0].total - len(rows)
+    if more > 0:
+        text += f"\n+{more:,} more stuck job(s) not listed (--limit raises the count)"
+    return text
 
 
 def throughput_table(rows: Sequence[ThroughputRow]) -> list[tuple[datetime, dict[str, int]]]:

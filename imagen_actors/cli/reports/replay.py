@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import attrs
 import msgspec
 
 from imagen_actors.core import events as ev
@@ -57,7 +58,30 @@ class VerifySummary(msgspec.Struct, frozen=True, kw_only=True):
     checked: int
     ok: int
     mismatched: int
+    # Every result for a log (``summarize``); for the database (``Tally``), only the jobs
+    # that did not verify: `replay --all` keeps nothing per good job, whatever the history.
     results: list[VerifyResult]
+
+
+@attrs.define
+class Tally:
+    """Counts results as they stream past, keeping only the ones that are not ok."""
+
+    checked: int = 0
+    ok: int = 0
+    failed: list[VerifyResult] = attrs.Factory(list)
+
+    def add(self, result: VerifyResult) -> None:
+        self.checked += 1
+        if result.ok:
+            self.ok += 1
+        else:
+            self.failed.append(result)
+
+    def summary(self) -> VerifySummary:
+        return VerifySummary(
+            checked=self.checked, ok=self.ok, mismatched=len(self.failed), results=self.failed
+        )
 
 
 def details(event: ev.Event) -> dict[str, Any]:

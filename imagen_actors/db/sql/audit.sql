@@ -2,8 +2,9 @@
 -- Every block is also a recipe in docs/audit.md. $n are asyncpg placeholders; NULL = no filter.
 
 -- name: audit_latency
--- p50/p95/p99 per backend and stage, from the imagen.job_stage_latency view.
--- $1 since (timestamptz or NULL), $2 backend (text or NULL).
+-- p50/p95/p99 per backend and stage, from imagen.job_stage_latency_since (schema 0014: the
+-- window's events in one pass). $1 since (timestamptz or NULL: all time, a full scan),
+-- $2 backend (text or NULL).
 SELECT l.backend,
        s.stage,
        count(*)::int AS n,
@@ -11,13 +12,12 @@ SELECT l.backend,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY s.ms) AS p95_ms,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY s.ms) AS p99_ms,
        max(s.ms) AS max_ms
-FROM imagen.job_stage_latency l
+FROM imagen.job_stage_latency_since(coalesce($1::timestamptz, '-infinity')) l
 CROSS JOIN LATERAL (VALUES (1, 'queue_wait', l.queue_wait_ms),
                            (2, 'generation', l.generation_ms),
                            (3, 'upload', l.upload_ms),
                            (4, 'total', l.total_ms)) AS s(ord, stage, ms)
 WHERE s.ms IS NOT NULL
-  AND ($1::timestamptz IS NULL OR l.created_at >= $1::timestamptz)
   AND ($2::text IS NULL OR l.backend = $2::text)
 GROUP BY l.backend, s.ord, s.stage
 ORDER BY l.backend, s.ord;
@@ -62,23 +62,26 @@ ORDER BY count(DISTINCT job_id) DESC, max(occurred_at) DESC;
 
 -- name: audit_stuck
 -- Running past the lease (the Reaper should have taken it back), or pending longer than
--- $1 seconds. overdue_s: seconds past the lease, or the pending job's age.
-SELECT j.id,
-       CASE WHEN j.status = 'running' THEN 'lease expired' ELSE 'pending too long' END AS reason,
-       j.status,
-       j.backend,
-       j.worker_id,
-       j.attempts,
-       j.max_attempts,
-       j.created_at,
-       j.lease_expires_at,
-       j.run_after,
-       extract(epoch FROM now() - CASE WHEN j.status = 'running' THEN j.lease_expires_at
-                                       ELSE j.created_at END)::float8 AS overdue_s
-FROM imagen.jobs j
-WHERE (j.status = 'running' AND j.lease_expires_at < now())
-   OR (j.status = 'pending' AND j.created_at < now() - make_interval(secs => $1::float8))
-ORDER BY overdue_s DESC;
+-- $1 seconds; the $2 most overdue, each row with the count of all stuck jobs (total).
+-- overdue_s: seconds past the lease, or the pending job's age. Reads only running and
+-- pending rows (jobs_running_by_lease, jobs_pending_head).
+WITH stuck AS (
+    SELECT j.id, 'lease expired' AS reason, j.status, j.backend, j.worker_id, j.attempts,
+           j.max_attempts, j.created_at, j.lease_expires_at, j.run_after,
+           extract(epoch FROM now() - j.lease_expires_at)::float8 AS overdue_s
+    FROM imagen.jobs j
+    WHERE j.status = 'running' AND j.lease_expires_at < now()
+    UNION ALL
+    SELECT j.id, 'pending too long', j.status, j.backend, j.worker_id, j.attempts,
+           j.max_attempts, j.created_at, j.lease_expires_at, j.run_after,
+           extract(epoch FROM now() - j.created_at)::float8
+    FROM imagen.jobs j
+    WHERE j.status = 'pending' AND j.created_at < now() - make_interval(secs => $1::float8)
+)
+SELECT stuck.*, count(*) OVER ()::int AS total
+FROM stuck
+ORDER BY overdue_s DESC
+LIMIT $2;
 
 -- name: audit_throughput
 -- Jobs finished per hour (UTC) by outcome, from the terminal events. $1 since (or NULL).
@@ -104,9 +107,34 @@ WHERE j.owner_user_id = $1
 ORDER BY j.created_at DESC
 LIMIT $2;
 
--- name: replay_jobs_page
--- Keyset page of job rows for `replay --verify --all`: ids after $1, at most $2.
-SELECT * FROM imagen.jobs WHERE id > $1 ORDER BY id LIMIT $2;
+-- name: replay_page
+-- One keyset page of `replay --verify --all` in one statement: up to $2 job rows with ids
+-- after $1, each with its whole stream as parallel arrays in seq order, and what `replay
+-- --verify` checks per event: hash_oks (the stored hash is the link imagen.job_event_hash
+-- computes from the previous row's hash and this row; schema 0009). A job with no events
+-- has NULL arrays.
+WITH page AS (
+    SELECT * FROM imagen.jobs WHERE id > $1 ORDER BY id LIMIT $2
+)
+SELECT p.*, s.seqs, s.types, s.datas, s.actors, s.worker_ids, s.occurred_ats, s.hash_oks
+FROM page p
+LEFT JOIN LATERAL (
+    SELECT array_agg(x.seq ORDER BY x.seq) AS seqs,
+           array_agg(x.type ORDER BY x.seq) AS types,
+           array_agg(x.data ORDER BY x.seq) AS datas,
+           array_agg(x.actor ORDER BY x.seq) AS actors,
+           array_agg(x.worker_id ORDER BY x.seq) AS worker_ids,
+           array_agg(x.occurred_at ORDER BY x.seq) AS occurred_ats,
+           array_agg(x.hash_ok ORDER BY x.seq) AS hash_oks
+    FROM (
+        SELECT e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at,
+               e.hash = imagen.job_event_hash(lag(e.hash) OVER (ORDER BY e.seq), e.job_id,
+                                              e.seq, e.type, e.actor, e.worker_id,
+                                              e.occurred_at, e.data) AS hash_ok
+        FROM imagen.job_events e WHERE e.job_id = p.id
+    ) x
+) s ON true
+ORDER BY p.id;
 
 -- name: replay_events_for
 -- The streams of a page of jobs, in order, with what `replay --verify` checks per event:

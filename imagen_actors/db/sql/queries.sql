@@ -14,29 +14,77 @@ FROM imagen.job_events e JOIN locked l ON e.job_id = l.id
 ORDER BY e.seq;
 
 -- name: claim_next_and_load_events
--- The oldest claimable pending job, skipping rows another worker has locked. $1: this
--- worker's backends (NULL: any). A job for another backend is claimable too when no worker
--- seen in the last $2 seconds offers it and it has waited $3 seconds
--- (worker.unserved_backend_grace_s) since it last became pending (updated_at: its last
--- event, submitted or requeued): nobody can run it, so the claimant fails it (unserved).
--- A served job matches on the first two tests; only the others read imagen.workers.
-WITH next AS (
-    SELECT j.id, j.version,
-           ($1::text[] IS NOT NULL AND j.backend <> ALL($1::text[])) AS unserved
-    FROM imagen.jobs j
-    WHERE j.status = 'pending' AND (j.run_after IS NULL OR j.run_after <= now())
-      AND ($1::text[] IS NULL
-           OR j.backend = ANY($1::text[])
-           OR (j.updated_at <= now() - make_interval(secs => $3::float8)
-               AND NOT EXISTS (SELECT 1 FROM imagen.workers w
-                               WHERE j.backend = ANY(w.backends)
-                                 AND w.last_seen_at > now() - make_interval(secs => $2::float8))))
-    ORDER BY j.created_at, j.id
+-- The oldest claimable pending job of this worker's backends ($1; NULL: every backend that
+-- has pending jobs), skipping rows another worker has locked. One probe of jobs_pending_head
+-- per backend (its oldest claimable head, locked SKIP LOCKED), then the oldest of those: no
+-- other backend's rows are read, however long their backlog (schema 0013).
+WITH RECURSIVE pending_backends (backend) AS (
+    (SELECT j.backend FROM imagen.jobs j WHERE j.status = 'pending' AND $1::text[] IS NULL
+     ORDER BY j.backend LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.backend FROM imagen.jobs j
+            WHERE j.status = 'pending' AND j.backend > p.backend ORDER BY j.backend LIMIT 1)
+    FROM pending_backends p WHERE p.backend IS NOT NULL
+), offered (backend) AS (
+    SELECT unnest($1::text[])
+    UNION ALL
+    SELECT backend FROM pending_backends WHERE backend IS NOT NULL
+), next AS (
+    SELECT h.id, h.version
+    FROM offered o
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.version, j.created_at FROM imagen.jobs j
+        WHERE j.status = 'pending' AND j.backend = o.backend
+          AND (j.run_after IS NULL OR j.run_after <= now())
+        ORDER BY j.created_at, j.id
+        LIMIT 1
+        FOR UPDATE OF j SKIP LOCKED
+    ) h
+    ORDER BY h.created_at, h.id
     LIMIT 1
-    FOR UPDATE OF j SKIP LOCKED
 )
 SELECT e.job_id, e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at, now() AS db_now,
-       n.version AS locked_version, n.unserved
+       n.version AS locked_version, false AS unserved
+FROM imagen.job_events e JOIN next n ON e.job_id = n.id
+ORDER BY e.seq;
+
+-- name: claim_unserved_and_load_events
+-- The rarer path (Gateway.claim runs it at most every few seconds): the oldest pending job
+-- of a backend that neither this worker ($1) nor any worker seen in the last $2 seconds
+-- offers, once it has waited $3 seconds (worker.unserved_backend_grace_s) since it last
+-- became pending (updated_at: its last event, submitted or requeued). Nobody can run it, so
+-- the claimant fails it. The backends with pending jobs come from a skip scan of
+-- jobs_pending_head (one probe per distinct backend); only unserved backends' rows are read.
+WITH RECURSIVE pending_backends (backend) AS (
+    (SELECT j.backend FROM imagen.jobs j WHERE j.status = 'pending'
+     ORDER BY j.backend LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.backend FROM imagen.jobs j
+            WHERE j.status = 'pending' AND j.backend > p.backend ORDER BY j.backend LIMIT 1)
+    FROM pending_backends p WHERE p.backend IS NOT NULL
+), unserved (backend) AS (
+    SELECT p.backend FROM pending_backends p
+    WHERE p.backend IS NOT NULL AND p.backend <> ALL($1::text[])
+      AND NOT EXISTS (SELECT 1 FROM imagen.workers w
+                      WHERE p.backend = ANY(w.backends)
+                        AND w.last_seen_at > now() - make_interval(secs => $2::float8))
+), next AS (
+    SELECT h.id, h.version
+    FROM unserved u
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.version, j.created_at FROM imagen.jobs j
+        WHERE j.status = 'pending' AND j.backend = u.backend
+          AND (j.run_after IS NULL OR j.run_after <= now())
+          AND j.updated_at <= now() - make_interval(secs => $3::float8)
+        ORDER BY j.created_at, j.id
+        LIMIT 1
+        FOR UPDATE OF j SKIP LOCKED
+    ) h
+    ORDER BY h.created_at, h.id
+    LIMIT 1
+)
+SELECT e.job_id, e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at, now() AS db_now,
+       n.version AS locked_version, true AS unserved
 FROM imagen.job_events e JOIN next n ON e.job_id = n.id
 ORDER BY e.seq;
 
@@ -94,6 +142,7 @@ RETURNING version;
 
 -- name: next_run_after
 -- Seconds until the earliest backed-off job becomes claimable (database clock), or NULL.
+-- On jobs_pending_backoff (schema 0013): reads one index entry, not the pending rows.
 SELECT extract(epoch FROM min(run_after) - now())::float8
 FROM imagen.jobs WHERE status = 'pending' AND run_after > now();
 
@@ -207,7 +256,16 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 RETURNING id;
 
 -- name: status_counts
-SELECT status, count(*)::int AS n FROM imagen.jobs GROUP BY status ORDER BY status;
+-- Jobs per status from the counters the projection write keeps (schema 0014): 64 rows,
+-- whatever the history. Only statuses that have jobs.
+SELECT s.status, s.n::int AS n
+FROM (SELECT sum(pending) AS pending, sum(running) AS running, sum(done) AS done,
+             sum(failed) AS failed, sum(cancelled) AS cancelled
+      FROM imagen.job_status_counts) c
+CROSS JOIN LATERAL (VALUES ('cancelled', c.cancelled), ('done', c.done), ('failed', c.failed),
+                           ('pending', c.pending), ('running', c.running)) AS s(status, n)
+WHERE s.n > 0
+ORDER BY s.status;
 
 -- name: running_jobs
 SELECT id, worker_id, attempts, max_attempts, lease_expires_at, started_at, backend,
@@ -215,6 +273,7 @@ SELECT id, worker_id, attempts, max_attempts, lease_expires_at, started_at, back
 FROM imagen.jobs WHERE status = 'running' ORDER BY started_at;
 
 -- name: latest_failures
+-- On jobs_failed_by_finish (schema 0013).
 SELECT id, error, attempts, finished_at, backend
 FROM imagen.jobs WHERE status = 'failed' ORDER BY finished_at DESC LIMIT $1;
 
@@ -222,15 +281,27 @@ FROM imagen.jobs WHERE status = 'failed' ORDER BY finished_at DESC LIMIT $1;
 -- Backends of pending jobs that no worker seen in the last $1 seconds offers
 -- (worker.backend_absent_after_s): those jobs wait for a host that offers them, then fail
 -- once they waited worker.unserved_backend_grace_s. waited_s: the longest wait, since the
--- job last became pending (as the claim measures it).
-SELECT j.backend, count(*)::int AS n,
-       extract(epoch FROM now() - min(j.updated_at))::float8 AS waited_s
-FROM imagen.jobs j
-WHERE j.status = 'pending'
+-- job last became pending (as the claim measures it). The backends come from a skip scan of
+-- jobs_pending_head; only the unserved backends' rows are counted.
+WITH RECURSIVE pending_backends (backend) AS (
+    (SELECT j.backend FROM imagen.jobs j WHERE j.status = 'pending'
+     ORDER BY j.backend LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.backend FROM imagen.jobs j
+            WHERE j.status = 'pending' AND j.backend > p.backend ORDER BY j.backend LIMIT 1)
+    FROM pending_backends p WHERE p.backend IS NOT NULL
+)
+SELECT p.backend, c.n, c.waited_s
+FROM pending_backends p
+CROSS JOIN LATERAL (
+    SELECT count(*)::int AS n, extract(epoch FROM now() - min(j.updated_at))::float8 AS waited_s
+    FROM imagen.jobs j WHERE j.status = 'pending' AND j.backend = p.backend
+) c
+WHERE p.backend IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM imagen.workers w
-                  WHERE j.backend = ANY(w.backends)
+                  WHERE p.backend = ANY(w.backends)
                     AND w.last_seen_at > now() - make_interval(secs => $1::float8))
-GROUP BY j.backend ORDER BY j.backend;
+ORDER BY p.backend;
 
 -- name: unhealthy_dependencies
 -- The dependencies live workers (seen in the last $1 seconds) report unhealthy: `status`,
