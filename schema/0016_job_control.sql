@@ -157,3 +157,12 @@ BEGIN
     END IF;
 END
 $grant$;
+
+-- ... and reads the maintained status counts (0014) for `status` and /metrics.
+DO $grant$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'imagen_worker') THEN
+        GRANT SELECT ON imagen.job_status_counts TO imagen_worker;
+    END IF;
+END
+$grant$;

@@ -21,11 +21,8 @@ import trio_asyncio
 
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import (
-    ConcurrencyError,
-    ConstraintViolationError,
     DatabaseError,
     DatabaseUnavailableError,
-    JobNotFoundError,
 )
 from imagen_actors.core.records import (
     CompletionRows,
@@ -36,6 +33,7 @@ from imagen_actors.core.records import (
     Transition,
     UsageRow,
 )
+from imagen_actors.db.errors import translate
 from imagen_actors.db.named_queries import NamedQueries
 from imagen_actors.db.notifications import Notifications
 from imagen_actors.db.sql import query
@@ -54,39 +52,6 @@ DEFAULT_STATEMENT_TIMEOUT_MS: Final = 15_000
 CONNECT_TIMEOUT_S: Final = 10.0
 # How often a claim also looks for jobs of backends nobody offers (the rarer claim path).
 UNSERVED_EVERY_S: Final = 5.0
-
-
-def _translate(exc: BaseException) -> BaseException:
-    """Map an asyncpg/asyncio failure to the project's own error, or return it unchanged."""
-    if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name in (
-        "job_events_job_seq_unique",
-    ):
-        return ConcurrencyError(f"another writer advanced the job first ({exc.detail})")
-    if isinstance(exc, asyncpg.NoDataFoundError):
-        # P0002 from our SQL functions (cancel_job, retry_job): "no job X of yours".
-        return JobNotFoundError(exc.message)
-    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-        return ConstraintViolationError(
-            f"{exc.message} (constraint {exc.constraint_name or 'unnamed'})"
-            + (f"; {exc.hint}" if getattr(exc, "hint", None) else ""),
-            constraint=exc.constraint_name,
-        )
-    if isinstance(
-        exc,
-        OSError
-        | TimeoutError
-        | asyncpg.ConnectionDoesNotExistError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.TooManyConnectionsError
-        | asyncpg.AdminShutdownError
-        | asyncpg.InterfaceError
-        # A connection left mid-operation (e.g. by a cancelled call) refuses the next one.
-        | asyncpg.InternalClientError,
-    ):
-        return DatabaseUnavailableError(f"database unavailable: {exc}")
-    if isinstance(exc, asyncpg.PostgresError):
-        return DatabaseError(f"{type(exc).__name__}: {exc}")
-    return exc
 
 
 class _UsageRefusedError(Exception):
@@ -153,7 +118,7 @@ class Gateway(NamedQueries):
                 )
             except Exception as exc:
                 # Exception, not BaseException: Cancelled and KeyboardInterrupt pass as they are.
-                translated = _translate(exc)
+                translated = translate(exc)
                 if translated is exc:
                     raise
                 raise translated from exc
@@ -175,7 +140,7 @@ class Gateway(NamedQueries):
             OSError,
             TimeoutError,
         ) as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         return result
 
     # ---- transitions -------------------------------------------------------------
@@ -275,7 +240,7 @@ class Gateway(NamedQueries):
                     try:
                         usage_id = await conn.fetchval(query("insert_usage"), *usage.columns())
                     except asyncpg.PostgresError as exc:
-                        if isinstance(_translate(exc), DatabaseUnavailableError):
+                        if isinstance(translate(exc), DatabaseUnavailableError):
                             raise
                         # Aborts this transaction; the caller completes without the row.
                         raise _UsageRefusedError(f"{type(exc).__name__}: {exc}") from exc
