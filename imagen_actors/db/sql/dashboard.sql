@@ -33,7 +33,7 @@ FROM imagen.workers w ORDER BY w.last_seen_at DESC LIMIT $1;
 
 -- name: dash_running
 -- Running jobs with their step progress: jobs_running_by_lease.
-SELECT id, backend, worker_id, attempts, max_attempts, started_at, lease_expires_at,
+SELECT id, status, backend, worker_id, attempts, max_attempts, started_at, lease_expires_at,
        progress_step, progress_total, left(prompt, 80) AS prompt, version
 FROM imagen.jobs WHERE status = 'running' ORDER BY lease_expires_at, id LIMIT $1;
 

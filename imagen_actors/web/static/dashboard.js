@@ -25,7 +25,7 @@
     td.appendChild(a);
   }
   function progressText(j) {
-    return j.progress_total ? j.progress_step + "/" + j.progress_total : "";
+    return j.status === "running" && j.progress_total ? j.progress_step + "/" + j.progress_total : "";
   }
 
   function renderQueue(queue) {
@@ -58,7 +58,7 @@
       cell(tr, r.worker_id || "-");
       cell(tr, r.attempts + "/" + r.max_attempts);
       const td = cell(tr, "");
-      if (r.progress_total) {
+      if (progressText(r)) {
         const bar = document.createElement("progress");
         bar.max = r.progress_total;
         bar.value = r.progress_step || 0;
