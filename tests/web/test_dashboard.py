@@ -155,3 +155,27 @@ async def test_events_stream_pushes_a_new_job_live(web_config: Config, gateway: 
                     received += await sock.receive_some(65536)
         message = received[received.index(str(job).encode()) :].split(b"\n\n")[0]
         assert b'"status":"pending"' in message
+
+
+async def test_workers_show_their_health_with_or_without_the_column(
+    web_config: Config, gateway: Gateway
+) -> None:
+    await gateway.execute_sql(
+        "INSERT INTO imagen.workers (worker_id, backends, hostname, pid) "
+        "VALUES ('w-dash', ARRAY['mock', 'comfy'], 'gpu-host', 42)"
+    )
+    async with dashboard(web_config) as url, httpx.AsyncClient(base_url=url) as http:
+        before = (await http.get("/")).text
+        assert "w-dash" in before and "mock, comfy" in before and "healthy" in before
+        # The column another migration adds: read through to_jsonb, so both shapes render.
+        await gateway.execute_sql(
+            "ALTER TABLE imagen.workers ADD COLUMN IF NOT EXISTS health jsonb "
+            "NOT NULL DEFAULT '{}'::jsonb"
+        )
+        await gateway.execute_sql(
+            "UPDATE imagen.workers SET health = jsonb_build_object('comfy', jsonb_build_object("
+            "'fault', 'dependency', 'reason', 'connection refused', "
+            "'since', '2026-12-01T10:00:00Z')) WHERE worker_id = 'w-dash'"
+        )
+        after = (await http.get("/")).text
+        assert "comfy: dependency: connection refused" in after
