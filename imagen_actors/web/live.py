@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import trio
@@ -22,6 +22,8 @@ SAFETY_S: Final = 5.0
 # At most this many ticks per second, however many notifications arrive.
 THROTTLE_S: Final = 0.25
 HEARTBEAT_S: Final = 15.0
+# The done/failed/cancelled counts of the last 24 h are re-read at most this often.
+FINISHED_EVERY_S: Final = 10.0
 RECONNECT_S: Final = 1.0
 
 log = logging.getLogger(__name__)
@@ -79,10 +81,14 @@ def sse(event: str, payload: object, *, event_id: int | None = None) -> bytes:
 async def stream(gw: Gateway, ticks: Ticks, after: int) -> AsyncIterator[bytes]:
     """The body of GET /events: an update after every tick, a comment line as heartbeat."""
     cursor = after
+    finished: list[dict[str, Any]] = []
+    finished_at = -FINISHED_EVERY_S
     yield b"retry: 2000\n\n"
     while True:
         tick = ticks.current()
-        update = await data.live_update(gw, cursor)
+        if trio.current_time() - finished_at >= FINISHED_EVERY_S:
+            finished, finished_at = await data.finished_counts(gw), trio.current_time()
+        update = await data.live_update(gw, cursor, finished)
         cursor = update["cursor"]
         yield sse("update", update, event_id=cursor)
         with trio.move_on_after(HEARTBEAT_S) as idle:
