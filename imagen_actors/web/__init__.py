@@ -1,0 +1,1 @@
+"""The operator's dashboard (``imagen-actors serve``): Starlette on Hypercorn's Trio worker."""
