@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from imagen_actors.cli.commands.replay import verify_one
+from imagen_actors.cli.replay_verify import verify_one
 from imagen_actors.cli.reports import replay as rr
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.db.transactions import PoisonedStreamError
