@@ -34,6 +34,7 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("roundtrip.py", ["--n", "50"]),
     ("bridge.py", ["--n", "100"]),
     ("growth.py", ["--quick"]),
+    ("cancel.py", ["--n", "10"]),
 ]
 
 
