@@ -44,6 +44,35 @@ def _header(state: JobState, now: datetime, actor: str, worker_id: str | None) -
     return {"job_id": state.id, "occurred_at": now, "actor": actor, "worker_id": worker_id}
 
 
+# What a generation produced, as both GenerationSucceeded and GenerationReused carry it.
+OUTCOME_FIELDS: Final = (
+    "backend",
+    "model",
+    "seed",
+    "mime",
+    "bytes",
+    "sha256",
+    "latency_ms",
+    "cost_usd_estimate",
+    "metadata",
+)
+
+
+def outcome_fields(outcome: object) -> dict[str, Any]:
+    """The OUTCOME_FIELDS of a GenerationOutcome or a recorded GenerationSucceeded."""
+    return {name: getattr(outcome, name) for name in OUTCOME_FIELDS}
+
+
+def lease_renewed(
+    state: JobState, now: datetime, actor: str, worker_id: str, lease_s: float
+) -> ev.LeaseExtended:
+    """A renewal of the lease by ``worker_id`` for ``lease_s`` from ``now``."""
+    return ev.LeaseExtended(
+        **_header(state, now, actor, worker_id),
+        lease_expires_at=now + timedelta(seconds=lease_s),
+    )
+
+
 def _held(state: JobState, worker_id: str, attempt: int) -> None:
     """The job is still running the claim this decision works for: ours, same attempt."""
     if state.status != "running" or state.worker_id != worker_id:
@@ -98,12 +127,7 @@ def extend_lease(
 ) -> Decide:
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
         _working(state, worker_id, attempt)
-        return [
-            ev.LeaseExtended(
-                **_header(state, now, actor, worker_id),
-                lease_expires_at=now + timedelta(seconds=lease_s),
-            )
-        ]
+        return [lease_renewed(state, now, actor, worker_id, lease_s)]
 
     return decide
 
@@ -121,10 +145,7 @@ def record_progress(
                 step=step,
                 total=total,
             ),
-            ev.LeaseExtended(
-                **_header(state, now, actor, worker_id),
-                lease_expires_at=now + timedelta(seconds=lease_s),
-            ),
+            lease_renewed(state, now, actor, worker_id, lease_s),
         ]
 
     return decide
@@ -144,21 +165,9 @@ def generation_succeeded(
         _working(state, worker_id, attempt)
         return [
             ev.GenerationSucceeded(
-                **_header(state, now, actor, worker_id),
-                backend=outcome.backend,
-                model=outcome.model,
-                seed=outcome.seed,
-                mime=outcome.mime,
-                bytes=outcome.bytes,
-                sha256=outcome.sha256,
-                latency_ms=outcome.latency_ms,
-                cost_usd_estimate=outcome.cost_usd_estimate,
-                metadata=outcome.metadata,
+                **_header(state, now, actor, worker_id), **outcome_fields(outcome)
             ),
-            ev.LeaseExtended(
-                **_header(state, now, actor, worker_id),
-                lease_expires_at=now + timedelta(seconds=lease_s),
-            ),
+            lease_renewed(state, now, actor, worker_id, lease_s),
         ]
 
     return decide

@@ -7,10 +7,10 @@ again. ``kept_generation`` finds it in the stream; ``reuse_generation`` records 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from imagen_actors.core import events as ev
-from imagen_actors.core.decisions import _header, _held
+from imagen_actors.core.decisions import _header, _held, lease_renewed, outcome_fields
 from imagen_actors.core.fold import JobState
 from imagen_actors.core.records import Decide
 
@@ -43,22 +43,9 @@ def reuse_generation(
         _held(state, worker_id, attempt)
         return [
             ev.GenerationReused(
-                **_header(state, now, actor, worker_id),
-                path=path,
-                backend=succeeded.backend,
-                model=succeeded.model,
-                seed=succeeded.seed,
-                mime=succeeded.mime,
-                bytes=succeeded.bytes,
-                sha256=succeeded.sha256,
-                latency_ms=succeeded.latency_ms,
-                cost_usd_estimate=succeeded.cost_usd_estimate,
-                metadata=succeeded.metadata,
+                **_header(state, now, actor, worker_id), path=path, **outcome_fields(succeeded)
             ),
-            ev.LeaseExtended(
-                **_header(state, now, actor, worker_id),
-                lease_expires_at=now + timedelta(seconds=lease_s),
-            ),
+            lease_renewed(state, now, actor, worker_id, lease_s),
         ]
 
     return decide
