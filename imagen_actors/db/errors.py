@@ -42,6 +42,12 @@ def translate(exc: BaseException) -> BaseException:
         | asyncpg.InternalClientError,
     ):
         return DatabaseUnavailableError(f"database unavailable: {exc}")
+    if isinstance(exc, asyncpg.ObjectNotInPrerequisiteStateError) and (
+        "not currently accepting connections" in str(exc)
+    ):
+        # ALLOW_CONNECTIONS false (maintenance, a restore): the database is unavailable for
+        # now, as when it is down; not our SQL's 55000 ("only a failed ... job").
+        return DatabaseUnavailableError(f"database unavailable: {exc}")
     if isinstance(exc, asyncpg.PostgresError):
         return DatabaseError(f"{type(exc).__name__}: {exc}")
     return exc
