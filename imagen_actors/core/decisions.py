@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+import msgspec
+
 from imagen_actors.core import events as ev
 from imagen_actors.core.backoff import Backoff, Rng
 from imagen_actors.core.error_text import shown
@@ -45,16 +47,10 @@ def _header(state: JobState, now: datetime, actor: str, worker_id: str | None) -
 
 
 # What a generation produced, as both GenerationSucceeded and GenerationReused carry it.
-OUTCOME_FIELDS: Final = (
-    "backend",
-    "model",
-    "seed",
-    "mime",
-    "bytes",
-    "sha256",
-    "latency_ms",
-    "cost_usd_estimate",
-    "metadata",
+OUTCOME_FIELDS: Final = tuple(
+    f.name
+    for f in msgspec.structs.fields(ev.Generated)
+    if f.name not in {g.name for g in msgspec.structs.fields(ev.Event)}
 )
 
 

@@ -68,7 +68,10 @@ class GenerationProgress(Event, frozen=True, kw_only=True):
     total: int
 
 
-class GenerationSucceeded(Event, frozen=True, kw_only=True):
+class Generated(Event, frozen=True, kw_only=True):
+    """What a generation produced: the fields GenerationSucceeded and GenerationReused share
+    (not itself an event of the union)."""
+
     backend: str
     model: str
     seed: int
@@ -80,21 +83,16 @@ class GenerationSucceeded(Event, frozen=True, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class GenerationReused(Event, frozen=True, kw_only=True):
+class GenerationSucceeded(Generated, frozen=True, kw_only=True):
+    pass
+
+
+class GenerationReused(Generated, frozen=True, kw_only=True):
     """This attempt uploads the image an earlier attempt generated and kept at ``path``
     (its sha256 checked again), instead of rendering it a second time: the earlier upload
     failed on a storage outage. Restores the generation outcome, so ImageStored is legal."""
 
     path: str
-    backend: str
-    model: str
-    seed: int
-    mime: str
-    bytes: int
-    sha256: str
-    latency_ms: int
-    cost_usd_estimate: float = 0.0
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class GenerationFailed(Event, frozen=True, kw_only=True):

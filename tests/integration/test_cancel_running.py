@@ -3,6 +3,7 @@ image row, no object, no usage row. A cancel after the image was stored comes to
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import attrs
@@ -20,21 +21,21 @@ from tests.support.worker import make_config, running_worker, wait_terminal
 pytestmark = pytest.mark.db
 
 
-async def wait_running(gw: Gateway, job: object, event: type[ev.Event]) -> None:
+async def wait_running(gw: Gateway, job: uuid.UUID, event: type[ev.Event]) -> None:
     with trio.fail_after(30):
-        while not any(isinstance(e, event) for e in await gw.load_events(job)):  # type: ignore[arg-type]
+        while not any(isinstance(e, event) for e in await gw.load_events(job)):
             await trio.sleep(0.02)
 
 
-async def assert_cancelled_cleanly(gw: Gateway, job: object, tmp_path: Path) -> None:
-    row = await wait_terminal(gw, job, timeout=30)  # type: ignore[arg-type]
+async def assert_cancelled_cleanly(gw: Gateway, job: uuid.UUID, tmp_path: Path) -> None:
+    row = await wait_terminal(gw, job, timeout=30)
     assert (row["status"], row["error"]) == ("cancelled", "stop it")
     for table in ("imagen.images", "mai.imagen_usage"):
         assert not await gw.fetch_sql(f"SELECT 1 FROM {table} WHERE job_id = $1", job)
     assert not list((tmp_path / "objects").rglob("*.png"))
-    events = await gw.load_events(job)  # type: ignore[arg-type]
+    events = await gw.load_events(job)
     assert [type(e).__name__ for e in events][-2:] == ["JobCancelRequested", "JobCancelled"]
-    await assert_replay_matches(gw, job)  # type: ignore[arg-type]
+    await assert_replay_matches(gw, job)
 
 
 async def test_a_running_mock_job_stops_within_a_second(database_url: str, tmp_path: Path) -> None:
