@@ -103,8 +103,9 @@ class Dashboard:
     async def events(self, request: Request) -> Response:
         raw = request.headers.get("last-event-id") or request.query_params.get("after", "")
         after = int(raw) if raw.isdigit() else await self.gw.fetchval("dash_last_event_id")
+        job = _uuid(request.query_params.get("job", ""))
         return StreamingResponse(
-            live.stream(self.gw, self.ticks, after),
+            live.stream(self.gw, self.ticks, after, job),
             media_type="text/event-stream",
             headers={"x-accel-buffering": "no"},
         )
@@ -149,8 +150,12 @@ def _back(job_id: uuid.UUID, note: str, *, status: int = 303) -> Response:
 
 
 def _job_id(request: Request) -> uuid.UUID | None:
+    return _uuid(request.path_params["job_id"])
+
+
+def _uuid(raw: str) -> uuid.UUID | None:
     try:
-        return uuid.UUID(request.path_params["job_id"])
+        return uuid.UUID(raw) if raw else None
     except ValueError:
         return None
 

@@ -65,11 +65,17 @@ async def finished_counts(gw: Gateway) -> list[dict[str, Any]]:
     return await gw.fetch("dash_queue_finished", datetime.now(UTC) - WINDOW)
 
 
-async def live_update(gw: Gateway, after: int, finished: list[dict[str, Any]]) -> dict[str, Any]:
+async def live_update(
+    gw: Gateway, after: int, finished: list[dict[str, Any]], job: uuid.UUID | None = None
+) -> dict[str, Any]:
     """What changed since event position ``after``, plus the running set and the queue
-    (live counts now, ``finished`` as last read)."""
+    (live counts now, ``finished`` as last read). A job page's stream (``job``) gets only
+    that job's row, read afresh on every tick: an event position is taken when a transaction
+    inserts, not when it commits, so a cursor alone can step over a late commit."""
     changed = await gw.fetch("dash_changed_since", after, CHANGED_EVENTS)
     cursor = max([after, *(r["event_id"] for r in changed)])
+    if job is not None:
+        return {"cursor": cursor, "job": await gw.fetchrow("dash_job_live", job)}
     return {
         "cursor": cursor,
         "queue": queue_table(await gw.fetch("dash_queue_live"), finished),
@@ -79,6 +85,9 @@ async def live_update(gw: Gateway, after: int, finished: list[dict[str, Any]]) -
 
 
 async def job_page(gw: Gateway, job_id: uuid.UUID) -> dict[str, Any] | None:
+    # The position is read before the job: whatever changes after the row was read is after
+    # it too, so the page's live stream starts from there and misses nothing in between.
+    cursor = await gw.fetchval("dash_last_event_id")
     job = await gw.fetchrow("dash_job", job_id)
     if job is None:
         return None
@@ -89,6 +98,7 @@ async def job_page(gw: Gateway, job_id: uuid.UUID) -> dict[str, Any] | None:
     except PoisonedStreamError as exc:
         unreadable = str(exc)
     return {
+        "cursor": cursor,
         "job": job,
         "timeline": timeline,
         "unreadable": unreadable,

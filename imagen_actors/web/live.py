@@ -5,6 +5,7 @@ untrusted and never parsed)."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -78,17 +79,20 @@ def sse(event: str, payload: object, *, event_id: int | None = None) -> bytes:
     )
 
 
-async def stream(gw: Gateway, ticks: Ticks, after: int) -> AsyncIterator[bytes]:
-    """The body of GET /events: an update after every tick, a comment line as heartbeat."""
+async def stream(
+    gw: Gateway, ticks: Ticks, after: int, job: uuid.UUID | None = None
+) -> AsyncIterator[bytes]:
+    """The body of GET /events: an update after every tick, a comment line as heartbeat;
+    with ``job``, a job page's stream: that job's row only."""
     cursor = after
     finished: list[dict[str, Any]] = []
     finished_at = -FINISHED_EVERY_S
     yield b"retry: 2000\n\n"
     while True:
         tick = ticks.current()
-        if trio.current_time() - finished_at >= FINISHED_EVERY_S:
+        if job is None and trio.current_time() - finished_at >= FINISHED_EVERY_S:
             finished, finished_at = await data.finished_counts(gw), trio.current_time()
-        update = await data.live_update(gw, cursor, finished)
+        update = await data.live_update(gw, cursor, finished, job)
         cursor = update["cursor"]
         yield sse("update", update, event_id=cursor)
         with trio.move_on_after(HEARTBEAT_S) as idle:

@@ -133,6 +133,21 @@ async def test_a_token_is_checked_on_every_request(web_config: Config) -> None:
             assert (await browser.get("/")).status_code == 200
 
 
+async def read_events(url: str, query: str, until: bytes) -> bytes:
+    """The event-stream message holding ``until``. A bare socket: an event stream never ends,
+    and httpx's nested stream generators warn when a test stops reading one half-way."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    received = b""
+    with trio.fail_after(20):
+        sock = await trio.open_tcp_stream(host, int(port))
+        async with sock:
+            await sock.send_all(f"GET /events?{query} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            while until not in received or b"\n\n" not in received[received.index(until) :]:
+                received += await sock.receive_some(65536)
+    assert b"text/event-stream" in received and b"retry: 2000" in received
+    return received[received.index(until) :].split(b"\n\n")[0]
+
+
 async def test_events_stream_pushes_a_new_job_live(web_config: Config, gateway: Gateway) -> None:
     async with dashboard(web_config) as url:
         cursor = await gateway.fetchval("dash_last_event_id")
@@ -155,6 +170,26 @@ async def test_events_stream_pushes_a_new_job_live(web_config: Config, gateway: 
                     received += await sock.receive_some(65536)
         message = received[received.index(str(job).encode()) :].split(b"\n\n")[0]
         assert b'"status":"pending"' in message
+
+
+async def test_a_job_page_follows_its_job_whatever_the_cursor(
+    web_config: Config, gateway: Gateway
+) -> None:
+    job = await insert_job(gateway, "an owl to follow")
+    async with dashboard(web_config) as url, httpx.AsyncClient(base_url=url) as http:
+        page = (await http.get(f"/jobs/{job}")).text
+        cursor = page.split('data-cursor="', 1)[1].split('"', 1)[0]
+        assert 'id="job-status">pending<' in page
+        # Changed after the page was read, before its stream connected: the page's own
+        # cursor still sees it.
+        assert await gateway.cancel_job(job, "test") == "cancelled"
+        first = await read_events(url, f"after={cursor}&job={job}", b"event: update")
+        assert b'"status":"cancelled"' in first and str(job).encode() in first
+        # A cursor already past the change (a commit that landed after a later position was
+        # read) still gets the job's row as it is now.
+        late = await gateway.fetchval("dash_last_event_id")
+        again = await read_events(url, f"after={late}&job={job}", b"event: update")
+        assert b'"status":"cancelled"' in again and b'"queue"' not in again
 
 
 async def test_workers_show_their_health_with_or_without_the_column(

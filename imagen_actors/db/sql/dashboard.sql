@@ -124,6 +124,11 @@ SELECT id, owner_user_id, status, backend, width, height, style, seed, steps, at
        lease_expires_at, progress_step, progress_total, version, prompt, negative_prompt
 FROM imagen.jobs WHERE id = $1;
 
+-- name: dash_job_live
+-- What a job page follows live: one job's state (jobs primary key).
+SELECT id, status, attempts, max_attempts, worker_id, error, progress_step, progress_total
+FROM imagen.jobs WHERE id = $1;
+
 -- name: dash_job_image
 -- A job's image row (images job_id unique index).
 SELECT id, bucket, storage_path, mime, bytes, sha256, model, seed, width, height, metadata,

@@ -7,8 +7,11 @@
   const jobPage = body.dataset.job;
   if (!body.dataset.live && !jobPage) return;
   const state = document.getElementById("live-state");
-  const after = body.dataset.cursor || "";
-  const source = new EventSource("/events" + (after ? "?after=" + encodeURIComponent(after) : ""));
+  const query = new URLSearchParams();
+  if (body.dataset.cursor) query.set("after", body.dataset.cursor);
+  if (jobPage) query.set("job", jobPage);
+  const search = query.toString();
+  const source = new EventSource("/events" + (search ? "?" + search : ""));
   window.imagenUpdates = 0;
 
   function cell(row, text, cls) {
@@ -98,14 +101,12 @@
     }
   }
 
-  function patchJob(changed) {
-    for (const j of changed) {
-      if (j.id !== jobPage) continue;
-      const status = document.getElementById("job-status");
-      if (status) {
-        status.textContent = j.status;
-        status.className = "status status-" + j.status;
-      }
+  function patchJob(j) {
+    if (!j || j.id !== jobPage) return;
+    const status = document.getElementById("job-status");
+    if (status) {
+      status.textContent = j.status;
+      status.className = "status status-" + j.status;
     }
   }
 
@@ -113,7 +114,7 @@
     const update = JSON.parse(message.data);
     window.imagenUpdates += 1;
     if (jobPage) {
-      patchJob(update.changed);
+      patchJob(update.job);
     } else {
       renderQueue(update.queue);
       renderRunning(update.running);
