@@ -14,6 +14,7 @@ import msgspec
 from PIL import Image, UnidentifiedImageError
 
 from imagen_actors.config.explain import explain
+from imagen_actors.config.slots import SHARED_KEYS
 from imagen_actors.core.records import Checked
 
 C = TypeVar("C")
@@ -113,7 +114,7 @@ def trust_env_for(url: str) -> bool:
 
 def adapter_config(block: dict[str, Any], cls: type[C], *, instance: str) -> C:
     """Validate one ``backends.<instance>`` block; errors name the key path."""
-    body = {k: v for k, v in block.items() if k != "type"}
+    body = {k: v for k, v in block.items() if k not in SHARED_KEYS}
     try:
         return msgspec.convert(body, cls, strict=False)
     except msgspec.ValidationError as exc:

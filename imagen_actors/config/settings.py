@@ -17,7 +17,7 @@ import platformdirs
 import yaml
 
 from imagen_actors.config import explain as config_errors
-from imagen_actors.config import files
+from imagen_actors.config import files, slots
 from imagen_actors.core import naming, request_rules
 from imagen_actors.core.errors import ConfigError
 
@@ -189,6 +189,7 @@ def _validate(cfg: Config) -> Config:
             key="default_backend",
         )
     _check_naming(cfg.output.naming, where)
+    slots.pools(cfg.backends, where)
     return cfg
 
 

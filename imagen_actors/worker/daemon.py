@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Final
 
 import trio
 
 from imagen_actors.backends.registry import Backends
+from imagen_actors.config import slots as cfg_slots
 from imagen_actors.config.settings import Config
 from imagen_actors.core.errors import ConfigError
 from imagen_actors.core.naming import validate_template
@@ -27,13 +29,14 @@ from imagen_actors.core.records import Checked
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.observability.telemetry import Telemetry
 from imagen_actors.storage.base import ObjectStore
-from imagen_actors.worker.actors.claimer import ReadyToken, claimer
+from imagen_actors.worker.actors.claimer import claimer
 from imagen_actors.worker.actors.executor import ExecutorSettings, executor
 from imagen_actors.worker.actors.listener import listener
-from imagen_actors.worker.actors.messages import ClaimedWork, GeneratedImage, Wake
+from imagen_actors.worker.actors.messages import GeneratedImage, Wake
 from imagen_actors.worker.actors.outage import OutageTolerantStore
 from imagen_actors.worker.actors.progress import ProgressObserver
 from imagen_actors.worker.actors.reaper import Patience, reaper, requeue_own
+from imagen_actors.worker.actors.slots import SlotBoard
 from imagen_actors.worker.actors.supervisor import DEFAULT_POLICY, RestartPolicy, supervise
 from imagen_actors.worker.actors.uploader import OutputSettings, UploaderSettings, uploader
 from imagen_actors.worker.caller import caller_identity
@@ -122,10 +125,8 @@ async def _run_pipeline(
     await requeue_own(gateway, worker_id)
 
     wake_send, wake_recv = trio.open_memory_channel[Wake](WAKE_BUFFER)
-    ready_send, ready_recv = trio.open_memory_channel[None](0)
-    # Outlives Claimer restarts: a token taken by a Claimer that crashed stays held.
-    ready_token = ReadyToken(ready_recv)
-    work_send, work_recv = trio.open_memory_channel[ClaimedWork](0)
+    # One Executor per slot of each device; outlives Claimer and Executor restarts.
+    slots = SlotBoard(cfg_slots.pools(cfg.backends, cfg.source))
     upload_send, upload_recv = trio.open_memory_channel[GeneratedImage](UPLOAD_BUFFER)
 
     def sup(name: str, child: Callable[[], Awaitable[None]]) -> Awaitable[None]:
@@ -160,29 +161,33 @@ async def _run_pipeline(
             write_metadata_json=cfg.output.write_metadata_json,
         ),
     )
-    gpu = trio.Semaphore(1)
     # The Executor and Uploader hold a job across their writes: ride out a database outage
     # for as long as the lease lasts rather than crash and strand the job until it expires.
     holding = OutageTolerantStore(gateway, budget_s=w.lease_s)
 
     with handle.pipeline:
         async with trio.open_nursery() as pipeline:
-            pipeline.start_soon(
-                stage,
-                "executor",
-                lambda: executor(
-                    holding,
-                    backends,
-                    exec_settings,
-                    gpu=gpu,
-                    ready=ready_send,
-                    work=work_recv,
-                    uploads=upload_send,
-                    observer=observer,
-                    health=board,
-                ),
-                [upload_send],
-            )
+            for pool in slots.pools:
+                for index in range(pool.slots):
+                    # Each slot's own clone: the Uploader's intake ends when the last closes.
+                    mine = upload_send.clone()
+                    pipeline.start_soon(
+                        stage,
+                        _executor_name(pool.device, index, pool.slots),
+                        partial(
+                            executor,
+                            holding,
+                            backends,
+                            exec_settings,
+                            device=pool.device,
+                            slots=slots,
+                            uploads=mine,
+                            observer=observer,
+                            health=board,
+                        ),
+                        [mine],
+                    )
+            upload_send.close()
             pipeline.start_soon(
                 stage,
                 "uploader",
@@ -213,9 +218,8 @@ async def _run_pipeline(
                                 backends=backends.names,
                                 backend_absent_after_s=w.backend_absent_after_s,
                                 unserved_backend_grace_s=w.unserved_backend_grace_s,
-                                ready=ready_token,
+                                slots=slots,
                                 wakes=wake_recv,
-                                work=work_send,
                                 health=board,
                             ),
                         )
@@ -241,13 +245,19 @@ async def _run_pipeline(
                         backoff = probe_backoff(w.probe_min_s, w.probe_max_s)
                         for name, probe in probes.items():
                             n.start_soon(probing, board, name, probe, backoff)
-                # Intake stopped: the Executor finishes its job, then finds no claimer.
-                await ready_recv.aclose()
-                await work_send.aclose()
+                # Intake stopped: each Executor finishes its job, then finds no more work.
+                await slots.aclose()
                 log.info("intake stopped; draining the pipeline")
 
             pipeline.start_soon(intake)
             task_status.started(handle)
+
+
+def _executor_name(device: str, index: int, slots: int) -> str:
+    """ "executor" for the one GPU slot (as before slots existed), else executor[device#i]."""
+    if device == cfg_slots.GPU and slots == 1:
+        return "executor"
+    return f"executor[{device}#{index}]"
 
 
 # A preflight check that does not answer in this long counts as the dependency being down.

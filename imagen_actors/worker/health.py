@@ -112,6 +112,10 @@ class HealthBoard:
         """Until the next change of any dependency's state."""
         await self._changed.wait()
 
+    def changed(self) -> trio.Event:
+        """Set at the next change: taken before reading the state, it cannot miss one."""
+        return self._changed
+
     def up(self) -> dict[str, bool]:
         """Every dependency and whether it is healthy (the ``imagen_dependency_up`` gauge)."""
         return {name: self.healthy(name) for name in self._states}

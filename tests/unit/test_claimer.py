@@ -9,12 +9,14 @@ import pytest
 import trio
 import trio.testing
 
+from imagen_actors.config.slots import GPU, Pool
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold
 from imagen_actors.core.errors import DatabaseUnavailableError
 from imagen_actors.core.records import Transition
-from imagen_actors.worker.actors.claimer import ReadyToken, claimer
+from imagen_actors.worker.actors.claimer import claimer
 from imagen_actors.worker.actors.messages import ClaimedWork, Wake
+from imagen_actors.worker.actors.slots import SlotBoard
 from imagen_actors.worker.actors.supervisor import EscalationError, RestartPolicy, supervise
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
@@ -57,12 +59,15 @@ class FakeQueue:
         raise AssertionError("no hand-over fails in these tests")
 
 
-async def test_claim_failure_keeps_the_ready_token(autojump_clock: trio.testing.MockClock) -> None:
+def gpu_only() -> SlotBoard:
+    return SlotBoard([Pool(GPU, 1, ("mock",))])
+
+
+async def test_claim_failure_keeps_the_free_slot(autojump_clock: trio.testing.MockClock) -> None:
     """A database error while claiming is retried; the Executor's slot is not forgotten."""
     queue = FakeQueue(jobs=2, failures=3)
-    ready_send, ready_recv = trio.open_memory_channel[None](0)
+    slots = gpu_only()
     _wake_send, wake_recv = trio.open_memory_channel[Wake](1)
-    work_send, work_recv = trio.open_memory_channel[ClaimedWork](0)
     got: list[ClaimedWork] = []
     async with trio.open_nursery() as n:
         n.start_soon(
@@ -72,14 +77,12 @@ async def test_claim_failure_keeps_the_ready_token(autojump_clock: trio.testing.
                 lease_s=60,
                 backends=["mock"],
                 backend_absent_after_s=600,
-                ready=ReadyToken(ready_recv),
+                slots=slots,
                 wakes=wake_recv,
-                work=work_send,
             )
         )
         for _ in range(2):
-            await ready_send.send(None)  # one token per free slot, as the Executor does
-            got.append(await work_recv.receive())
+            got.append(await slots.next_work(GPU))  # as the Executor does
         n.cancel_scope.cancel()
     assert [w.claimed.attempt for w in got] == [1, 1]
     assert queue.claims == 2 and queue.failures == 0
@@ -100,16 +103,14 @@ class BuggyQueue(FakeQueue):
         return await super().claim(decide, **filters)
 
 
-async def test_a_bug_goes_to_the_supervisor_and_the_token_survives(
+async def test_a_bug_goes_to_the_supervisor_and_the_slot_survives(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A non-database error crashes the Claimer into its supervisor (it is not retried in
-    place); the restarted Claimer still holds the Executor's token and claims the job."""
+    place); the restarted Claimer still sees the Executor's free slot and claims the job."""
     queue = BuggyQueue(jobs=1, bugs=2)
-    ready_send, ready_recv = trio.open_memory_channel[None](0)
+    slots = gpu_only()
     _wake_send, wake_recv = trio.open_memory_channel[Wake](1)
-    work_send, work_recv = trio.open_memory_channel[ClaimedWork](0)
-    token = ReadyToken(ready_recv)
     crashes: list[BaseException] = []
 
     async def child() -> None:
@@ -119,9 +120,8 @@ async def test_a_bug_goes_to_the_supervisor_and_the_token_survives(
             lease_s=60,
             backends=["mock"],
             backend_absent_after_s=600,
-            ready=token,
+            slots=slots,
             wakes=wake_recv,
-            work=work_send,
         )
 
     async with trio.open_nursery() as n:
@@ -133,9 +133,8 @@ async def test_a_bug_goes_to_the_supervisor_and_the_token_survives(
                 on_restart=lambda _name, exc: crashes.append(exc),
             )
         )
-        await ready_send.send(None)  # exactly one token, as the Executor sends per slot
         with trio.fail_after(60):
-            got = await work_recv.receive()
+            got = await slots.next_work(GPU)  # exactly one free slot
         n.cancel_scope.cancel()
     assert got.claimed.attempt == 1
     assert [type(e) for e in crashes] == [KeyError, KeyError]
@@ -147,11 +146,8 @@ async def test_a_bug_past_the_restart_intensity_escalates(
     """A Claimer that crashes on every claim is not retried forever: the supervisor escalates."""
 
     queue = BuggyQueue(jobs=1, bugs=1000)
-    ready_send, ready_recv = trio.open_memory_channel[None](1)
+    slots = gpu_only()
     _wake_send, wake_recv = trio.open_memory_channel[Wake](1)
-    work_send, _work_recv = trio.open_memory_channel[ClaimedWork](0)
-    token = ReadyToken(ready_recv)
-    ready_send.send_nowait(None)
 
     async def child() -> None:
         await claimer(
@@ -160,11 +156,13 @@ async def test_a_bug_past_the_restart_intensity_escalates(
             lease_s=60,
             backends=["mock"],
             backend_absent_after_s=600,
-            ready=token,
+            slots=slots,
             wakes=wake_recv,
-            work=work_send,
         )
 
-    with pytest.raises(EscalationError, match="claimer crashed"):
-        await supervise("claimer", child, policy=RestartPolicy(max_restarts=3, period_s=60))
+    async with trio.open_nursery() as n:
+        n.start_soon(slots.next_work, GPU)  # one free slot
+        with pytest.raises(EscalationError, match="claimer crashed"):
+            await supervise("claimer", child, policy=RestartPolicy(max_restarts=3, period_s=60))
+        n.cancel_scope.cancel()
     assert queue.bugs == 1000 - 4

@@ -11,11 +11,13 @@ from typing import Any
 import trio
 import trio.testing
 
+from imagen_actors.config.slots import GPU, Pool
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold
 from imagen_actors.core.records import Transition
-from imagen_actors.worker.actors.claimer import ReadyToken, claimer
+from imagen_actors.worker.actors.claimer import claimer
 from imagen_actors.worker.actors.messages import ClaimedWork, Wake
+from imagen_actors.worker.actors.slots import SlotBoard
 from imagen_actors.worker.health import STORE, DependencyFault, HealthBoard, probing
 
 T0 = datetime(2026, 12, 1, 12, 3, tzinfo=UTC)
@@ -52,23 +54,20 @@ class BackendQueue:
 async def run_claimer(
     queue: BackendQueue, board: HealthBoard, wanted: int, budget_s: float
 ) -> tuple[list[ClaimedWork], float]:
-    """Feed ready tokens until ``wanted`` jobs are claimed (or ``budget_s`` passes)."""
-    ready_send, ready_recv = trio.open_memory_channel[None](0)
+    """Be the one GPU slot until ``wanted`` jobs are claimed (or ``budget_s`` passes)."""
+    slots = SlotBoard([Pool(GPU, 1, ("flux", "mock"))])
     _wake_send, wake_recv = trio.open_memory_channel[Wake](1)
-    work_send, work_recv = trio.open_memory_channel[ClaimedWork](0)
     got: list[ClaimedWork] = []
     async with trio.open_nursery() as n:
         n.start_soon(
             lambda: claimer(
                 queue, worker_id="w", lease_s=60, backends=["flux", "mock"],
-                backend_absent_after_s=600, ready=ReadyToken(ready_recv), wakes=wake_recv,
-                work=work_send, health=board,
+                backend_absent_after_s=600, slots=slots, wakes=wake_recv, health=board,
             )
         )  # fmt: skip
         with trio.move_on_after(budget_s):
             while len(got) < wanted:
-                await ready_send.send(None)
-                got.append(await work_recv.receive())
+                got.append(await slots.next_work(GPU))
         n.cancel_scope.cancel()
     return got, trio.current_time()
 

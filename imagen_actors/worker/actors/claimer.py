@@ -1,17 +1,17 @@
-"""Claimer: when the Executor has a free GPU slot, claim the oldest pending job.
+"""Claimer: claim the oldest pending job among the backends that have a free slot.
 
-Claims happen only after the Executor says it is ready, so a job is never ``running``
-while it waits behind another. With nothing claimable it sleeps until a Wake, or until
-the earliest backoff (``run_after``) of a requeued job.
+Claims happen only for backends whose device has an Executor waiting (worker/actors/slots),
+so a job is never ``running`` while it waits behind another, and a remote backend's job is
+claimed while the GPU is busy. With nothing claimable it sleeps until a Wake, a slot or a
+backend's health changes, or the earliest backoff (``run_after``) of a requeued job.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
-import attrs
 import trio
 
 from imagen_actors.core import decisions as dc
@@ -23,6 +23,7 @@ from imagen_actors.core.records import Decide, Transition
 from imagen_actors.db.ports import ClaimQueue
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.worker.actors.messages import ClaimedWork, Wake
+from imagen_actors.worker.actors.slots import SlotBoard
 from imagen_actors.worker.health import STORE, HealthBoard
 
 # How long the hand-over of a just-claimed job may take before we give it back.
@@ -35,27 +36,6 @@ CLAIM_RETRY: Final = Backoff(base_s=0.1, cap_s=10.0)
 log = logging.getLogger("imagen_actors.claimer")
 
 
-@attrs.define
-class ReadyToken:
-    """The Executor's "my slot is free" token, as the Claimer holds it.
-
-    The Executor sends exactly one per free slot. This object outlives a Claimer restart, so
-    a token received by a Claimer that then crashed is still held by the one that replaces
-    it, instead of both waiting for each other forever.
-    """
-
-    channel: trio.MemoryReceiveChannel[None]
-    held: bool = False
-
-    async def take(self) -> None:
-        if not self.held:
-            await self.channel.receive()
-            self.held = True
-
-    def spend(self) -> None:
-        self.held = False
-
-
 async def claimer(
     gateway: ClaimQueue,
     *,
@@ -64,9 +44,8 @@ async def claimer(
     backends: Sequence[str],
     backend_absent_after_s: float,
     unserved_backend_grace_s: float = 600.0,
-    ready: ReadyToken,
+    slots: SlotBoard,
     wakes: trio.MemoryReceiveChannel[Wake],
-    work: trio.MemorySendChannel[ClaimedWork],
     health: HealthBoard | None = None,
 ) -> None:
     """Claim for ``backends`` only (with ``health``: only the healthy ones, and nothing
@@ -74,48 +53,42 @@ async def claimer(
     whose backend no live worker offers once they waited ``unserved_backend_grace_s`` (the
     gateway fails those in the claim).
 
-    Database errors are retried in place with backoff (the database comes back; the token
-    stays held). Anything else is a bug: it propagates to the supervisor, which restarts
-    this actor (the token survives in ``ready``), escalates past its restart intensity, and
-    makes /readyz report the crash meanwhile.
+    Database errors are retried in place with backoff (the database comes back). Anything
+    else is a bug: it propagates to the supervisor, which restarts this actor (the free
+    slots are the Executors' to count, so none is lost), escalates past its restart
+    intensity, and makes /readyz report the crash meanwhile. Returns when intake stops
+    (``slots`` closed).
     """
     decide = dc.claim(worker_id, lease_s)
+    failures = 0
     while True:
+        changes = [slots.changed().wait] + ([] if health is None else [health.changed().wait])
+        offered = slots.offered(_claimable(backends, health))
+        if not offered:
+            # No free slot for a healthy backend (or the store is down): the jobs wait
+            # pending, attempts untouched, until a slot frees or a health probe answers.
+            await _first_of(*changes)
+            continue
         try:
-            await ready.take()  # the Executor's slot is free
-        except trio.EndOfChannel:
+            transition = await _claim_and_hand_over(
+                gateway,
+                worker_id,
+                decide,
+                offered,
+                backend_absent_after_s,
+                unserved_backend_grace_s,
+                slots,
+            )
+            failures = 0
+            if transition is None:
+                await _wait_for_work(gateway, wakes, changes)
+        except DatabaseError as exc:
+            failures += 1
+            delay = CLAIM_RETRY.delay_s(failures)
+            log.warning("claim failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+            await trio.sleep(delay)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
             return
-        failures = 0
-        while True:
-            offered = _claimable(backends, health)
-            if not offered:
-                # Every backend (or the store) is down: the jobs wait pending, attempts
-                # untouched, until a probe or a finished job marks one healthy again.
-                assert health is not None
-                await health.wait_changed()
-                continue
-            try:
-                transition = await _claim_and_hand_over(
-                    gateway,
-                    worker_id,
-                    decide,
-                    offered,
-                    backend_absent_after_s,
-                    unserved_backend_grace_s,
-                    work,
-                )
-                if transition is not None:
-                    ready.spend()
-                    break
-                await _wait_for_work(gateway, wakes, health)
-                failures = 0
-            except DatabaseError as exc:
-                failures += 1
-                delay = CLAIM_RETRY.delay_s(failures)
-                log.warning(
-                    "claim failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
-                )
-                await trio.sleep(delay)
 
 
 async def _claim_and_hand_over(
@@ -125,7 +98,7 @@ async def _claim_and_hand_over(
     backends: Sequence[str],
     absent_after_s: float,
     unserved_grace_s: float,
-    work: trio.MemorySendChannel[ClaimedWork],
+    slots: SlotBoard,
 ) -> Transition | None:
     # One step: a committed claim must reach the Executor or go back to the queue, whatever
     # cancellation arrives meanwhile.
@@ -137,7 +110,7 @@ async def _claim_and_hand_over(
             unserved_grace_s=unserved_grace_s,
         )
         if transition is not None:
-            await _hand_over(gateway, worker_id, transition, work)
+            await _hand_over(gateway, worker_id, transition, slots)
         return transition
     # Only reached when the deadline cancelled the scope.
     assert scope.cancelled_caught
@@ -148,7 +121,7 @@ async def _hand_over(
     gateway: ClaimQueue,
     worker_id: str,
     transition: Transition,
-    work: trio.MemorySendChannel[ClaimedWork],
+    slots: SlotBoard,
 ) -> None:
     (claimed,) = [e for e in transition.events if isinstance(e, ev.JobClaimed)]
     submitted = transition.prior[0]
@@ -156,11 +129,11 @@ async def _hand_over(
     with trio.move_on_after(HANDOVER_TIMEOUT_S) as handover:
         try:
             image = kept.kept_generation(transition.prior)
-            await work.send(ClaimedWork(submitted=submitted, claimed=claimed, kept=image))
+            await slots.hand_over(ClaimedWork(submitted=submitted, claimed=claimed, kept=image))
             return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
-    why = "timed out" if handover.cancelled_caught else "the executor is gone"
+    why = "timed out" if handover.cancelled_caught else "intake stopped"
     log.warning(
         "hand-over of job %s %s; giving it back",
         claimed.job_id,
@@ -183,27 +156,33 @@ def _claimable(backends: Sequence[str], health: HealthBoard | None) -> list[str]
 
 
 async def _wait_for_work(
-    gateway: ClaimQueue, wakes: trio.MemoryReceiveChannel[Wake], health: HealthBoard | None
+    gateway: ClaimQueue,
+    wakes: trio.MemoryReceiveChannel[Wake],
+    changes: Sequence[Callable[[], Awaitable[object]]],
 ) -> None:
-    """Until a Wake, the earliest run_after of a backed-off job, or a change of health
-    (a backend back: its jobs are claimable again), whichever is first."""
+    """Until a Wake, the earliest run_after of a backed-off job, or one of ``changes``: of
+    health (a backend back: its jobs are claimable again) or of the free slots (a busy
+    device's backlog is claimable again), whichever is first."""
     seconds = await gateway.next_run_after()
     timeout = float("inf") if seconds is None else max(0.0, seconds) + 0.01
+
+    async def woken() -> None:
+        try:
+            await wakes.receive()
+        except trio.EndOfChannel:
+            await trio.sleep_forever()
+
     with trio.move_on_after(timeout):
-        async with trio.open_nursery() as n:
+        await _first_of(woken, *changes)
 
-            async def woken() -> None:
-                try:
-                    await wakes.receive()
-                except trio.EndOfChannel:
-                    await trio.sleep_forever()
-                n.cancel_scope.cancel()
 
-            async def health_changed() -> None:
-                assert health is not None
-                await health.wait_changed()
-                n.cancel_scope.cancel()
+async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Return as soon as one of ``waits`` returns."""
+    async with trio.open_nursery() as n:
 
-            n.start_soon(woken)
-            if health is not None:
-                n.start_soon(health_changed)
+        async def one(wait: Callable[[], Awaitable[object]]) -> None:
+            await wait()
+            n.cancel_scope.cancel()
+
+        for wait in waits:
+            n.start_soon(one, wait)

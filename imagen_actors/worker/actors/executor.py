@@ -1,4 +1,5 @@
-"""GPU Executor: one job at a time on the GPU slot; renews the lease while the backend works.
+"""Executor: one job at a time on one slot of a device (the GPU's one slot by default; see
+worker/actors/slots); renews the lease while the backend works.
 
 Emits GenerationStarted, throttled GenerationProgress, then GenerationSucceeded (handing the
 image to the Uploader) or GenerationFailed with the error text and class, which requeues
@@ -43,6 +44,7 @@ from imagen_actors.observability.logs import job_fields
 from imagen_actors.worker.actors.lease import holding_lease
 from imagen_actors.worker.actors.messages import ClaimedWork, GeneratedImage
 from imagen_actors.worker.actors.progress import ProgressObserver, generate_with_lease
+from imagen_actors.worker.actors.slots import SlotBoard
 from imagen_actors.worker.health import HealthBoard
 
 # Final writes (the abort event) get this long even while the actor is being cancelled.
@@ -65,21 +67,20 @@ async def executor(
     backends: Backends,
     settings: ExecutorSettings,
     *,
-    gpu: trio.Semaphore,
-    ready: trio.MemorySendChannel[None],
-    work: trio.MemoryReceiveChannel[ClaimedWork],
+    device: str,
+    slots: SlotBoard,
     uploads: trio.MemorySendChannel[GeneratedImage],
     observer: ProgressObserver | None = None,
     health: HealthBoard | None = None,
 ) -> None:
+    """One slot of ``device``: take a job claimed for it, run it, hand the image on; again
+    until intake stops."""
     while True:
         try:
-            await ready.send(None)
-            item = await work.receive()
-        except (trio.BrokenResourceError, trio.EndOfChannel, trio.ClosedResourceError):
+            item = await slots.next_work(device)
+        except (trio.EndOfChannel, trio.ClosedResourceError):
             return  # intake stopped: nothing more will be claimed for us
-        async with gpu:
-            generated = await run_one(gateway, backends, settings, item, observer, health)
+        generated = await run_one(gateway, backends, settings, item, observer, health)
         if generated is not None:
             await hand_over(gateway, settings, uploads, generated)
 
