@@ -153,7 +153,7 @@ class FakeReplicate:
         wait_s: int | None = None
         if "prefer" in headers:
             wait = PREFER_WAIT.match(headers["prefer"])
-            if wait is None:
+            if wait is None or int(wait["n"] or 60) > 60:
                 return _problem(422, f"invalid Prefer header {headers['prefer']!r}")
             wait_s = int(wait["n"] or 60)
         cancel_after_s = None
@@ -269,7 +269,7 @@ class FakeReplicate:
             await stream.aclose()
 
 
-PREFER_WAIT = re.compile(r"^wait(=(?P<n>[1-9]|[1-9][0-9]|60))?$")
+PREFER_WAIT = re.compile(r"^wait(=(?P<n>[1-9][0-9]?))?$")  # and N <= 60
 CANCEL_AFTER = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
 
