@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -15,12 +15,19 @@ from PIL import Image, UnidentifiedImageError
 
 from imagen_actors.config.explain import explain
 from imagen_actors.config.slots import SHARED_KEYS
+from imagen_actors.core.fold import ExternalRun
 from imagen_actors.core.records import Checked
 
 C = TypeVar("C")
 
 ProgressCallback = Callable[[int, int], None]
 """``progress(step, total)``: called from the Trio task running ``generate``; must not block."""
+
+CreatedCallback = Callable[[str], Awaitable[None]]
+"""``await created(external_id)``: a backend that starts a paid run on its own service (a
+Replicate prediction) awaits this as soon as it knows the run's id, before waiting on it; the
+Executor records PredictionCreated there (its own short transaction), so a later attempt can
+resume the run (``GenerationRequest.resume``). If it raises, the backend stops the run."""
 
 
 @attrs.frozen(kw_only=True)
@@ -35,6 +42,9 @@ class GenerationRequest:
     style: str | None = None
     opts: dict[str, Any] = attrs.field(factory=dict)
     job_id: uuid.UUID | None = None
+    # The run an earlier attempt of this job started on this backend (its PredictionCreated):
+    # a backend that can resume it should, instead of paying for a new one.
+    resume: ExternalRun | None = None
 
 
 def image_size(image: bytes) -> tuple[int, int] | None:
@@ -85,7 +95,11 @@ class Backend(Protocol):
     type: str  # the adapter type ("comfyui")
 
     async def generate(
-        self, request: GenerationRequest, progress: ProgressCallback
+        self,
+        request: GenerationRequest,
+        progress: ProgressCallback,
+        *,
+        created: CreatedCallback | None = None,
     ) -> GenerationResult: ...
 
     async def check(self) -> BackendStatus:

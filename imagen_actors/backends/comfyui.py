@@ -28,6 +28,7 @@ from httpx_ws import AsyncWebSocketSession, HTTPXWSException, aconnect_ws
 from imagen_actors.backends import comfyui_http
 from imagen_actors.backends.base import (
     BackendStatus,
+    CreatedCallback,
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
@@ -125,7 +126,11 @@ class ComfyUIBackend:
     # -- generate ---------------------------------------------------------------------
 
     async def generate(
-        self, request: GenerationRequest, progress: ProgressCallback
+        self,
+        request: GenerationRequest,
+        progress: ProgressCallback,
+        *,
+        created: CreatedCallback | None = None,  # nothing external to resume
     ) -> GenerationResult:
         started = time.perf_counter()
         graph, _ = self.render(request)

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 
 from imagen_actors.backends.base import (
     BackendStatus,
+    CreatedCallback,
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
@@ -73,7 +74,11 @@ class MockBackend:
         self._calls = 0
 
     async def generate(
-        self, request: GenerationRequest, progress: ProgressCallback
+        self,
+        request: GenerationRequest,
+        progress: ProgressCallback,
+        *,
+        created: CreatedCallback | None = None,  # nothing external to resume
     ) -> GenerationResult:
         started = time.perf_counter()
         cfg = self._cfg

@@ -31,15 +31,34 @@ unavailable", internal server errors), *permanent* otherwise (NSFW filter, inval
 unknown). ``canceled``/``aborted`` without us asking (Cancel-After deadline, web UI) are
 transient.
 
-Cancellation: once a prediction id is known, leaving ``generate`` by any exception other
-than a terminal status (trio.Cancelled, our own timeout, an HTTP error while polling) sends
-``POST /v1/predictions/{id}/cancel`` inside a shielded ``move_on_after(cancel_timeout_s)``
-and re-raises. ``Cancel-After`` on the create request is a server-side backstop for the one
-window we cannot cover (cancelled while the create POST is in flight, id unknown).
+Prefer: wait, then poll. ``Prefer: wait=N`` (``prefer_wait_s``, default 5, at most 60, 0 =
+off) is honoured only on create: the OpenAPI spec lists the header on the create operations
+alone, and Replicate's own client sends it only there and waits by polling ``GET``. So the
+create carries it, a model that finishes within N s comes back done (no poll, no poll
+interval of latency), and anything slower comes back ``starting``/``processing`` and is
+polled. The price: while the create is held the id is unknown, so for up to N s a cancel
+cannot name the prediction and a worker that dies leaves nothing to resume. N is kept short
+for that reason; ``Cancel-After`` bounds what runs unnamed.
 
-``Prefer: wait=N`` is supported by the API (§2.1) but off by default (``prefer_wait_s: 0``):
-while the create request is held, a cancellation cannot name the prediction to cancel. Set
-``prefer_wait_s`` (1..60) to trade that for lower latency on fast models.
+Deadline: ``Cancel-After: <timeout_s>s`` on every create (at least 5 s), the same
+``timeout_s`` (default 60 s for schnell models, 120 s otherwise) after which ``generate``
+gives up and cancels. It is measured from creation, so it also bounds a prediction whose
+worker died, and one resumed by the next attempt.
+
+Resume. The adapter awaits ``created(id)`` as soon as the create answers, before waiting on
+the prediction; the Executor records PredictionCreated there. A later attempt of the same job
+(the worker died: ``requeue_own`` at restart, or the Reaper after the lease) gets that id in
+``GenerationRequest.resume`` and ``GET``s it instead of POSTing: still running -> poll on;
+``succeeded`` -> download at once; ``failed``/``canceled``/``aborted``, 404, output removed,
+or recorded more than RESUME_MAX_AGE_S (50 min; Replicate drops API predictions' data after
+about an hour) ago -> a new prediction, as any retry would.
+
+Cancellation: once a prediction id is known, leaving ``generate`` by any exception other
+than a terminal status (trio.Cancelled: a cancel_job, a shutdown past its grace; our own
+timeout; an HTTP error while polling; recording PredictionCreated failing) sends
+``POST /v1/predictions/{id}/cancel`` inside a shielded ``move_on_after(cancel_timeout_s)``
+and re-raises. So a graceful stop leaves nothing to resume; resuming is for a worker that
+died without the chance to cancel (kill -9, OOM, a lost host).
 """
 
 from __future__ import annotations
@@ -48,7 +67,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -58,25 +77,28 @@ import trio
 from imagen_actors.backends import replicate_pricing as pricing
 from imagen_actors.backends.base import (
     BackendStatus,
+    CreatedCallback,
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
     adapter_config,
 )
-from imagen_actors.backends.replicate_http import ReplicateHttp, bearer, image_mime
+from imagen_actors.backends.replicate_http import ReplicateHttp, bearer
 from imagen_actors.backends.replicate_protocol import (
     HEX_VERSION,
     MODEL_REF,
+    RESUME_MAX_AGE_S,
     TERMINAL,
-    TQDM_PROGRESS,
     ReplicateConfig,
     classify_failure,
     default_timeout_s,
     nearest_aspect_ratio,
     problem_detail,
+    progress_from_logs,
 )
 from imagen_actors.config.settings import secret_from_env
 from imagen_actors.core.errors import ConfigError, GenerationError
+from imagen_actors.core.fold import ExternalRun
 
 log = logging.getLogger("imagen_actors.backends.replicate")
 
@@ -113,7 +135,6 @@ class ReplicateBackend:
         if base.endswith("/v1"):
             base = base[: -len("/v1")]
         self._api = base + "/v1"
-        self._api_host = urlsplit(self._api).hostname or ""
         if match is not None and match["version"] is None:
             self._create_url = f"{self._api}/models/{match['owner']}/{match['name']}/predictions"
             self._version: str | None = None
@@ -121,7 +142,9 @@ class ReplicateBackend:
             self._create_url = f"{self._api}/predictions"
             self._version = cfg.model
         self._timeout = cfg.timeout_s if cfg.timeout_s is not None else default_timeout_s(cfg.model)
-        self._wire = ReplicateHttp(cfg, token_rejected=self._token_rejected())
+        self._wire = ReplicateHttp(
+            cfg, token_rejected=self._token_rejected(), api_host=urlsplit(self._api).hostname or ""
+        )
         if cfg.cost_usd_per_image is None and not pricing.is_priced(cfg.model):
             log.warning(
                 "backends.%s: no price known for %s; cost estimates will be 0.0 "
@@ -160,13 +183,17 @@ class ReplicateBackend:
         return body
 
     async def generate(
-        self, request: GenerationRequest, progress: ProgressCallback
+        self,
+        request: GenerationRequest,
+        progress: ProgressCallback,
+        *,
+        created: CreatedCallback | None = None,
     ) -> GenerationResult:
         token = self._token()
         started = time.perf_counter()
         body = self.build_input(request)
         with trio.move_on_after(self._timeout) as deadline:
-            prediction, image, mime = await self._run(token, body, progress)
+            prediction, image, mime = await self._run(token, body, progress, request, created)
         if deadline.cancelled_caught:
             raise GenerationError(
                 f"Replicate prediction on {self.name!r} did not finish within "
@@ -196,6 +223,7 @@ class ReplicateBackend:
                 "predict_time_s": metrics.get("predict_time"),
                 "cost_priced": per_image is not None or pricing.is_priced(self._cfg.model),
                 "web_url": (prediction.get("urls") or {}).get("web"),
+                "resumed": request.resume is not None and request.resume.id == prediction.get("id"),
             },
         )
 
@@ -235,14 +263,23 @@ class ReplicateBackend:
     # -- the run ------------------------------------------------------------------------
 
     async def _run(
-        self, token: str, body: dict[str, Any], progress: ProgressCallback
+        self,
+        token: str,
+        body: dict[str, Any],
+        progress: ProgressCallback,
+        request: GenerationRequest,
+        created: CreatedCallback | None,
     ) -> tuple[dict[str, Any], bytes, str]:
-        prediction = await self._create(token, body)
+        resumed = None if request.resume is None else await self._resume(token, request.resume)
+        prediction = resumed if resumed is not None else await self._create(token, body)
         prediction_id = str(prediction["id"])
         total = int(body.get("num_inference_steps") or 0)
         try:
+            if resumed is None and created is not None:
+                await created(prediction_id)
             while prediction.get("status") not in TERMINAL:
-                self._report(prediction, total, progress)
+                if (reached := progress_from_logs(prediction, total)) is not None:
+                    progress(*reached)
                 await trio.sleep(self._cfg.poll_interval_s)
                 prediction = await self._wire.json_object(
                     await self._wire.request(
@@ -270,7 +307,7 @@ class ReplicateBackend:
             )
         if total:
             progress(total, total)
-        image, mime = await self._download(token, prediction)
+        image, mime = await self._wire.download(token, prediction)
         return prediction, image, mime
 
     async def _create(self, token: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -298,6 +335,37 @@ class ReplicateBackend:
             )
         return prediction
 
+    async def _resume(self, token: str, run: ExternalRun) -> dict[str, Any] | None:
+        """The recorded prediction, to poll on (or download, if it succeeded); None when a
+        new one is needed: too old, gone, or ended without a usable output."""
+        age_s = (datetime.now(UTC) - run.created_at).total_seconds()
+        why = f"older than {RESUME_MAX_AGE_S // 60} min" if age_s > RESUME_MAX_AGE_S else None
+        prediction: dict[str, Any] = {}
+        if why is None:
+            response = await self._wire.request(
+                "GET",
+                f"{self._api}/predictions/{run.id}",
+                token=token,
+                what="resume prediction",
+                allow=frozenset({404}),
+            )
+            if response.status_code == 404:
+                why = "not found"
+            else:
+                prediction = await self._wire.json_object(response)
+                status = prediction.get("status")
+                if status in TERMINAL and status != "succeeded":
+                    why = f"it ended {status}"
+                elif status == "succeeded" and (
+                    prediction.get("data_removed") or not prediction.get("output")
+                ):
+                    why = "its output was removed"
+        if why is not None:
+            log.info("%s: not resuming prediction %s (%s); creating one", self.name, run.id, why)
+            return None
+        log.info("%s: resuming prediction %s (%s)", self.name, run.id, prediction.get("status"))
+        return prediction
+
     async def _cancel(self, token: str, prediction_id: str) -> None:
         """Best effort, shielded, bounded: never masks the exception being raised."""
         with (
@@ -309,30 +377,6 @@ class ReplicateBackend:
                 f"{self._api}/predictions/{prediction_id}/cancel", headers=bearer(token)
             )
 
-    async def _download(self, token: str, prediction: dict[str, Any]) -> tuple[bytes, str]:
-        output = prediction.get("output")
-        url = output[0] if isinstance(output, list) and output else output
-        if not isinstance(url, str) or not url:
-            raise GenerationError(
-                f"Replicate prediction {prediction.get('id')} succeeded without an output URL"
-                f"{' (data removed)' if prediction.get('data_removed') else ''}",
-                error_class="transient",
-            )
-        headers = bearer(token) if self._send_token_to(url) else {}
-        last = ""
-        for _attempt in range(2):
-            try:
-                response = await self._wire.client.get(url, headers=headers)
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code == 200:
-                return response.content, image_mime(response, url)
-            last = f"HTTP {response.status_code}"
-        raise GenerationError(
-            f"downloading Replicate output {url} failed twice ({last})", error_class="dependency"
-        )
-
     # -- helpers ----------------------------------------------------------------------
 
     def _token(self) -> str:
@@ -342,29 +386,6 @@ class ReplicateBackend:
 
     def _token_rejected(self) -> str:
         return f"Replicate rejected the token in ${self._cfg.api_token_env}"
-
-    def _send_token_to(self, url: str) -> bool:
-        """Only to the API host and Replicate's file CDN, never to a third party."""
-        host = (urlsplit(url).hostname or "").lower()
-        return (
-            host == self._api_host
-            or host == "replicate.delivery"
-            or host.endswith(".replicate.delivery")
-        )
-
-    @staticmethod
-    def _report(prediction: Mapping[str, Any], total: int, progress: ProgressCallback) -> None:
-        """Progress from the last tqdm ``n/m [`` line in the logs, when there is one."""
-        logs = prediction.get("logs")
-        if not isinstance(logs, str):
-            return
-        found = TQDM_PROGRESS.findall(logs)
-        if found:
-            step, steps = (int(x) for x in found[-1])
-            if steps:
-                progress(min(step, steps), steps)
-        elif total:
-            progress(0, total)
 
 
 def build(name: str, block: dict[str, Any]) -> ReplicateBackend:

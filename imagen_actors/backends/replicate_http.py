@@ -40,8 +40,9 @@ def image_mime(response: httpx.Response, url: str) -> str:
 class ReplicateHttp:
     """The adapter's one ``httpx.AsyncClient`` (opened lazily, closed by ``aclose``)."""
 
-    def __init__(self, cfg: ReplicateConfig, *, token_rejected: str) -> None:
+    def __init__(self, cfg: ReplicateConfig, *, token_rejected: str, api_host: str) -> None:
         self._cfg = cfg
+        self._api_host = api_host
         self._token_rejected = token_rejected
         self._backoff = Backoff(base_s=cfg.backoff_s, cap_s=max(cfg.backoff_s, cfg.max_backoff_s))
         self._client: httpx.AsyncClient | None = None
@@ -68,7 +69,9 @@ class ReplicateHttp:
         extra_headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
         http_timeout_s: float | None = None,
+        allow: frozenset[int] = frozenset(),
     ) -> httpx.Response:
+        """The response, after the retries above; statuses in ``allow`` are returned too."""
         headers = bearer(token)
         headers.update(extra_headers or {})
         rate_limited = 0
@@ -96,7 +99,7 @@ class ReplicateHttp:
                 await trio.sleep(self._backoff.delay_s(transport_errors))
                 continue
             status = response.status_code
-            if status < 400:
+            if status < 400 or status in allow:
                 return response
             if status in (401, 403):
                 raise GenerationError(
@@ -142,6 +145,41 @@ class ReplicateHttp:
                 "Replicate answered with a JSON body that is not an object", error_class="transient"
             )
         return body
+
+    async def download(self, token: str, prediction: Mapping[str, Any]) -> tuple[bytes, str]:
+        """The first output file, fetched at once (outputs expire); one more try on any
+        failure, then a dependency fault (a new run makes a new output)."""
+        output = prediction.get("output")
+        url = output[0] if isinstance(output, list) and output else output
+        if not isinstance(url, str) or not url:
+            raise GenerationError(
+                f"Replicate prediction {prediction.get('id')} succeeded without an output URL"
+                f"{' (data removed)' if prediction.get('data_removed') else ''}",
+                error_class="transient",
+            )
+        headers = bearer(token) if self._send_token_to(url) else {}
+        last = ""
+        for _attempt in range(2):
+            try:
+                response = await self.client.get(url, headers=headers)
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code == 200:
+                return response.content, image_mime(response, url)
+            last = f"HTTP {response.status_code}"
+        raise GenerationError(
+            f"downloading Replicate output {url} failed twice ({last})", error_class="dependency"
+        )
+
+    def _send_token_to(self, url: str) -> bool:
+        """Only to the API host and Replicate's file CDN, never to a third party."""
+        host = (urlsplit(url).hostname or "").lower()
+        return (
+            host == self._api_host
+            or host == "replicate.delivery"
+            or host.endswith(".replicate.delivery")
+        )
 
     def _rate_limit_delay(self, response: httpx.Response, attempt: int) -> float:
         hinted = parse_retry_after(response.headers.get("Retry-After"))

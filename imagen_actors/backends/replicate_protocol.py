@@ -7,6 +7,7 @@ import email.utils
 import math
 import re
 import time
+from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
@@ -35,6 +36,12 @@ ASPECT_RATIOS: Final[tuple[tuple[str, int, int], ...]] = (
 
 TERMINAL: Final = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
+# Replicate removes an API prediction's input and output about an hour after it was created
+# (protocols.md §2.2). A recorded prediction older than this is not resumed: its output may be
+# gone before it could be fetched, and a new prediction is cheaper than a GET that leads
+# nowhere. 50 min leaves the last 10 for the poll and the download.
+RESUME_MAX_AGE_S: Final = 50 * 60
+
 TRANSIENT_FAILURE_PATTERNS: Final[tuple[str, ...]] = (
     r"timed? ?out",
     r"timeout",
@@ -62,7 +69,7 @@ class ReplicateConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     default_steps: int | None = None
     timeout_s: float | None = None  # whole prediction; None -> default_timeout_s(model)
     poll_interval_s: float = 0.5
-    prefer_wait_s: int = 0  # 0 = plain polling; 1..60 sends "Prefer: wait=N"
+    prefer_wait_s: int = 5  # the create holds up to N s ("Prefer: wait=N", 1..60); 0 = off
     http_timeout_s: float = 30.0  # one HTTP request
     max_rate_limit_retries: int = 3
     backoff_s: float = 0.5  # ceiling of the first 429/5xx backoff (full jitter); doubles
@@ -93,6 +100,19 @@ def nearest_aspect_ratio(width: int, height: int) -> str:
 def log_ratio(label: str) -> float:
     a, b = label.split(":")
     return math.log(int(a) / int(b))
+
+
+def progress_from_logs(prediction: Mapping[str, Any], total: int) -> tuple[int, int] | None:
+    """``(step, steps)`` from the last tqdm ``n/m [`` line of the logs; ``(0, total)`` while
+    there is none yet and the steps are known; None when there is nothing to say."""
+    logs = prediction.get("logs")
+    if not isinstance(logs, str):
+        return None
+    found = TQDM_PROGRESS.findall(logs)
+    if found:
+        step, steps = (int(x) for x in found[-1])
+        return (min(step, steps), steps) if steps else None
+    return (0, total) if total else None
 
 
 def classify_failure(error: str | None) -> ErrorClass:

@@ -128,6 +128,26 @@ def extend_lease(
     return decide
 
 
+def prediction_created(
+    worker_id: str, external_id: str, *, attempt: int, actor: str = "executor"
+) -> Decide:
+    """The backend has a paid run of its own under ``external_id``: recorded at once (even
+    with a cancel pending: the run exists and is being stopped), so a later attempt can
+    resume it."""
+
+    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        _held(state, worker_id, attempt)
+        return [
+            ev.PredictionCreated(
+                **_header(state, now, actor, worker_id),
+                backend=state.backend,
+                external_id=external_id,
+            )
+        ]
+
+    return decide
+
+
 def record_progress(
     worker_id: str, step: int, total: int, lease_s: float, *, attempt: int, actor: str = "executor"
 ) -> Decide:

@@ -68,6 +68,15 @@ class GenerationProgress(Event, frozen=True, kw_only=True):
     total: int
 
 
+class PredictionCreated(Event, frozen=True, kw_only=True):
+    """The backend started a paid run of its own for this attempt (a Replicate prediction),
+    recorded before waiting on it: a later attempt of the job resumes that run instead of
+    paying for a second one (backends/replicate.py). Its time is ``occurred_at``."""
+
+    backend: str
+    external_id: str
+
+
 class Generated(Event, frozen=True, kw_only=True):
     """What a generation produced: the fields GenerationSucceeded and GenerationReused share
     (not itself an event of the union)."""
@@ -184,6 +193,7 @@ AnyEvent = (
     | LeaseExtended
     | GenerationStarted
     | GenerationProgress
+    | PredictionCreated
     | GenerationSucceeded
     | GenerationReused
     | GenerationFailed

@@ -78,6 +78,16 @@ class GenerationOutcome:
 
 
 @attrs.frozen(kw_only=True)
+class ExternalRun:
+    """The job's latest run on a backend's own service (PredictionCreated): kept across
+    requeues so the next attempt can resume it; a retry_job forgets it."""
+
+    backend: str
+    id: str
+    created_at: datetime
+
+
+@attrs.frozen(kw_only=True)
 class JobState:
     id: uuid.UUID
     owner_user_id: uuid.UUID
@@ -108,6 +118,7 @@ class JobState:
     progress_total: int | None = None
     # Not projected: facts the worker needs while the job is in flight.
     generation: GenerationOutcome | None = None
+    prediction: ExternalRun | None = None
     cancel_requested: bool = False
     cancel_reason: str | None = None
     usage_recorded: bool = False
@@ -204,6 +215,11 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
         case ev.GenerationProgress():
             s = _require(state, event, "running")
             return _step(s, at, progress_step=event.step, progress_total=event.total)
+        case ev.PredictionCreated():
+            s = _require(state, event, "running")
+            _require_holder(s, event)
+            run = ExternalRun(backend=event.backend, id=event.external_id, created_at=at)
+            return _step(s, at, prediction=run)
         case ev.GenerationSucceeded() | ev.GenerationReused():
             s = _require(state, event, "running")
             _require_holder(s, event)
@@ -297,6 +313,7 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
                 progress_step=None,
                 progress_total=None,
                 generation=None,
+                prediction=None,
                 cancel_requested=False,
                 cancel_reason=None,
                 usage_recorded=False,

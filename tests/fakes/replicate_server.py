@@ -9,7 +9,11 @@ Scenarios are knobs on the FakeReplicate object, set before or during a test:
   (a warm model that picks the prediction up at once), so the client reports progress before
   its first poll: a test can wait for that instead of for a span of time;
 - ``output_as_list``: ``output`` is ``[url]`` (flux) or a bare URL string;
-- ``prefer_wait``: honour ``Prefer: wait`` by answering the create with the final object;
+- ``Prefer: wait[=N]`` on a create is honoured as Replicate does (only on create; N is 1..60,
+  60 when absent; anything else is a 422): a prediction done at its first look
+  (``polls_before_done`` 0, not ``never_finish``) is answered finished, any other after a real
+  hold of N s, unfinished. ``Cancel-After`` must read like ``30s``/``5m``/``1h30m`` or bare
+  seconds, at least 5 s (else 422); it is kept on the prediction;
 - ``faults[route]``: scripted responses served first, in order, for a route
   (``create``, ``get``, ``cancel``, ``output``, ``list``) — e.g. a 429 with Retry-After,
   or ``DROP`` to close the connection without an answer.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -46,6 +51,9 @@ class Reply:
     status: int
     body: Any = None  # dict -> JSON, bytes -> raw
     headers: dict[str, str] = attrs.field(factory=dict)
+    # A held create: answered after this many seconds with the prediction as it is then.
+    hold_s: float = 0.0
+    pid: str | None = None
 
 
 DROP = Reply(0)
@@ -69,6 +77,7 @@ class Prediction:
     status: str = "starting"
     polls: int = 0
     error: str | None = None
+    cancel_after_s: int | None = None
 
 
 @attrs.define
@@ -79,7 +88,6 @@ class FakeReplicate:
     fail_with: str | None = None
     never_finish: bool = False
     output_as_list: bool = True
-    prefer_wait: bool = False
     processing_on_create: bool = False
     # GET /v1/models/{owner}/{name} answers 404 for these ("owner/name").
     missing_models: set[str] = attrs.field(factory=set)
@@ -142,12 +150,29 @@ class FakeReplicate:
             if not version:
                 return _problem(422, "version is required")
             model = version.split(":", 1)[0] if "/" in version else "some/model"
+        wait_s: int | None = None
+        if "prefer" in headers:
+            wait = PREFER_WAIT.match(headers["prefer"])
+            if wait is None or int(wait["n"] or 60) > 60:
+                return _problem(422, f"invalid Prefer header {headers['prefer']!r}")
+            wait_s = int(wait["n"] or 60)
+        cancel_after_s = None
+        if "cancel-after" in headers:
+            cancel_after_s = _duration_s(headers["cancel-after"])
+            if cancel_after_s is None or cancel_after_s < 5:
+                return _problem(422, f"invalid Cancel-After {headers['cancel-after']!r}")
         pid = f"pred{next(self._ids):04d}"
-        self.predictions[pid] = Prediction(pid, model, version, body["input"])
+        self.predictions[pid] = Prediction(
+            pid, model, version, body["input"], cancel_after_s=cancel_after_s
+        )
         pred = self.predictions[pid]
-        if self.prefer_wait and headers.get("prefer", "").startswith("wait"):
-            self._advance(pred, finish_now=True)
-        elif self.processing_on_create:
+        if wait_s is not None:
+            if self.polls_before_done == 0 and not self.never_finish:
+                self._advance(pred, finish_now=True)
+                return Reply(201, self._object(pred))
+            pred.status = "processing" if self.processing_on_create else "starting"
+            return Reply(201, hold_s=wait_s, pid=pid)
+        if self.processing_on_create:
             pred.status = "processing"
         return Reply(201, self._object(pred))
 
@@ -230,6 +255,10 @@ class FakeReplicate:
                 reply = self.route(event.method.decode(), event.target.decode(), headers, body)
                 if reply.status == 0:
                     return
+                if reply.hold_s:
+                    await trio.sleep(reply.hold_s)
+                    assert reply.pid is not None
+                    reply = Reply(reply.status, self._object(self.predictions[reply.pid]))
                 await _send(conn, stream, reply)
                 if conn.our_state is h11.MUST_CLOSE:
                     return
@@ -238,6 +267,21 @@ class FakeReplicate:
             return
         finally:
             await stream.aclose()
+
+
+PREFER_WAIT = re.compile(r"^wait(=(?P<n>[1-9][0-9]?))?$")  # and N <= 60
+CANCEL_AFTER = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+
+
+def _duration_s(value: str) -> int | None:
+    """Cancel-After's ``1h30m``/``5m``/``30s`` or bare seconds; None if malformed."""
+    if value.isdigit():
+        return int(value)
+    match = CANCEL_AFTER.match(value)
+    if match is None or not any(match.groups()):
+        return None
+    h, m, sec = (int(x or 0) for x in match.groups())
+    return h * 3600 + m * 60 + sec
 
 
 def _problem(status: int, detail: str) -> Reply:

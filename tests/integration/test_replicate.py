@@ -50,6 +50,9 @@ async def backend(fake: FakeReplicate, **block: Any) -> AsyncIterator[ReplicateB
         "api_token_env": ENV,
         "base_url": fake.base_url,
         "poll_interval_s": 0.01,
+        # Plain polling unless a test asks for a held create (test_replicate_resume has the
+        # default's).
+        "prefer_wait_s": 0,
         "backoff_s": 0.01,
         "cancel_timeout_s": 2,
     }
@@ -335,7 +338,6 @@ async def test_canceled_on_replicate_is_transient() -> None:
 async def test_prefer_wait_skips_polling() -> None:
     """prefer_wait_s sends Prefer: wait=N; a finished create reply needs no poll."""
     async with fake_replicate() as fake, backend(fake, prefer_wait_s=10) as b:
-        fake.prefer_wait = True
         result = await b.generate(request(), lambda s, t: None)
         assert result.image == PNG
         assert fake.hits("POST", "/v1/models/")[0].headers["prefer"] == "wait=10"

@@ -78,7 +78,7 @@ ALL_EVENT_TYPES: list[type[ev.Event]] = list(typing.get_args(ev.AnyEvent))
 
 def test_the_union_is_what_the_round_trips_cover() -> None:
     """The parametrization below is over the AnyEvent union, which is what decode accepts."""
-    assert len(ALL_EVENT_TYPES) == len(ev.EVENT_TYPES) == 19
+    assert len(ALL_EVENT_TYPES) == len(ev.EVENT_TYPES) == 20
     assert {cls.__name__ for cls in ALL_EVENT_TYPES} == set(ev.EVENT_TYPES)
 
 
@@ -121,6 +121,7 @@ def test_all_event_types_are_in_the_union() -> None:
         "JobClaimed",
         "GenerationStarted",
         "GenerationProgress",
+        "PredictionCreated",
         "GenerationSucceeded",
         "GenerationReused",
         "GenerationFailed",

@@ -102,6 +102,8 @@ def details(event: ev.Event) -> dict[str, Any]:
             return {"backend": event.backend, "seed": event.seed}
         case ev.GenerationProgress():
             return {"step": f"{event.step}/{event.total}"}
+        case ev.PredictionCreated():
+            return {"backend": event.backend, "external_id": event.external_id}
         case ev.GenerationSucceeded():
             return {"model": event.model, "latency_ms": event.latency_ms, "bytes": event.bytes}
         case ev.GenerationReused():

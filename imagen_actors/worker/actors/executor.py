@@ -37,7 +37,7 @@ from imagen_actors.core.errors import (
     LeaseLostError,
     as_fault,
 )
-from imagen_actors.core.fold import GenerationOutcome
+from imagen_actors.core.fold import ExternalRun, GenerationOutcome
 from imagen_actors.core.naming import default_seed
 from imagen_actors.db.ports import JobStore
 from imagen_actors.observability.logs import job_fields
@@ -239,7 +239,9 @@ async def _generate(
     except ConfigError as exc:
         await fail(str(exc), "permanent")
         return None
-    await gateway.transition(sub.job_id, dc.start_generation(worker, seed, attempt=attempt))
+    started = await gateway.transition(
+        sub.job_id, dc.start_generation(worker, seed, attempt=attempt)
+    )
     request = GenerationRequest(
         prompt=styled,
         user_prompt=sub.prompt,
@@ -251,6 +253,7 @@ async def _generate(
         style=sub.style,
         opts=dict(sub.opts or {}),
         job_id=sub.job_id,
+        resume=_resumable(started.state.prediction, sub.backend),
     )
     try:
         result = await generate_with_lease(
@@ -298,6 +301,12 @@ async def _generate(
         image=result.image,
         style=sub.style,
     )
+
+
+def _resumable(run: ExternalRun | None, backend: str) -> ExternalRun | None:
+    """The run an earlier attempt started (the fold keeps the latest PredictionCreated across
+    requeues), offered to the backend to resume; whether it still can is the backend's call."""
+    return run if run is not None and run.backend == backend else None
 
 
 async def record_cancelled(

@@ -1,5 +1,7 @@
 """The backend's run, holding the lease: a sibling task renews it and persists throttled
-progress (GenerationProgress) while the backend works; the Executor's one call."""
+progress (GenerationProgress) while the backend works, and the run a backend starts on its
+own service is recorded the moment its id is known (PredictionCreated); the Executor's one
+call."""
 
 from __future__ import annotations
 
@@ -64,8 +66,17 @@ async def generate_with_lease(
                 job_id, dc.extend_lease(settings.worker_id, settings.lease_s, attempt=attempt)
             )
 
+    async def on_created(external_id: str) -> None:
+        # Its own short transaction, before the backend waits on the run: a worker that dies
+        # from here on leaves the id for the next attempt to resume.
+        await gateway.transition(
+            job_id, dc.prediction_created(settings.worker_id, external_id, attempt=attempt)
+        )
+
     async def run() -> GenerationResult:
-        out: GenerationResult = await generate(request, on_progress)  # type: ignore[misc]
+        out: GenerationResult = await generate(  # type: ignore[misc]
+            request, on_progress, created=on_created
+        )
         return out
 
     return await holding_lease(
