@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from imagen_actors.db.gateway import Gateway
-from tests.support.jobs import insert_job
+from tests.support.jobs import OTHER_OWNER, OWNER, insert_job
 from tests.support.worker import make_config, running_worker, wait_all_terminal
 
 pytestmark = pytest.mark.db
@@ -353,3 +353,62 @@ def test_before_takes_the_since_forms() -> None:
         before("ninety days")
     with pytest.raises(argparse.ArgumentTypeError, match="future"):
         before("2999-01-01")
+
+
+async def test_forget_owner_removes_everything_of_theirs(database_url: str, tmp_path: Path) -> None:
+    """Their jobs, events, images, objects and keys go (recorded, nothing kept); another
+    owner's stay; an unfinished job stops it first; archive files holding them are named."""
+    h = await _history(database_url, tmp_path)
+    cfg_path = tmp_path / "imagen-t1.yaml"
+    async with running_worker(make_config(tmp_path, database_url)) as (_h, gw):
+        kept = await insert_job(gw, "someone else's owl", owner=OTHER_OWNER)
+        await _settled(gw)
+    # Two of the owner's old jobs are in an archive file already.
+    archived = tmp_path / "old.jsonl.gz"
+    out = await _cli(
+        database_url,
+        "archive",
+        "--before",
+        h["cutoff"].isoformat(),
+        "--to",
+        str(archived),
+        "--batch",
+        "2",
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    objects = tmp_path / "objects"
+    # One more done job of the owner in the live tables, with its object.
+    async with running_worker(make_config(tmp_path, database_url)) as (_h, gw):
+        mine = await insert_job(gw, "my last owl")
+        await _settled(gw)
+        [image] = await gw.fetch_sql("SELECT * FROM imagen.images WHERE job_id = $1", mine)
+    async with Gateway.open(database_url, application_name="test-archive") as gw:
+        await insert_job(gw, "waiting", backend="nobody")
+    out = await _cli(database_url, "forget-owner", str(OWNER), "--config", str(cfg_path))
+    assert out.returncode == 1 and b"not finished" in out.stderr and b"cancel" in out.stderr
+    async with Gateway.open(database_url, application_name="test-archive") as gw:
+        for r in await gw.fetch_sql(
+            "SELECT id FROM imagen.jobs WHERE status = 'pending' AND owner_user_id = $1", OWNER
+        ):
+            await gw.cancel_job(r["id"], None)
+    assert any(objects.rglob("*.png"))
+    out = await _cli(
+        database_url, "forget-owner", str(OWNER), "--config", str(cfg_path), "--dry-run"
+    )
+    assert out.returncode == 0 and out.stdout.startswith(b"would move 4 job(s)"), out.stdout
+    out = await _cli(database_url, "forget-owner", str(OWNER), "--config", str(cfg_path))
+    assert out.returncode == 0, out.stderr.decode()
+    assert b"still holds 4 job(s)" in out.stderr and str(archived.resolve()).encode() in out.stderr
+    async with Gateway.open(database_url, application_name="test-archive") as gw:
+        assert [r["id"] for r in await gw.fetch_sql("SELECT id FROM imagen.jobs")] == [kept]
+        assert not await gw.fetch_sql(
+            "SELECT 1 FROM imagen.job_events e WHERE e.data->>'owner_user_id' = $1", str(OWNER)
+        )
+        assert not await gw.fetch_sql(
+            "SELECT 1 FROM imagen.storage_keys WHERE storage_path = $1", image["storage_path"]
+        )
+        [run] = await gw.fetch_sql("SELECT * FROM imagen.archives WHERE kind = 'forget'")
+        assert run["owner_user_id"] == OWNER and run["jobs"] == 4 and run["file_name"] is None
+        assert await gw.status_counts() == await _counts(gw)
+    assert not (objects / image["bucket"] / image["storage_path"]).exists()
+    assert len(list(objects.rglob("*.png"))) == 1  # the other owner's

@@ -66,23 +66,27 @@ WHERE owner_user_id = $1 AND status IN ('pending', 'running')
 ORDER BY created_at;
 
 -- name: owner_objects
--- The stored objects of an owner's live jobs: the images, and every key the jobs reserved
--- (a failed attempt may have uploaded under one).
+-- The stored objects of an owner's jobs, live or archived before (archive leaves objects
+-- and key reservations in place): every key the jobs reserved (a failed attempt may have
+-- uploaded under one) and every image row.
 SELECT k.bucket, k.storage_path FROM imagen.storage_keys k
-JOIN imagen.jobs j ON j.id = k.job_id
-WHERE j.owner_user_id = $1 AND j.status IN ('done', 'failed', 'cancelled')
+WHERE k.job_id IN (SELECT j.id FROM imagen.jobs j
+                   WHERE j.owner_user_id = $1 AND j.status IN ('done', 'failed', 'cancelled')
+                   UNION ALL
+                   SELECT a.job_id FROM imagen.archived_jobs a WHERE a.owner_user_id = $1)
 UNION
 SELECT i.bucket, i.storage_path FROM imagen.images i
 WHERE i.owner_user_id = $1
 ORDER BY 1, 2;
 
 -- name: owner_release_keys
--- forget-owner: the reservations of the owner's removed jobs (their keys are made from the
--- prompt); the objects are deleted first. Returns how many.
+-- forget-owner, after the owner's jobs are removed (so all are in archived_jobs): the
+-- reservations of every job of theirs (the keys are made from the prompt); the objects
+-- were deleted first. Returns how many.
 WITH gone AS (
     DELETE FROM imagen.storage_keys k
     USING imagen.archived_jobs a
-    WHERE a.job_id = k.job_id AND a.owner_user_id = $1 AND a.archive_id = $2
+    WHERE a.job_id = k.job_id AND a.owner_user_id = $1
     RETURNING 1
 )
 SELECT count(*)::bigint FROM gone;
