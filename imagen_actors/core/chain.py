@@ -91,11 +91,22 @@ def canonical(
     worker_id: str | None,
     occurred_at_us: int,
     data: Any,
+    *,
+    data_text: str | None = None,
 ) -> str:
-    """``imagen.job_event_canonical``: the text an event's link is computed over."""
-    return jsonb_text(
-        [str(job_id), seq, type_name, actor, worker_id, occurred_at_us, data],
+    """``imagen.job_event_canonical``: the text an event's link is computed over.
+    ``data_text``: ``data`` already rendered as jsonb text (what the database printed),
+    used as it is."""
+    parts = (
+        _string(str(job_id)),
+        str(seq),
+        _string(type_name),
+        _string(actor),
+        "null" if worker_id is None else _string(worker_id),
+        str(occurred_at_us),
+        jsonb_text(data) if data_text is None else data_text,
     )
+    return "[" + ", ".join(parts) + "]"
 
 
 def link(
@@ -107,7 +118,11 @@ def link(
     worker_id: str | None,
     occurred_at_us: int,
     data: Any,
+    *,
+    data_text: str | None = None,
 ) -> bytes:
     """``imagen.job_event_hash``: this event's hash, chained to ``prev``."""
-    text = canonical(job_id, seq, type_name, actor, worker_id, occurred_at_us, data)
+    text = canonical(
+        job_id, seq, type_name, actor, worker_id, occurred_at_us, data, data_text=data_text
+    )
     return hashlib.sha256((prev or b"") + text.encode("utf-8")).digest()
