@@ -35,6 +35,7 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("bridge.py", ["--n", "100"]),
     ("growth.py", ["--quick"]),
     ("cancel.py", ["--n", "10"]),
+    ("archive.py", ["--n", "5000"]),
 ]
 
 

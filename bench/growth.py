@@ -195,8 +195,11 @@ async def measure(gw: Gateway, cfg: config.Config, args: argparse.Namespace) -> 
 # ---- the bulk load -------------------------------------------------------------------
 
 
-def bulk_sql(template: uuid.UUID, done: int, days: float) -> list[str]:
-    """Statements (one session) that clone ``template`` ``done`` times into the history."""
+def bulk_sql(template: uuid.UUID, done: int, days: float, *, own_images: bool = False) -> list[str]:
+    """Statements (one session) that clone ``template`` ``done`` times into the history.
+
+    With ``own_images`` each clone gets its own imagen.images row (id and key of its own, in
+    its events too), as a real history has: bench/archive.py moves them out."""
     span_s = days * 86400.0
     steps = [
         "SET work_mem = '256MB'",
@@ -206,7 +209,7 @@ def bulk_sql(template: uuid.UUID, done: int, days: float) -> list[str]:
         " e.occurred_at - j.created_at AS off FROM imagen.job_events e, tpl_job j"
         " WHERE e.job_id = j.id",
         # Evenly over the last `days`, ending an hour ago; g orders them by time.
-        "CREATE TEMP TABLE bulk AS SELECT g, gen_random_uuid() AS id,"
+        "CREATE TEMP TABLE bulk AS SELECT g, gen_random_uuid() AS id, gen_random_uuid() AS img,"
         f" now() - interval '1 hour' - make_interval(secs => {span_s} * ({done} - g) / {done})"
         " - (SELECT created_at FROM tpl_job) AS d"
         f" FROM generate_series(1, {done}) g",
@@ -214,7 +217,9 @@ def bulk_sql(template: uuid.UUID, done: int, days: float) -> list[str]:
         "ALTER TABLE imagen.job_events DISABLE TRIGGER ALL",
         f"INSERT INTO imagen.jobs ({JOB_COLUMNS})"
         " SELECT b.id, t.owner_user_id, t.prompt, t.backend, t.width, t.height, t.style,"
-        " t.negative_prompt, t.seed, t.steps, t.opts, t.status, t.image_id, t.error,"
+        " t.negative_prompt, t.seed, t.steps, t.opts, t.status,"
+        + (" b.img," if own_images else " t.image_id,")
+        + " t.error,"
         " t.attempts, t.max_attempts, t.worker_id, t.lease_expires_at + b.d,"
         " t.created_at + b.d, t.updated_at + b.d, t.started_at + b.d, t.finished_at + b.d,"
         " t.version, t.run_after + b.d FROM bulk b CROSS JOIN tpl_job t ORDER BY b.g",
@@ -222,8 +227,8 @@ def bulk_sql(template: uuid.UUID, done: int, days: float) -> list[str]:
     # The chain, one seq at a time: each event's hash links to the previous one's.
     seqs = "(SELECT array_agg(seq ORDER BY seq) FROM tpl)"
     steps.append(
-        "CREATE TEMP TABLE chain AS SELECT b.g, b.id AS job_id, b.d, NULL::bytea AS hash,"
-        " 0 AS seq FROM bulk b"
+        "CREATE TEMP TABLE chain AS SELECT b.g, b.id AS job_id, b.img, b.d,"
+        " NULL::bytea AS hash, 0 AS seq FROM bulk b"
     )
     steps.append(
         "CREATE TEMP TABLE evs (job_id uuid, seq int, type text, data jsonb, actor text,"
@@ -232,7 +237,7 @@ def bulk_sql(template: uuid.UUID, done: int, days: float) -> list[str]:
     steps.append(
         "DO $$ DECLARE k int; BEGIN FOREACH k IN ARRAY " + seqs + " LOOP"
         " CREATE TEMP TABLE step AS"
-        "  SELECT c.g, c.job_id, c.d, t.seq, t.type, x.data, t.actor, t.worker_id,"
+        "  SELECT c.g, c.job_id, c.img, c.d, t.seq, t.type, x.data, t.actor, t.worker_id,"
         "   (SELECT created_at FROM tpl_job) + c.d + t.off AS occurred_at,"
         "   imagen.job_event_hash(c.hash, c.job_id, t.seq, t.type, t.actor, t.worker_id,"
         "    (SELECT created_at FROM tpl_job) + c.d + t.off, x.data) AS hash"
@@ -240,11 +245,20 @@ def bulk_sql(template: uuid.UUID, done: int, days: float) -> list[str]:
         "  CROSS JOIN LATERAL (SELECT CASE WHEN t.data ? 'lease_expires_at' THEN"
         "   jsonb_set(t.data, '{lease_expires_at}',"
         "    to_jsonb((t.data ->> 'lease_expires_at')::timestamptz + c.d))"
-        "   ELSE t.data END AS data) x;"
-        " INSERT INTO evs (job_id, seq, type, data, actor, worker_id, occurred_at, hash, g)"
+        "   ELSE t.data END AS data) x0"
+        + (
+            "  CROSS JOIN LATERAL (SELECT CASE WHEN x0.data ? 'image_id' THEN"
+            "   jsonb_set(x0.data, '{image_id}', to_jsonb(c.img)) ELSE x0.data END AS data) x1"
+            "  CROSS JOIN LATERAL (SELECT CASE WHEN x1.data ? 'storage_path' THEN"
+            "   jsonb_set(x1.data, '{storage_path}', to_jsonb('bench/' || c.job_id || '.png'))"
+            "   ELSE x1.data END AS data) x;"
+            if own_images
+            else "  CROSS JOIN LATERAL (SELECT x0.data) x;"
+        )
+        + " INSERT INTO evs (job_id, seq, type, data, actor, worker_id, occurred_at, hash, g)"
         "  SELECT job_id, seq, type, data, actor, worker_id, occurred_at, hash, g FROM step;"
         " DROP TABLE chain;"
-        " CREATE TEMP TABLE chain AS SELECT g, job_id, d, hash, seq FROM step;"
+        " CREATE TEMP TABLE chain AS SELECT g, job_id, img, d, hash, seq FROM step;"
         " DROP TABLE step;"
         " END LOOP; END $$"
     )
@@ -252,6 +266,15 @@ def bulk_sql(template: uuid.UUID, done: int, days: float) -> list[str]:
         f"INSERT INTO imagen.job_events ({EVENT_COLUMNS})"
         f" SELECT {EVENT_COLUMNS} FROM evs ORDER BY g, seq"
     )
+    if own_images:
+        steps.append(
+            "INSERT INTO imagen.images (id, owner_user_id, job_id, prompt, backend, model, seed,"
+            " width, height, bucket, storage_path, mime, bytes, sha256, metadata, created_at)"
+            " SELECT b.img, i.owner_user_id, b.id, i.prompt, i.backend, i.model, i.seed,"
+            " i.width, i.height, i.bucket, 'bench/' || b.id || '.png', i.mime, i.bytes,"
+            " i.sha256, i.metadata, i.created_at + b.d"
+            f" FROM bulk b CROSS JOIN imagen.images i WHERE i.job_id = '{template}'"
+        )
     steps += [
         "ALTER TABLE imagen.jobs ENABLE TRIGGER ALL",
         "ALTER TABLE imagen.job_events ENABLE TRIGGER ALL",

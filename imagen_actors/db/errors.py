@@ -20,6 +20,9 @@ def translate(exc: BaseException) -> BaseException:
         "job_events_job_seq_unique",
     ):
         return ConcurrencyError(f"another writer advanced the job first ({exc.detail})")
+    if isinstance(exc, asyncpg.SerializationError):
+        # 40001 from imagen.archive_streams: a job of the batch moved since it was read.
+        return ConcurrencyError(exc.message)
     if isinstance(exc, asyncpg.NoDataFoundError):
         # P0002 from our SQL functions (cancel_job, retry_job): "no job X of yours".
         return JobNotFoundError(exc.message)

@@ -22,7 +22,7 @@ def case(name: str, argv: list[str], flag: str, fix: str) -> object:
 
 CASES = [
     case("unknown-verb", ["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'",
-         "choose from 'audit', 'backends'"),
+         "choose from 'archive', 'audit', 'backends'"),
     case("config-unknown-verb", ["config", "frob"], "argument VERB: invalid choice: 'frob'",
          "choose from 'init', 'check'"),
     case("missing-prompt", ["generate"], "the following arguments are required: prompt",

@@ -88,9 +88,11 @@ def rows_as(cls: type[T], rows: Iterable[Mapping[str, Any]]) -> list[T]:
     return [msgspec.convert(dict(r), cls) for r in rows]
 
 
-def parse_since(text: str | None, *, now: datetime | None = None) -> datetime | None:
-    """``--since``: an ISO date or datetime (naive = UTC), a span back from now (``24h``), or
-    ``all`` (no window: None)."""
+def parse_since(
+    text: str | None, *, now: datetime | None = None, flag: str = "--since"
+) -> datetime | None:
+    """``--since`` (and ``archive --before``, ``flag``): an ISO date or datetime (naive =
+    UTC), a span back from now (``24h``, ``90d``), or ``all`` (no window: None)."""
     if text is None or text.strip().lower() == "all":
         return None
     m = _RELATIVE.match(text)
@@ -101,8 +103,9 @@ def parse_since(text: str | None, *, now: datetime | None = None) -> datetime | 
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(
-            f"--since {text!r} is neither an ISO date/datetime (2026-11-01, "
-            "2026-11-01T08:00) nor a span like 90m, 24h, 7d; 'all' reads the whole history"
+            f"{flag} {text!r} is neither an ISO date/datetime (2026-11-01, "
+            "2026-11-01T08:00) nor a span like 90m, 24h, 7d"
+            + ("; 'all' reads the whole history" if flag == "--since" else "")
         ) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 

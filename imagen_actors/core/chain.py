@@ -1,0 +1,128 @@
+"""The event hash chain of schema 0009, in Python, for logs that have left the database.
+
+``imagen.job_event_hash`` is the definition; this is the same function for a stream read
+from an archive file (``replay --log``), where no server is at hand to compute it:
+
+    hash = sha256(previous hash (nothing for seq 1) || utf8(canonical))
+    canonical = jsonb_build_array(job_id, seq, type, actor, worker_id,
+                                  occurred_at as integer microseconds, data)::text
+
+``jsonb_text`` renders a JSON value as Postgres's jsonb output does: object keys ordered by
+byte length, then bytewise (jsonb's storage order); ``", "`` and ``": "`` separators; strings
+escaped as ``escape_json`` does; numbers as ``numeric_out`` prints them (so a value must be
+parsed with ``parse_float=Decimal`` to keep ``1.50`` as ``1.50``). tests/integration/
+test_archive_chain.py checks it against the server on real rows and on awkward values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _string(value: str) -> str:
+    # json.dumps without ASCII escaping escapes exactly what escape_json does: '"', '\',
+    # \b \f \n \r \t, and other characters below U+0020 as lower-case \u00xx.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _number(value: int | float | Decimal) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        # A float has lost its digits already; repr's shortest form is what jsonb keeps of
+        # the text Python would send.
+        value = Decimal(repr(value))
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a JSON number")
+    # numeric has no negative zero; 'f' keeps the scale (1.50 stays 1.50, 1e3 is 1000).
+    return format(value.copy_abs() if value.is_zero() else value, "f")
+
+
+def _key_order(key: str) -> tuple[int, bytes]:
+    raw = key.encode("utf-8")
+    return len(raw), raw
+
+
+def jsonb_text(value: Any) -> str:
+    """``value::jsonb::text`` as Postgres prints it."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, int | float | Decimal):
+        return _number(value)
+    if isinstance(value, Mapping):
+        items = sorted(((str(k), v) for k, v in value.items()), key=lambda kv: _key_order(kv[0]))
+        return "{" + ", ".join(f"{_string(k)}: {jsonb_text(v)}" for k, v in items) + "}"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(jsonb_text(v) for v in value) + "]"
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def micros(at: datetime) -> int:
+    """Integer microseconds since the Unix epoch (``extract(epoch ...) * 1000000``)."""
+    delta = at - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def canonical(
+    job_id: uuid.UUID,
+    seq: int,
+    type_name: str,
+    actor: str,
+    worker_id: str | None,
+    occurred_at_us: int,
+    data: Any,
+    *,
+    data_text: str | None = None,
+) -> str:
+    """``imagen.job_event_canonical``: the text an event's link is computed over.
+    ``data_text``: ``data`` already rendered as jsonb text (what the database printed),
+    used as it is."""
+    parts = (
+        _string(str(job_id)),
+        str(seq),
+        _string(type_name),
+        _string(actor),
+        "null" if worker_id is None else _string(worker_id),
+        str(occurred_at_us),
+        jsonb_text(data) if data_text is None else data_text,
+    )
+    return "[" + ", ".join(parts) + "]"
+
+
+def link(
+    prev: bytes | None,
+    job_id: uuid.UUID,
+    seq: int,
+    type_name: str,
+    actor: str,
+    worker_id: str | None,
+    occurred_at_us: int,
+    data: Any,
+    *,
+    data_text: str | None = None,
+) -> bytes:
+    """``imagen.job_event_hash``: this event's hash, chained to ``prev``."""
+    text = canonical(
+        job_id, seq, type_name, actor, worker_id, occurred_at_us, data, data_text=data_text
+    )
+    return hashlib.sha256((prev or b"") + text.encode("utf-8")).digest()
