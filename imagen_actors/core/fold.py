@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 import attrs
+import msgspec
 
 from imagen_actors.core import events as ev
 
@@ -87,8 +88,11 @@ class ExternalRun:
     created_at: datetime
 
 
-@attrs.frozen(kw_only=True)
-class JobState:
+class JobState(msgspec.Struct, frozen=True, kw_only=True):
+    """A job as its events fold: the imagen.jobs row (``projection``) plus what the worker
+    needs while it is in flight. A msgspec Struct rather than attrs: every event makes a new
+    one (``msgspec.structs.replace``, in C), and that copy was most of a replay's time."""
+
     id: uuid.UUID
     owner_user_id: uuid.UUID
     prompt: str
@@ -333,7 +337,7 @@ def _shown(error: str, shown_error: str | None) -> str:
 
 
 def _step(state: JobState, at: datetime, **changes: Any) -> JobState:
-    return attrs.evolve(state, updated_at=at, version=state.version + 1, **changes)
+    return msgspec.structs.replace(state, updated_at=at, version=state.version + 1, **changes)
 
 
 def replay(events: Iterable[ev.Event], *, onto: JobState | None = None) -> JobState:
