@@ -42,7 +42,7 @@ from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl
 from imagen_actors.db import database
 from imagen_actors.db.gateway import Gateway
-from imagen_actors.db.transactions import event_from_record
+from imagen_actors.db.transactions import decode_json, event_from_record
 
 SCRIPT = Path(__file__).name
 PAGE = 500
@@ -82,7 +82,8 @@ def decode(rows: list[dict[str, Any]]) -> list[list[ev.AnyEvent]]:
     """The rows as per-job event streams, decoded as the gateway decodes them."""
     streams: dict[uuid.UUID, list[ev.AnyEvent]] = {}
     for r in rows:
-        streams.setdefault(r["job_id"], []).append(event_from_record(r["job_id"], r))
+        record = {**r, "data": decode_json(r["data_text"])}
+        streams.setdefault(r["job_id"], []).append(event_from_record(r["job_id"], record))
     return list(streams.values())
 
 

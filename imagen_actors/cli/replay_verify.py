@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import trio
 
 from imagen_actors.cli.reports import replay as rr
+from imagen_actors.core import chain
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import JobNotFoundError, StorageError
 from imagen_actors.db.gateway import Gateway
-from imagen_actors.db.transactions import PoisonedStreamError, event_from_record
+from imagen_actors.db.transactions import PoisonedStreamError, decode_json, event_from_record
 from imagen_actors.storage.base import ObjectStore
 
 # Jobs per page of `replay --all` (one statement each; about 40,000 events at 8 per job).
@@ -26,30 +27,35 @@ RETRIES: Final = 20
 
 
 def check_stream(
-    job_id: uuid.UUID, rows: Sequence[dict[str, Any]]
+    job_id: uuid.UUID, rows: Sequence[Mapping[str, Any]]
 ) -> tuple[list[ev.AnyEvent], list[str]]:
-    """Decode a stream read by ``replay_events_for``, noting every row that breaks the log's
-    rules: a seq that is not the next one, a hash that does not chain, an event this version
-    cannot read (unknown type, data the decoder refuses). Never raises for a bad row."""
+    """Decode a stream read by ``replay_events_for`` or ``replay_page``, noting every row that
+    breaks the log's rules: a seq that is not the next one, a hash that does not chain (the
+    link recomputed over the row as stored: core/chain, imagen.job_event_hash's twin), an
+    event this version cannot read (unknown type, data the decoder refuses). Never raises
+    for a bad row."""
+    links = [
+        chain.StoredLink(
+            r["seq"], r["type"], r["actor"], r["worker_id"], chain.micros(r["occurred_at"]),
+            r["data_text"], r["hash"],
+        )
+        for r in rows
+    ]  # fmt: skip
+    problems = chain.problems(job_id, links)
     events: list[ev.AnyEvent] = []
-    problems: list[str] = []
-    previous = 0
     for r in rows:
-        seq = r["seq"]
-        if seq != previous + 1:
-            problems.append(
-                f"seq jumps from {previous} to {seq}: event(s) are missing from the log"
-            )
-        previous = seq
-        if not r["hash_ok"]:
-            problems.append(
-                f"event {seq} ({r['type']}): its hash does not chain to the event before it "
-                "(this row was changed, or an event before it was removed or inserted)"
-            )
+        record = {
+            "seq": r["seq"],
+            "type": r["type"],
+            "data": decode_json(r["data_text"]),
+            "occurred_at": r["occurred_at"],
+            "actor": r["actor"],
+            "worker_id": r["worker_id"],
+        }
         try:
-            events.append(event_from_record(job_id, r))
+            events.append(event_from_record(job_id, record))
         except PoisonedStreamError as exc:
-            problems.append(f"event {seq} ({r['type']}) is undecodable: {exc.why}")
+            problems.append(f"event {r['seq']} ({r['type']}) is undecodable: {exc.why}")
     return events, problems
 
 
@@ -74,24 +80,19 @@ async def verify_one(gw: Gateway, job_id: uuid.UUID) -> rr.VerifyResult:
     return _verify_rows(job_id, event_rows, row)
 
 
-def page_streams(row: dict[str, Any]) -> list[dict[str, Any]]:
+def page_streams(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The event rows of one ``replay_page`` row (its parallel arrays), as ``check_stream``
     reads them."""
     if row["seqs"] is None:
         return []
     return [
-        {"seq": q, "type": t, "data": d, "actor": a, "worker_id": w, "occurred_at": o, "hash_ok": h}
+        {"seq": q, "type": t, "data_text": d, "actor": a, "worker_id": w, "occurred_at": o,
+         "hash": h}
         for q, t, d, a, w, o, h in zip(
-            row["seqs"],
-            row["types"],
-            row["datas"],
-            row["actors"],
-            row["worker_ids"],
-            row["occurred_ats"],
-            row["hash_oks"],
-            strict=True,
+            row["seqs"], row["types"], row["data_texts"], row["actors"], row["worker_ids"],
+            row["occurred_ats"], row["hashes"], strict=True,
         )
-    ]
+    ]  # fmt: skip
 
 
 async def verify_all(

@@ -18,16 +18,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+import attrs
+
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+# What escape_json escapes; a string without any is printed as it is, between quotes (the
+# usual case, and a verify hashes several strings per event).
+_ESCAPED: Final = re.compile(r'["\\\x00-\x1f]')
+
+
 def _string(value: str) -> str:
+    if _ESCAPED.search(value) is None:
+        return f'"{value}"'
     # json.dumps without ASCII escaping escapes exactly what escape_json does: '"', '\',
     # \b \f \n \r \t, and other characters below U+0020 as lower-case \u00xx.
     return json.dumps(value, ensure_ascii=False)
@@ -126,3 +136,51 @@ def link(
         job_id, seq, type_name, actor, worker_id, occurred_at_us, data, data_text=data_text
     )
     return hashlib.sha256((prev or b"") + text.encode("utf-8")).digest()
+
+
+@attrs.frozen
+class StoredLink:
+    """One event as stored (a job_events row, an archived event): what its link covers,
+    the data as jsonb printed it, and the hash it carries (None when unreadable)."""
+
+    seq: int
+    type_name: str
+    actor: str
+    worker_id: str | None
+    occurred_at_us: int
+    data_text: str
+    hash: bytes | None
+
+
+def problems(job_id: uuid.UUID, stream: Iterable[StoredLink]) -> list[str]:
+    """What breaks the log's rules in one job's stream, in seq order: a seq that is not the
+    next one, a hash that does not link to the event before it. The stored text is hashed
+    as it is (it links when nothing changed); text that does not (re-encoded by a tool on
+    the way, or changed) is rendered again the way jsonb prints it, numbers exact."""
+    found: list[str] = []
+    previous_seq = 0
+    previous_hash: bytes | None = None
+    for e in stream:
+        if e.seq != previous_seq + 1:
+            found.append(
+                f"seq jumps from {previous_seq} to {e.seq}: event(s) are missing from the log"
+            )
+        previous_seq = e.seq
+        row = (previous_hash, job_id, e.seq, e.type_name, e.actor, e.worker_id, e.occurred_at_us)
+        if e.hash is None or (
+            link(*row, None, data_text=e.data_text) != e.hash
+            and link(*row, _exact(e.data_text)) != e.hash
+        ):
+            found.append(
+                f"event {e.seq} ({e.type_name}): its hash does not chain to the event before "
+                "it (this event was changed, or an event before it was removed or inserted)"
+            )
+        previous_hash = e.hash
+    return found
+
+
+def _exact(text: str) -> Any:
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except ValueError:
+        return text  # not JSON at all: hashed as a string, it cannot link

@@ -109,43 +109,35 @@ LIMIT $2;
 
 -- name: replay_page
 -- One keyset page of `replay --verify --all` in one statement: up to $2 job rows with ids
--- after $1, each with its whole stream as parallel arrays in seq order, and what `replay
--- --verify` checks per event: hash_oks (the stored hash is the link imagen.job_event_hash
--- computes from the previous row's hash and this row; schema 0009). A job with no events
--- has NULL arrays.
+-- after $1, each with its whole stream as parallel arrays in seq order: the columns the
+-- event is rebuilt from, its data as the server prints it (the text the hash is computed
+-- over) and its stored hash. The link itself is recomputed client-side (core/chain.py, the
+-- same function as imagen.job_event_hash): computed here, it cost 85 us a job, the bound
+-- on the whole run. A job with no events has NULL arrays.
 WITH page AS (
     SELECT * FROM imagen.jobs WHERE id > $1 ORDER BY id LIMIT $2
 )
-SELECT p.*, s.seqs, s.types, s.datas, s.actors, s.worker_ids, s.occurred_ats, s.hash_oks
+SELECT p.*, s.seqs, s.types, s.data_texts, s.actors, s.worker_ids, s.occurred_ats, s.hashes
 FROM page p
 LEFT JOIN LATERAL (
-    SELECT array_agg(x.seq ORDER BY x.seq) AS seqs,
-           array_agg(x.type ORDER BY x.seq) AS types,
-           array_agg(x.data ORDER BY x.seq) AS datas,
-           array_agg(x.actor ORDER BY x.seq) AS actors,
-           array_agg(x.worker_id ORDER BY x.seq) AS worker_ids,
-           array_agg(x.occurred_at ORDER BY x.seq) AS occurred_ats,
-           array_agg(x.hash_ok ORDER BY x.seq) AS hash_oks
+    SELECT array_agg(x.seq) AS seqs, array_agg(x.type) AS types,
+           array_agg(x.data_text) AS data_texts, array_agg(x.actor) AS actors,
+           array_agg(x.worker_id) AS worker_ids, array_agg(x.occurred_at) AS occurred_ats,
+           array_agg(x.hash) AS hashes
     FROM (
-        SELECT e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at,
-               e.hash = imagen.job_event_hash(lag(e.hash) OVER (ORDER BY e.seq), e.job_id,
-                                              e.seq, e.type, e.actor, e.worker_id,
-                                              e.occurred_at, e.data) AS hash_ok
-        FROM imagen.job_events e WHERE e.job_id = p.id
+        -- Sorted once here (job_events (job_id, seq) index); the aggregates keep this order.
+        SELECT e.seq, e.type, e.data::text AS data_text, e.actor, e.worker_id, e.occurred_at,
+               e.hash
+        FROM imagen.job_events e WHERE e.job_id = p.id ORDER BY e.seq
     ) x
 ) s ON true
 ORDER BY p.id;
 
 -- name: replay_events_for
--- The streams of a page of jobs, in order, with what `replay --verify` checks per event:
--- position (seq must equal it: 1..n without gaps) and hash_ok (the stored hash is the link
--- imagen.job_event_hash computes from the previous row's hash and this row; schema 0009).
-SELECT job_id, seq, type, data, actor, worker_id, occurred_at,
-       row_number() OVER w AS position,
-       hash = imagen.job_event_hash(lag(hash) OVER w, job_id, seq, type, actor, worker_id,
-                                    occurred_at, data) AS hash_ok
+-- The streams of a page of jobs, in order: what `replay --verify` rebuilds and checks per
+-- event (as replay_page: data as text, the stored hash; the link is recomputed client-side).
+SELECT job_id, seq, type, data::text AS data_text, actor, worker_id, occurred_at, hash
 FROM imagen.job_events WHERE job_id = ANY($1::uuid[])
-WINDOW w AS (PARTITION BY job_id ORDER BY seq)
 ORDER BY job_id, seq;
 
 -- name: replay_images_for
