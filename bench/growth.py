@@ -279,6 +279,7 @@ def bulk_sql(template: uuid.UUID, done: int, days: float, *, own_images: bool = 
         "ALTER TABLE imagen.jobs ENABLE TRIGGER ALL",
         "ALTER TABLE imagen.job_events ENABLE TRIGGER ALL",
         "SELECT imagen.job_status_counts_rebuild()",
+        "SELECT imagen.job_stage_times_rebuild()",
     ]
     return steps
 

@@ -121,6 +121,11 @@ async def test_archive_moves_exactly_the_old_finished_streams(
         assert not await gw.fetch_sql(
             "SELECT 1 FROM imagen.images WHERE job_id = ANY($1::uuid[])", old
         )
+        # Their stage times (schema 0018) go with them; the newer ended jobs keep theirs.
+        kept = {
+            r["job_id"] for r in await gw.fetch_sql("SELECT job_id FROM imagen.job_stage_times")
+        }
+        assert not kept & set(old) and set(new) <= kept
         # Reservations and billing stay; the counters were counted down with the DELETEs.
         assert await gw.fetch_sql("SELECT * FROM imagen.storage_keys ORDER BY 1, 2") == keys_before
         assert await gw.fetch_sql("SELECT * FROM mai.imagen_usage ORDER BY id") == usage_before

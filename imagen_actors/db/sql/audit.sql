@@ -2,9 +2,22 @@
 -- Every block is also a recipe in docs/audit.md. $n are asyncpg placeholders; NULL = no filter.
 
 -- name: audit_latency
--- p50/p95/p99 per backend and stage, from imagen.job_stage_latency_since (schema 0014: the
--- window's events in one pass). $1 since (timestamptz or NULL: all time, a full scan),
--- $2 backend (text or NULL).
+-- p50/p95/p99 per backend and stage of the jobs created since $1 (timestamptz or NULL: all
+-- time): the ended ones from imagen.job_stage_times (schema 0018: one row per job, on
+-- job_stage_times_created), the open ones (pending, running: few) computed live from their
+-- streams by imagen.job_stages. $2 backend (text or NULL).
+WITH l AS (
+    SELECT t.backend, t.queue_wait_ms, t.generation_ms, t.upload_ms, t.total_ms
+    FROM imagen.job_stage_times t
+    WHERE t.created_at >= coalesce($1::timestamptz, '-infinity')
+      AND ($2::text IS NULL OR t.backend = $2::text)
+    UNION ALL
+    SELECT j.backend, s.queue_wait_ms, s.generation_ms, s.upload_ms, s.total_ms
+    FROM imagen.jobs j CROSS JOIN LATERAL imagen.job_stages(j.id) s
+    WHERE j.status IN ('pending', 'running')
+      AND j.created_at >= coalesce($1::timestamptz, '-infinity')
+      AND ($2::text IS NULL OR j.backend = $2::text)
+)
 SELECT l.backend,
        s.stage,
        count(*)::int AS n,
@@ -12,13 +25,12 @@ SELECT l.backend,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY s.ms) AS p95_ms,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY s.ms) AS p99_ms,
        max(s.ms) AS max_ms
-FROM imagen.job_stage_latency_since(coalesce($1::timestamptz, '-infinity')) l
+FROM l
 CROSS JOIN LATERAL (VALUES (1, 'queue_wait', l.queue_wait_ms),
                            (2, 'generation', l.generation_ms),
                            (3, 'upload', l.upload_ms),
                            (4, 'total', l.total_ms)) AS s(ord, stage, ms)
 WHERE s.ms IS NOT NULL
-  AND ($2::text IS NULL OR l.backend = $2::text)
 GROUP BY l.backend, s.ord, s.stage
 ORDER BY l.backend, s.ord;
 
