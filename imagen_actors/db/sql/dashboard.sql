@@ -83,8 +83,8 @@ ORDER BY e.occurred_at DESC LIMIT $2;
 -- name: dash_latency_by_day
 -- p50/p95 per day, backend and stage since $1, over a sample: each day's latest $2 completed
 -- jobs (job_events_type_time, one bounded range per day), then each sampled job's stage
--- times from job_stage_latency (jobs primary key, job_events (job_id, seq) lookups). Over
--- every job of 14 busy days this took 10 s on a 1M-job history; the sample keeps it bounded.
+-- times as kept when it ended (job_stage_times primary key, schema 0018). Over every job of
+-- 14 busy days this took 10 s on a 1M-job history; the sample keeps it bounded.
 WITH days AS (
     SELECT d FROM generate_series(date_trunc('day', $1::timestamptz, 'UTC'), now(),
                                   interval '1 day') AS d
@@ -101,7 +101,7 @@ SELECT date_trunc('day', l.completed_at, 'UTC') AS day, l.backend, s.stage,
        percentile_cont(0.50) WITHIN GROUP (ORDER BY s.ms)::float8 AS p50_ms,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY s.ms)::float8 AS p95_ms
 FROM sample
-CROSS JOIN LATERAL (SELECT * FROM imagen.job_stage_latency v WHERE v.job_id = sample.job_id) l
+JOIN imagen.job_stage_times l ON l.job_id = sample.job_id
 CROSS JOIN LATERAL (VALUES (1, 'queue_wait', l.queue_wait_ms),
                            (2, 'generation', l.generation_ms),
                            (3, 'upload', l.upload_ms),
@@ -136,6 +136,5 @@ SELECT id, bucket, storage_path, mime, bytes, sha256, model, seed, width, height
 FROM imagen.images WHERE job_id = $1;
 
 -- name: dash_job_stages
--- One job's stage durations (job_stage_latency on the jobs primary key).
-SELECT queue_wait_ms, generation_ms, upload_ms, total_ms
-FROM imagen.job_stage_latency WHERE job_id = $1;
+-- One job's stage durations, from its stream as it is now (imagen.job_stages, schema 0018).
+SELECT queue_wait_ms, generation_ms, upload_ms, total_ms FROM imagen.job_stages($1);
