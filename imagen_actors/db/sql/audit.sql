@@ -4,8 +4,11 @@
 -- name: audit_latency
 -- p50/p95/p99 per backend and stage of the jobs created since $1 (timestamptz or NULL: all
 -- time): the ended ones from imagen.job_stage_times (schema 0018: one row per job, on
--- job_stage_times_created), the open ones (pending, running: few) computed live from their
--- streams by imagen.job_stages. $2 backend (text or NULL).
+-- job_stage_times_created), the open ones computed live from their streams by
+-- imagen.job_stages: the running ones and the pending ones that have more than their
+-- JobSubmitted (version > 1: a requeued or retried job keeps its first claim); a pending job
+-- never claimed has no stage to count, and another host's backlog can be 100,000 of them.
+-- $2 backend (text or NULL).
 WITH l AS (
     SELECT t.backend, t.queue_wait_ms, t.generation_ms, t.upload_ms, t.total_ms
     FROM imagen.job_stage_times t
@@ -14,7 +17,7 @@ WITH l AS (
     UNION ALL
     SELECT j.backend, s.queue_wait_ms, s.generation_ms, s.upload_ms, s.total_ms
     FROM imagen.jobs j CROSS JOIN LATERAL imagen.job_stages(j.id) s
-    WHERE j.status IN ('pending', 'running')
+    WHERE (j.status = 'running' OR (j.status = 'pending' AND j.version > 1))
       AND j.created_at >= coalesce($1::timestamptz, '-infinity')
       AND ($2::text IS NULL OR j.backend = $2::text)
 )
