@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -26,6 +26,7 @@ STATUSES: Final = ("pending", "running", "done", "failed", "cancelled")
 BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 # Jobs whose start we remember while they are in flight; more means events were missed.
 MAX_TRACKED: Final = 1000
+V = TypeVar("V")
 
 
 class _Restarts(Collector):
@@ -82,8 +83,12 @@ class WorkerMetrics:
         restarts: Callable[[], Mapping[str, int]] = dict,
         dependencies: Callable[[], Mapping[str, bool]] = dict,
         clock: Callable[[], float] = time.monotonic,
+        gpu_backends: Collection[str] | None = None,
     ) -> None:
         self.worker_id = worker_id
+        # The backends whose generation is this host's GPU time (the local ones); None: all.
+        # A remote prediction runs elsewhere, and several run at once (config/slots).
+        self._gpu_backends = None if gpu_backends is None else frozenset(gpu_backends)
         self.registry = CollectorRegistry(auto_describe=True)
         self._clock = clock
         self.jobs = Counter(
@@ -103,14 +108,15 @@ class WorkerMetrics:
         )
         self.gpu_busy = Counter(
             "imagen_gpu_busy_seconds",
-            "Seconds the GPU slot spent generating",
+            "Seconds this host's GPU spent generating (local backends only)",
             registry=self.registry,
         )
         self.queue = _QueueDepth()
         self.registry.register(self.queue)
         self.registry.register(_Restarts(restarts))
         self.registry.register(_Dependencies(dependencies))
-        self._generating: dict[uuid.UUID, float] = {}
+        # job -> (when its generation started, whether it runs on this host's GPU)
+        self._generating: dict[uuid.UUID, tuple[float, bool]] = {}
         self._uploading: dict[uuid.UUID, float] = {}
 
     def set_queue_depth(self, counts: Mapping[str, int]) -> None:
@@ -134,7 +140,8 @@ class WorkerMetrics:
                 wait = (event.occurred_at - since).total_seconds()
                 self.stage_seconds.labels("queue_wait").observe(max(0.0, wait))
         elif isinstance(event, ev.GenerationStarted):
-            _remember(self._generating, job, now)
+            local = self._gpu_backends is None or event.backend in self._gpu_backends
+            _remember(self._generating, job, (now, local))
         elif isinstance(event, ev.GenerationSucceeded):
             self._end_generation(job, now)
             _remember(self._uploading, job, now)
@@ -151,10 +158,12 @@ class WorkerMetrics:
             self.jobs.labels("failed" if isinstance(event, ev.JobFailed) else "requeued").inc()
 
     def _end_generation(self, job: uuid.UUID, now: float) -> None:
-        started = self._generating.pop(job, None)
-        if started is not None:
+        generating = self._generating.pop(job, None)
+        if generating is not None:
+            started, on_gpu = generating
             self.stage_seconds.labels("generation").observe(now - started)
-            self.gpu_busy.inc(now - started)
+            if on_gpu:
+                self.gpu_busy.inc(now - started)
 
 
 def pending_since(prior: Iterable[ev.AnyEvent]) -> datetime | None:
@@ -168,7 +177,7 @@ def pending_since(prior: Iterable[ev.AnyEvent]) -> datetime | None:
     return since
 
 
-def _remember(table: dict[uuid.UUID, float], job: uuid.UUID, now: float) -> None:
+def _remember(table: dict[uuid.UUID, V], job: uuid.UUID, now: V) -> None:
     if len(table) >= MAX_TRACKED:
         table.pop(next(iter(table)))
     table[job] = now

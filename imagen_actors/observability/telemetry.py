@@ -14,6 +14,7 @@ from typing import Final
 import trio
 
 from imagen_actors.config.settings import Config
+from imagen_actors.config.slots import LOCAL_TYPES
 from imagen_actors.core.errors import DatabaseError
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.observability.health import WorkerHealth
@@ -44,6 +45,7 @@ class Telemetry:
             health.worker_id,
             restarts=lambda: health.restarts,
             dependencies=health.dependencies_up,
+            gpu_backends=[n for n, b in cfg.backends.items() if b.get("type") in LOCAL_TYPES],
         )
         self.notifier = Notifier(env)
         self.watchdog_s = watchdog_interval_s(env)

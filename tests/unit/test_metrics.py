@@ -144,3 +144,17 @@ async def test_readyz_and_metrics_name_an_unhealthy_dependency() -> None:
         'imagen_dependency_up{dependency="flux-schnell-local"} 1.0'
         in telemetry.metrics.render().decode()
     )
+
+
+def test_only_local_backends_count_as_gpu_time() -> None:
+    """A remote prediction (its own slot, elsewhere) is generation time but not GPU time:
+    with slots several run at once, and the counter would outrun the clock."""
+    clock = iter([0.0, 5.0, 10.0, 12.0])
+    m = WorkerMetrics("w", clock=lambda: next(clock), gpu_backends=["mock"])
+    m.observe(transition(ev.GenerationStarted(**common(1), backend="flux", seed=1)))
+    failed = ev.GenerationFailed(**common(2), error="boom", error_class="transient")
+    m.observe(transition(failed))
+    m.observe(transition(ev.GenerationStarted(**common(3), backend="mock", seed=1)))
+    m.observe(transition(ev.GenerationFailed(**common(4), error="boom", error_class="transient")))
+    assert value(m, "imagen_stage_seconds_sum", stage="generation") == 5.0 + 2.0
+    assert value(m, "imagen_gpu_busy_seconds_total") == 2.0
