@@ -35,6 +35,8 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("bridge.py", ["--n", "100"]),
     ("growth.py", ["--quick"]),
     ("cancel.py", ["--n", "10"]),
+    # Needs the bench extra (PgQueuer); fails with a clear message without it.
+    ("pgqueuer_side_by_side.py", ["--n", "200", "--repeats", "1"]),
 ]
 
 
