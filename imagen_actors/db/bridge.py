@@ -22,6 +22,7 @@ What the Gateway relies on, kept from trio-asyncio:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -84,12 +85,11 @@ class AsyncioThread:
             return await fn(*args, **kwargs)
 
         def done(finished: asyncio.Task[T]) -> None:
-            try:
+            # A task left behind by a Trio run that has ended: nobody waits for it.
+            with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(
                     trio.lowlevel.reschedule, task, outcome.capture(finished.result)
                 )
-            except trio.RunFinishedError:
-                pass  # a task left behind by a Trio run that has ended: nobody waits for it
 
         def start() -> None:
             started.append(loop.create_task(body()))
