@@ -36,6 +36,8 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("growth.py", ["--quick"]),
     ("cancel.py", ["--n", "10"]),
     ("archive.py", ["--n", "5000"]),
+    # Needs the bench extra (PgQueuer); fails with a clear message without it.
+    ("pgqueuer_side_by_side.py", ["--n", "200", "--repeats", "1"]),
 ]
 
 

@@ -1,18 +1,17 @@
 """The trio -> asyncpg bridge, side by side: CPU per call of the same two operations through
 
-  trio-asyncio   the worker's ``Gateway`` (``trio_asyncio.aio_as_trio`` on the loop that
-                 trio-asyncio runs inside Trio): what every transition pays today;
-  thread loop    asyncpg on a plain asyncio loop in a dedicated thread, called from Trio:
-                 ``asyncio.run_coroutine_threadsafe`` there, the result handed back with
-                 ``TrioToken.run_sync_soon`` + ``trio.lowlevel.reschedule`` (no worker
-                 thread per call);
+  Gateway        the worker's ``Gateway`` (db/bridge.py): asyncpg on a plain asyncio loop
+                 in a dedicated thread; the Trio task starts one asyncio task there per
+                 call and is rescheduled (``TrioToken.run_sync_soon``) when it ends;
+  trio-asyncio   ``trio_asyncio.aio_as_trio`` on the loop that trio-asyncio runs inside
+                 Trio: the Gateway's bridge until 2026-12 (docs/decisions.md);
   plain asyncio  asyncpg under ``asyncio.run`` in a child process that imports neither
                  Trio nor trio-asyncio (bench/_plain_asyncio.py): the floor.
 
 The operations: ``SELECT 1`` (one round trip) and a 4-statement write transaction (BEGIN,
 SELECT 1, INSERT one row, COMMIT). CPU = this process's user+sys time (every thread: the
-loop thread's work counts) per call; wall p50 too. This measures; it changes nothing: the
-gateway keeps trio-asyncio (the choice is recorded in docs/decisions.md by whoever makes it).
+loop thread's work counts) per call; wall p50 too. trio-asyncio is no longer a dependency
+of the package: the bench extra installs it.
 
 Rows for docs/performance.md: CPU per call for each bridge and operation.
 
@@ -21,19 +20,16 @@ Rows for docs/performance.md: CPU per call for each bridge and operation.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-import outcome
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,7 +64,7 @@ async def select_one(conn: Any) -> None:
     await conn.fetchval("SELECT 1")
 
 
-async def via_trio_asyncio(dsn: str, n: int) -> dict[str, tuple[float, float]]:
+async def via_gateway(dsn: str, n: int) -> dict[str, tuple[float, float]]:
     async with Gateway.open(dsn, application_name="bench-bridge", pool_size=2) as gw:
         pool = gw._pool
 
@@ -85,64 +81,35 @@ async def via_trio_asyncio(dsn: str, n: int) -> dict[str, tuple[float, float]]:
         return {"SELECT 1": await measure_trio(n, ping), "transaction": await measure_trio(n, tx)}
 
 
-class ThreadLoop:
-    """A plain asyncio loop in its own thread; ``call`` runs a coroutine there from Trio."""
+async def via_trio_asyncio(dsn: str, n: int) -> dict[str, tuple[float, float]]:
+    import trio_asyncio  # the bench extra; it replaces asyncio's loop policy on import
 
-    def __init__(self) -> None:
-        # The class itself: trio-asyncio replaces the policy's new_event_loop inside Trio.
-        self.loop = asyncio.SelectorEventLoop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+    async with trio_asyncio.open_loop() as loop:
 
-    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        task = trio.lowlevel.current_task()
-        token = trio.lowlevel.current_trio_token()
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        def aio(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+            wrapped: Callable[..., Awaitable[T]] = trio_asyncio.aio_as_trio(fn, loop=loop)
+            return wrapped
 
-        def done(f: Any) -> None:
-            token.run_sync_soon(trio.lowlevel.reschedule, task, outcome.capture(f.result))
-
-        future.add_done_callback(done)
-
-        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
-            return trio.lowlevel.Abort.FAILED  # the call finishes; its result is awaited
-
-        # reschedule() hands the outcome in; wait_task_rescheduled unwraps it here.
-        result: T = await trio.lowlevel.wait_task_rescheduled(abort)
-        return result
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
-async def via_thread_loop(dsn: str, n: int) -> dict[str, tuple[float, float]]:
-    side = ThreadLoop()
-    try:
-
-        async def open_pool() -> Any:
-            return await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-
-        pool = await side.call(open_pool())
+        pool = await aio(asyncpg.create_pool)(
+            dsn, min_size=1, max_size=2, max_inactive_connection_lifetime=0
+        )
 
         async def ping(_i: int) -> None:
-            await side.call(pool.fetchval("SELECT 1"))
+            await aio(pool.fetchval)("SELECT 1")
 
         async def tx(i: int) -> None:
             async def body() -> None:
                 async with pool.acquire() as conn:
                     await small_transaction(conn, i)
 
-            await side.call(body())
+            await aio(body)()
 
         figures = {
             "SELECT 1": await measure_trio(n, ping),
             "transaction": await measure_trio(n, tx),
         }
-        await side.call(pool.close())
+        await aio(pool.close)()
         return figures
-    finally:
-        side.close()
 
 
 def via_plain_asyncio(dsn: str, n: int) -> dict[str, tuple[float, float]]:
@@ -169,8 +136,8 @@ def main(n: int) -> None:
 
         settings = trio.run(prepare)
         results = {
-            "trio-asyncio (Gateway)": trio.run(via_trio_asyncio, dsn, n),
-            "asyncio loop in a thread, from Trio": trio.run(via_thread_loop, dsn, n),
+            "Gateway (asyncio loop in a thread)": trio.run(via_gateway, dsn, n),
+            "trio-asyncio": trio.run(via_trio_asyncio, dsn, n),
             "plain asyncio": via_plain_asyncio(dsn, n),
         }
     run.header("the trio -> asyncpg bridge (CPU per call)", n, db, settings, unit="calls each")

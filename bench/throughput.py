@@ -11,8 +11,10 @@ worker's CPU per job (this process's user+sys, which also covers the client's po
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
+import threading
 from pathlib import Path
 
 import trio
@@ -23,6 +25,23 @@ import _common as c
 from imagen_actors.db.gateway import Gateway
 
 SCRIPT = Path(__file__).name
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """user + system CPU of each live thread of this process so far, by thread name."""
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        if t.native_id is None:
+            continue
+        try:
+            stat = Path(f"/proc/self/task/{t.native_id}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        name = "Trio worker threads" if t.name.startswith("Trio thread") else t.name
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out[name] = out.get(name, 0.0) + cpu
+    return out
 
 
 def own_cpu_s() -> float:
@@ -49,9 +68,10 @@ async def main(n: int, size: int, timeout: float) -> None:
             await c.insert_backlog(gw, n, size)
             before = await server_counters(gw)
             cfg = c.bench_config(tmp, dsn, latency_ms=0, poll_interval_s=3600)
-            cpu_before = own_cpu_s()
+            cpu_before, threads_before = own_cpu_s(), thread_cpu_s()
             async with c.running_worker(cfg):
                 await c.wait_all_settled(gw, n, timeout=timeout, label="throughput")
+                threads = thread_cpu_s()
             cpu = own_cpu_s() - cpu_before
             # The worker's connections are closed now, so their statistics are flushed.
             await trio.sleep(1.0)
@@ -73,6 +93,24 @@ async def main(n: int, size: int, timeout: float) -> None:
                     "  j.finished_at - e.occurred_at))::float8 AS claim_to_done"
                     " FROM imagen.jobs j JOIN imagen.job_events e"
                     "   ON e.job_id = j.id AND e.type = 'JobClaimed'"
+                )
+            )[0]
+            steps = (
+                await gw.fetch_sql(
+                    "WITH e AS (SELECT job_id, type, occurred_at FROM imagen.job_events),"
+                    " j AS (SELECT job_id,"
+                    "   max(occurred_at) FILTER (WHERE type = 'JobClaimed') AS claimed,"
+                    "   max(occurred_at) FILTER (WHERE type = 'GenerationStarted') AS started,"
+                    "   max(occurred_at) FILTER (WHERE type = 'GenerationSucceeded') AS succeeded,"
+                    "   max(occurred_at) FILTER (WHERE type = 'JobCompleted') AS completed"
+                    "   FROM e GROUP BY job_id)"
+                    " SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY"
+                    "   extract(epoch FROM started - claimed))::float8 AS claim_start,"
+                    " percentile_cont(0.5) WITHIN GROUP (ORDER BY"
+                    "   extract(epoch FROM succeeded - started))::float8 AS start_succeeded,"
+                    " percentile_cont(0.5) WITHIN GROUP (ORDER BY"
+                    "   extract(epoch FROM completed - succeeded))::float8 AS succeeded_completed"
+                    " FROM j"
                 )
             )[0]
             counts = await c.status_counts(gw)
@@ -98,10 +136,17 @@ async def main(n: int, size: int, timeout: float) -> None:
             ("first claim -> last done", f"{span:.2f} s"),
             ("per job (span / n)", c.ms(span / row["done"])),
             ("claim -> done p50", c.ms(stages["claim_to_done"])),
+            ("  JobClaimed -> GenerationStarted p50", c.ms(steps["claim_start"])),
+            ("  GenerationStarted -> GenerationSucceeded p50", c.ms(steps["start_succeeded"])),
+            ("  GenerationSucceeded -> JobCompleted p50", c.ms(steps["succeeded_completed"])),
             ("first claim -> last usage row", f"{usage_span:.2f} s"),
             ("server transactions per job", f"{(after['xacts'] - before['xacts']) / n:.1f}"),
             ("WAL flushes (fsync) per job", f"{(after['wal_sync'] - before['wal_sync']) / n:.1f}"),
             ("worker process CPU per job (user+sys / n)", c.ms(cpu / n)),
+            *(
+                (f"  of which thread {name}", c.ms((used - threads_before.get(name, 0.0)) / n))
+                for name, used in sorted(threads.items())
+            ),
         ]
     )
     print("(server counters include this script's own progress polls: 4 per second)")

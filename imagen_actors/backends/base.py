@@ -47,8 +47,17 @@ class GenerationRequest:
     resume: ExternalRun | None = None
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def image_size(image: bytes) -> tuple[int, int] | None:
     """``(width, height)`` from the image's header (Pillow reads no pixels); None if unreadable."""
+    # A PNG states its size in the first chunk (IHDR, bytes 16-24): read it without Pillow,
+    # whose open costs more than the rest of a 0 ms job's bookkeeping in Python.
+    if image[:8] == _PNG_SIGNATURE and image[12:16] == b"IHDR" and len(image) >= 24:
+        width, height = int.from_bytes(image[16:20], "big"), int.from_bytes(image[20:24], "big")
+        if width > 0 and height > 0:
+            return width, height
     try:
         with Image.open(io.BytesIO(image)) as img:
             width, height = img.size

@@ -1,8 +1,8 @@
 """The Postgres gateway: the only module that imports asyncpg.
 
-asyncpg lives on the asyncio side of trio-asyncio. Every public method here is a Trio
-coroutine that crosses the bridge exactly once; a transition (lock, fold, append events,
-write the projection, commit) is one crossing running one transaction.
+asyncpg runs on a plain asyncio loop in a thread of its own (``db.bridge``). Every public
+method here is a Trio coroutine that crosses the bridge exactly once; a transition (lock,
+fold, append events, write the projection, commit) is one crossing running one transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any, Final, TypeVar
 import asyncpg
 import attrs
 import trio
-import trio_asyncio
 
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import (
@@ -33,6 +32,7 @@ from imagen_actors.core.records import (
     Transition,
     UsageRow,
 )
+from imagen_actors.db.bridge import AsyncioThread
 from imagen_actors.db.errors import translate
 from imagen_actors.db.named_queries import NamedQueries
 from imagen_actors.db.notifications import Notifications
@@ -77,7 +77,7 @@ class _CoalescingConnection(asyncpg.Connection):  # type: ignore[misc]
 class Gateway(NamedQueries):
     """Owns the asyncpg pool. Open with ``async with Gateway.open(dsn, ...) as gw``."""
 
-    _loop: Any
+    _loop: AsyncioThread
     _pool: Any
     dsn: str
     application_name: str
@@ -101,9 +101,10 @@ class Gateway(NamedQueries):
             "lock_timeout": str(statement_timeout_ms),
             "idle_in_transaction_session_timeout": str(statement_timeout_ms * 2),
         }
-        async with trio_asyncio.open_loop() as loop:
+        async with AsyncioThread.running() as loop:
             try:
-                pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool, loop=loop)(
+                pool = await loop.call(
+                    asyncpg.create_pool,
                     dsn,
                     min_size=1,
                     max_size=pool_size,
@@ -112,8 +113,8 @@ class Gateway(NamedQueries):
                     reset=keep_session,
                     timeout=CONNECT_TIMEOUT_S,
                     # asyncpg arms a 300 s idle timer on every release and cancels it on the
-                    # next acquire; trio-asyncio keeps cancelled timers queued until they
-                    # would have fired, so a busy worker grew by ~2.5 KiB per job.
+                    # next acquire; the pool is small and long-lived, so it needs none (under
+                    # trio-asyncio, which kept cancelled timers, it grew ~2.5 KiB per job).
                     max_inactive_connection_lifetime=0,
                 )
             except Exception as exc:
@@ -127,12 +128,12 @@ class Gateway(NamedQueries):
                 yield gw
             finally:
                 with trio.move_on_after(5, shield=True):
-                    await trio_asyncio.aio_as_trio(pool.close, loop=loop)()
+                    await loop.call(pool.close)
 
     async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """One bridge crossing; asyncpg errors leave as the project's own."""
         try:
-            result: T = await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args)
+            result: T = await self._loop.call(fn, *args)
         except (
             asyncpg.PostgresError,
             asyncpg.InterfaceError,

@@ -1,4 +1,4 @@
-"""Run the dashboard: the database (via the Gateway, inside the trio-asyncio loop it opens),
+"""Run the dashboard: the database (via the Gateway and its asyncio loop thread, db/bridge.py),
 the LISTEN ticker and Hypercorn's Trio server, all in one nursery."""
 
 from __future__ import annotations

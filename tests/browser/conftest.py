@@ -49,8 +49,9 @@ def chromium(database_url: str) -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         missing("Playwright is not installed: pip install 'imagen-actors[browser]'")
-    # trio_asyncio (imported by the package) makes new asyncio loops its own kind, which
-    # Playwright's sync driver cannot nest; a plain asyncio policy for this thread, meanwhile.
+    # trio_asyncio (imported by the package until 2026-12, still by bench/bridge.py) makes
+    # new asyncio loops its own kind, which Playwright's sync driver cannot nest; a plain
+    # asyncio policy for this thread, meanwhile.
     asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
     try:
         with sync_playwright() as pw:

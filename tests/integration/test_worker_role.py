@@ -96,7 +96,7 @@ async def open_refused(cfg: Config) -> str:
     try:
         async with open_database(cfg):
             pass
-    except BaseExceptionGroup as group:  # raised inside the gateway's trio-asyncio loop
+    except BaseExceptionGroup as group:  # when raised from inside a nursery
         matched, _rest = group.split(MigrationError)
         assert matched is not None, group
         while isinstance(matched, BaseExceptionGroup):

@@ -1,7 +1,7 @@
 """Test databases: one migrated template per session, one clone per test.
 
 Uses plain asyncio + asyncpg for admin work (sync fixtures), so it never touches the
-package's trio-asyncio gateway.
+package's gateway (whose asyncio loop runs in a thread of its own).
 """
 
 from __future__ import annotations

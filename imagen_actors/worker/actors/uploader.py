@@ -260,17 +260,21 @@ async def store_and_complete(
     The image's path on disk is appended to ``written`` as soon as it is there."""
     sub, gen = item.submitted, item.succeeded
     key = await choose_key(gateway, store, item)
-    try:
-        image_path = await trio.to_thread.run_sync(write_output, settings.output, item)
+
+    def write_files() -> Path:
+        # One hop to a worker thread for both files, not one each.
+        path = write_output(settings.output, item)
         if written is not None:
-            written.append(image_path)
+            written.append(path)
         if settings.output.write_metadata_json:
-            meta = sidecar(item, key=key, bucket=store.bucket, image_path=image_path)
-            await trio.to_thread.run_sync(
-                write_atomic,
-                image_path.with_suffix(".json"),
-                msgspec.json.format(msgspec.json.encode(meta), indent=2),
+            meta = sidecar(item, key=key, bucket=store.bucket, image_path=path)
+            write_atomic(
+                path.with_suffix(".json"), msgspec.json.format(msgspec.json.encode(meta), indent=2)
             )
+        return path
+
+    try:
+        image_path = await trio.to_thread.run_sync(write_files)
     except OSError as exc:
         # A full or read-only disk is the job's failure to report, not an actor crash.
         raise StorageError(
