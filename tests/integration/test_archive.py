@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +13,11 @@ import pytest
 import trio
 
 from imagen_actors.db.gateway import Gateway
+from tests.support.cli import run_cli
 from tests.support.jobs import OTHER_OWNER, OWNER, insert_job
 from tests.support.worker import make_config, running_worker, wait_all_terminal
 
 pytestmark = pytest.mark.db
-
-
-async def _cli(database_url: str | None, *args: str) -> subprocess.CompletedProcess[bytes]:
-    env = dict(os.environ)
-    if database_url is not None:
-        env["IMAGEN_WORKER_DATABASE_URL"] = database_url
-    result: subprocess.CompletedProcess[bytes] = await trio.run_process(
-        [sys.executable, "-m", "imagen_actors", *args],
-        env=env,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-    return result
 
 
 async def _settled(gw: Gateway) -> None:
@@ -98,7 +82,7 @@ async def test_archive_moves_exactly_the_old_finished_streams(
         keys_before = await gw.fetch_sql("SELECT * FROM imagen.storage_keys ORDER BY 1, 2")
         usage_before = await gw.fetch_sql("SELECT * FROM mai.imagen_usage ORDER BY id")
     target = tmp_path / "old.jsonl.gz"
-    out = await _cli(
+    out = await run_cli(
         database_url,
         "archive",
         "--before",
@@ -146,11 +130,11 @@ async def test_archive_moves_exactly_the_old_finished_streams(
     assert json.loads(lines[0])["format"] == "imagen-actors archive"
     assert {json.loads(line)["job"]["id"] for line in lines[1:]} == {str(j) for j in old}
 
-    out = await _cli(None, "replay", "--log", str(target))
+    out = await run_cli(None, "replay", "--log", str(target))
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
     assert b"checked 4 job(s): 4 ok, 0 mismatched" in out.stdout
     assert summary["sha256"].encode() in out.stderr
-    out = await _cli(database_url, "replay", "--all")
+    out = await run_cli(database_url, "replay", "--all")
     assert out.returncode == 0 and b"checked 2 job(s): 2 ok" in out.stdout
 
 
@@ -168,14 +152,14 @@ def _rewrite(path: Path, edit: Any) -> Path:
 async def test_a_tampered_archive_is_reported(database_url: str, tmp_path: Path) -> None:
     h = await _history(database_url, tmp_path)
     target = tmp_path / "a.jsonl.gz"
-    out = await _cli(
+    out = await run_cli(
         database_url, "archive", "--before", h["cutoff"].isoformat(), "--to", str(target)
     )
     assert out.returncode == 0, out.stderr.decode()
 
     # A changed prompt in the JobSubmitted event (hashes left as they were).
     bad = _rewrite(target, lambda line: line.replace(b"lighthouse at dusk", b"lighthouse at dawn"))
-    out = await _cli(None, "replay", "--log", str(bad))
+    out = await run_cli(None, "replay", "--log", str(bad))
     text = out.stdout.decode()
     assert out.returncode == 1, text
     assert "event 1 (JobSubmitted): its hash does not chain" in text
@@ -190,7 +174,7 @@ async def test_a_tampered_archive_is_reported(database_url: str, tmp_path: Path)
                 break
         return json.dumps(doc).encode()
 
-    out = await _cli(None, "replay", "--log", str(_rewrite(target, bump_attempt)), "--json")
+    out = await run_cli(None, "replay", "--log", str(_rewrite(target, bump_attempt)), "--json")
     doc = json.loads(out.stdout)
     # Three jobs were claimed (the cancelled one never was).
     assert out.returncode == 1 and doc["mismatched"] == 3
@@ -203,7 +187,7 @@ async def test_a_tampered_archive_is_reported(database_url: str, tmp_path: Path)
         doc["job"]["attempts"] = 3
         return json.dumps(doc).encode()
 
-    out = await _cli(None, "replay", "--log", str(_rewrite(target, row_error)))
+    out = await run_cli(None, "replay", "--log", str(_rewrite(target, row_error)))
     assert out.returncode == 1 and out.stdout.count(b"MISMATCH in 1 column(s)") == 4
 
 
@@ -215,7 +199,7 @@ async def test_refuses_an_existing_file_and_dry_run_changes_nothing(
         before = await _counts(gw)
     target = tmp_path / "exists.jsonl.gz"
     target.write_bytes(b"keep me")
-    out = await _cli(
+    out = await run_cli(
         database_url, "archive", "--before", h["cutoff"].isoformat(), "--to", str(target)
     )
     assert out.returncode == 2
@@ -223,7 +207,7 @@ async def test_refuses_an_existing_file_and_dry_run_changes_nothing(
     assert target.read_bytes() == b"keep me"
 
     dry = tmp_path / "dry.jsonl.gz"
-    out = await _cli(
+    out = await run_cli(
         database_url,
         "archive",
         "--before",
@@ -238,9 +222,9 @@ async def test_refuses_an_existing_file_and_dry_run_changes_nothing(
     async with Gateway.open(database_url, application_name="test-archive") as gw:
         assert await _counts(gw) == before
         assert not await gw.fetch_sql("SELECT 1 FROM imagen.archives")
-    out = await _cli(database_url, "archive", "--before", "all", "--dry-run")
+    out = await run_cli(database_url, "archive", "--before", "all", "--dry-run")
     assert out.returncode == 2 and b"--before" in out.stderr
-    out = await _cli(database_url, "archive", "--before", "90d")
+    out = await run_cli(database_url, "archive", "--before", "90d")
     assert out.returncode == 2 and b"--to" in out.stderr
 
 
@@ -316,7 +300,7 @@ async def test_a_rerun_after_a_failed_batch_loses_nothing(
             " FOR EACH ROW EXECUTE FUNCTION public.refuse_batch_2()"
         )
         first = tmp_path / "first.jsonl.gz"
-        out = await _cli(
+        out = await run_cli(
             database_url,
             "archive",
             "--before",
@@ -332,13 +316,13 @@ async def test_a_rerun_after_a_failed_batch_loses_nothing(
         assert run["bytes"] == first.stat().st_size
         await gw.execute_sql("DROP TRIGGER refuse ON imagen.archive_batches")
     second = tmp_path / "second.jsonl.gz"
-    out = await _cli(
+    out = await run_cli(
         database_url, "archive", "--before", h["cutoff"].isoformat(), "--to", str(second)
     )
     assert out.returncode == 0, out.stderr.decode()
     ids: list[str] = []
     for f in (first, second):
-        out = await _cli(None, "replay", "--log", str(f), "--json")
+        out = await run_cli(None, "replay", "--log", str(f), "--json")
         assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
         with gzip.open(f, "rb") as fh:
             ids += [json.loads(line)["job"]["id"] for line in fh.read().splitlines()[1:]]
@@ -370,7 +354,7 @@ async def test_forget_owner_removes_everything_of_theirs(database_url: str, tmp_
         await _settled(gw)
     # Two of the owner's old jobs are in an archive file already.
     archived = tmp_path / "old.jsonl.gz"
-    out = await _cli(
+    out = await run_cli(
         database_url,
         "archive",
         "--before",
@@ -389,7 +373,7 @@ async def test_forget_owner_removes_everything_of_theirs(database_url: str, tmp_
         [image] = await gw.fetch_sql("SELECT * FROM imagen.images WHERE job_id = $1", mine)
     async with Gateway.open(database_url, application_name="test-archive") as gw:
         await insert_job(gw, "waiting", backend="nobody")
-    out = await _cli(database_url, "forget-owner", str(OWNER), "--config", str(cfg_path))
+    out = await run_cli(database_url, "forget-owner", str(OWNER), "--config", str(cfg_path))
     assert out.returncode == 1 and b"not finished" in out.stderr and b"cancel" in out.stderr
     async with Gateway.open(database_url, application_name="test-archive") as gw:
         for r in await gw.fetch_sql(
@@ -397,11 +381,11 @@ async def test_forget_owner_removes_everything_of_theirs(database_url: str, tmp_
         ):
             await gw.cancel_job(r["id"], None)
     assert any(objects.rglob("*.png"))
-    out = await _cli(
+    out = await run_cli(
         database_url, "forget-owner", str(OWNER), "--config", str(cfg_path), "--dry-run"
     )
     assert out.returncode == 0 and out.stdout.startswith(b"would move 4 job(s)"), out.stdout
-    out = await _cli(database_url, "forget-owner", str(OWNER), "--config", str(cfg_path))
+    out = await run_cli(database_url, "forget-owner", str(OWNER), "--config", str(cfg_path))
     assert out.returncode == 0, out.stderr.decode()
     assert b"still holds 4 job(s)" in out.stderr and str(archived.resolve()).encode() in out.stderr
     async with Gateway.open(database_url, application_name="test-archive") as gw:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -14,12 +11,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import trio
 
 from imagen_actors.cli.reports import audit as ar
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold
 from imagen_actors.db.gateway import Gateway
+from tests.support.cli import run_cli
 from tests.support.jobs import OTHER_OWNER, OWNER, assert_replay_matches, insert_job
 from tests.support.roles import run_as
 
@@ -353,38 +350,26 @@ def test_views_are_granted_to_service_role_only(database_url: str) -> None:
                 run_as(database_url, OWNER, role, f"SELECT * FROM imagen.{view}")
 
 
-async def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "IMAGEN_WORKER_DATABASE_URL": database_url}
-    result: subprocess.CompletedProcess[bytes] = await trio.run_process(
-        [sys.executable, "-m", "imagen_actors", *args],
-        env=env,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-    return result
-
-
 async def test_cli_latency_json_and_plots(gw: Gateway, database_url: str, tmp_path: Path) -> None:
     """`audit latency --json` prints the numbers; --plot writes PNGs for latency and throughput."""
     await seed_latency_set(gw)
     lat_png = tmp_path / "latency.png"
-    out = await _cli(database_url, "audit", "latency", "--backend", "mock", "--json")
+    out = await run_cli(database_url, "audit", "latency", "--backend", "mock", "--json")
     assert out.returncode == 0 and json.loads(out.stdout) == []  # older than the 7-day default
-    out = await _cli(
+    out = await run_cli(
         database_url, "audit", "latency", "--backend", "mock", "--json", "--since", "all"
     )
     assert out.returncode == 0, out.stderr.decode()
     rows = json.loads(out.stdout)
     assert {r["stage"]: r["p50_ms"] for r in rows}["queue_wait"] == pytest.approx(5500)
-    out = await _cli(
+    out = await run_cli(
         database_url, "audit", "latency", "--since", "2026-01-01", "--plot", str(lat_png)
     )
     assert out.returncode == 0, out.stderr.decode()
     assert "queue_wait" in out.stdout.decode()
     assert lat_png.read_bytes().startswith(b"\x89PNG")
     thr_png = tmp_path / "throughput.png"
-    out = await _cli(
+    out = await run_cli(
         database_url, "audit", "throughput", "--since", "2026-01-01", "--plot", str(thr_png)
     )
     assert out.returncode == 0, out.stderr.decode()
@@ -460,15 +445,15 @@ async def test_cli_failures_stuck_owner(gw: Gateway, database_url: str) -> None:
     await seed_failed(gw, BASE, "CUDA out of memory")
     pending = await job_at(gw, BASE, owner=OTHER_OWNER)
     # Seeded on 2026-01-01: outside the default window (7 days), inside --since all.
-    out = await _cli(database_url, "audit", "failures")
+    out = await run_cli(database_url, "audit", "failures")
     assert out.returncode == 0 and "no failures in that window" in out.stdout.decode()
-    out = await _cli(database_url, "audit", "failures", "--since", "all")
+    out = await run_cli(database_url, "audit", "failures", "--since", "all")
     assert out.returncode == 0 and "CUDA out of memory" in out.stdout.decode()
-    out = await _cli(database_url, "audit", "stuck", "--pending-older-than", "60")
+    out = await run_cli(database_url, "audit", "stuck", "--pending-older-than", "60")
     assert out.returncode == 0 and str(pending) in out.stdout.decode()
-    out = await _cli(database_url, "audit", "owner", str(OTHER_OWNER))
+    out = await run_cli(database_url, "audit", "owner", str(OTHER_OWNER))
     assert out.returncode == 0 and str(pending) in out.stdout.decode()
-    out = await _cli(database_url, "audit", "failures", "--since", "last tuesday")
+    out = await run_cli(database_url, "audit", "failures", "--since", "last tuesday")
     assert out.returncode == 2 and b"argument --since" in out.stderr
 
 
@@ -572,7 +557,7 @@ async def test_stuck_lists_the_most_overdue_and_counts_the_rest(
     assert [r.id for r in rows] == [jobs[timedelta(hours=5)], jobs[timedelta(hours=4)]]
     assert {r.total for r in rows} == {5}
     assert "+3 more stuck job(s) not listed" in ar.format_stuck(rows)
-    out = await _cli(database_url, "audit", "stuck", "--limit", "4")
+    out = await run_cli(database_url, "audit", "stuck", "--limit", "4")
     text = out.stdout.decode()
     assert out.returncode == 0 and "+1 more stuck job(s) not listed" in text
     assert str(jobs[timedelta(hours=1)]) not in text

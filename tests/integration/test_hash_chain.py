@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from imagen_actors.db.migrations import migrate
 from imagen_actors.storage.registry import build_store
 from imagen_actors.storage.supabase import build
 from tests.fakes.supabase_storage import SERVICE_KEY, serve_fake_storage
+from tests.support.cli import run_cli
 from tests.support.jobs import insert_job
 from tests.support.pg import Cluster, admin
 from tests.support.worker import make_config, running_worker, wait_all_terminal
@@ -104,18 +102,6 @@ async def test_worker_events_chain_and_tampering_is_reported(
     assert any("JobTeleported" in p and "undecodable" in p for p in by_job[stray].problems)
 
 
-async def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "IMAGEN_WORKER_DATABASE_URL": database_url}
-    result: subprocess.CompletedProcess[bytes] = await trio.run_process(
-        [sys.executable, "-m", "imagen_actors", *args],
-        env=env,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-    return result
-
-
 async def test_objects_are_checked_against_their_sha256(database_url: str, tmp_path: Path) -> None:
     """--objects reads each done job's object back: a changed, missing or moved object is
     reported; jobs without an image are not checked."""
@@ -129,7 +115,7 @@ async def test_objects_are_checked_against_their_sha256(database_url: str, tmp_p
             gw, store, [await replay_cmd.verify_one(gw, j) for j in (done, failed)]
         )
         assert [r.ok for r in fine] == [True, True]
-        out = await _cli(database_url, "replay", str(done), "--verify", "--config", config_file,
+        out = await run_cli(database_url, "replay", str(done), "--verify", "--config", config_file,
                          "--objects")  # fmt: skip
         assert out.returncode == 0, out.stdout + out.stderr
 
@@ -137,7 +123,7 @@ async def test_objects_are_checked_against_their_sha256(database_url: str, tmp_p
         path.write_bytes(path.read_bytes() + b"tampered")
         (changed,) = await replay_cmd.check_objects(gw, store, [fine[0]])
         assert not changed.ok and "has sha256" in changed.problems[-1], changed
-        out = await _cli(database_url, "replay", "--all", "--objects", "--config", config_file)
+        out = await run_cli(database_url, "replay", "--all", "--objects", "--config", config_file)
         assert out.returncode == 1 and b"the image row says" in out.stdout, out.stdout
 
         path.unlink()

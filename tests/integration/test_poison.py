@@ -8,17 +8,14 @@ tests/badinput/test_sql_limits.py), or an event is appended by hand.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from imagen_actors.cli.commands import replay as replay_cmd
 from imagen_actors.db.gateway import Gateway
+from tests.support.cli import run_cli
 from tests.support.jobs import OTHER_OWNER, OWNER, insert_job
 from tests.support.worker import make_config, running_worker, wait_all_terminal
 
@@ -37,18 +34,6 @@ async def insert_past_the_door(gw: Gateway, prompt: str, opts_sql: str) -> None:
         f"VALUES ('{OWNER}', '{prompt}', 'mock', 64, 64, {opts_sql}); "
         "ALTER TABLE imagen.jobs ENABLE TRIGGER jobs_insert_validate; COMMIT"
     )
-
-
-async def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "IMAGEN_WORKER_DATABASE_URL": database_url}
-    result: subprocess.CompletedProcess[bytes] = await trio.run_process(
-        [sys.executable, "-m", "imagen_actors", *args],
-        env=env,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-    return result
 
 
 async def _jobs(gw: Gateway) -> list[dict[str, Any]]:
@@ -112,14 +97,14 @@ async def test_poison_jobs_are_failed_and_the_queue_goes_on(
         assert any("is undecodable" in p for p in result.problems), result
     assert any("JobTeleported" in p for p in poisoned[unknown].problems)
 
-    out = await _cli(database_url, "replay", "--all", "--verify")
+    out = await run_cli(database_url, "replay", "--all", "--verify")
     text = out.stdout.decode()
     assert out.returncode == 1, out.stderr.decode()
     assert "Traceback" not in out.stderr.decode()
     assert "checked 7 job(s): 4 ok, 3 mismatched" in text
     assert text.count("FAILED: poisoned") == 3
     # One poisoned job alone: reported, not a crash.
-    out = await _cli(database_url, "replay", str(unknown))
+    out = await run_cli(database_url, "replay", str(unknown))
     assert out.returncode == 1 and b"JobTeleported" in out.stderr
     assert b"Traceback" not in out.stderr
 

@@ -15,24 +15,11 @@ import trio
 from imagen_actors.cli.commands import replay as replay_cmd
 from imagen_actors.core import events as ev
 from imagen_actors.db.gateway import Gateway
+from tests.support.cli import run_cli
 from tests.support.jobs import insert_job
 from tests.support.worker import make_config, running_worker, wait_all_terminal, wait_terminal
 
 pytestmark = pytest.mark.db
-
-
-async def _cli(database_url: str | None, *args: str) -> subprocess.CompletedProcess[bytes]:
-    env = dict(os.environ)
-    if database_url is not None:
-        env["IMAGEN_WORKER_DATABASE_URL"] = database_url
-    result: subprocess.CompletedProcess[bytes] = await trio.run_process(
-        [sys.executable, "-m", "imagen_actors", *args],
-        env=env,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-    return result
 
 
 async def _run_jobs(database_url: str, tmp_path: Path) -> tuple[uuid.UUID, uuid.UUID]:
@@ -62,18 +49,18 @@ async def test_verify_passes_then_catches_tampered_row(database_url: str, tmp_pa
         for job in (done, failed):
             result = await replay_cmd.verify_one(gw, job)
             assert result.ok, result
-        out = await _cli(database_url, "replay", str(done), "--verify")
+        out = await run_cli(database_url, "replay", str(done), "--verify")
         assert out.returncode == 0, out.stderr.decode()
         assert b"OK" in out.stdout
         await gw.execute_sql("UPDATE imagen.jobs SET error = 'x' WHERE id = $1", done)
         result = await replay_cmd.verify_one(gw, done)
         assert not result.ok and [d.column for d in result.diffs] == ["error"]
         assert (result.diffs[0].replayed, result.diffs[0].stored) == (None, "x")
-    out = await _cli(database_url, "replay", str(done), "--verify")
+    out = await run_cli(database_url, "replay", str(done), "--verify")
     assert out.returncode == 1
     text = out.stdout.decode()
     assert "MISMATCH" in text and "error" in text and "'x'" in text
-    out = await _cli(database_url, "replay", str(done), "--verify", "--json")
+    out = await run_cli(database_url, "replay", str(done), "--verify", "--json")
     assert out.returncode == 1
     doc = json.loads(out.stdout)
     assert doc["ok"] is False
@@ -83,7 +70,7 @@ async def test_verify_passes_then_catches_tampered_row(database_url: str, tmp_pa
 async def test_verify_all_counts_and_lists_mismatches(database_url: str, tmp_path: Path) -> None:
     """--all checks every job, reports the counts and each mismatching job."""
     done, failed = await _run_jobs(database_url, tmp_path)
-    out = await _cli(database_url, "replay", "--all", "--verify")
+    out = await run_cli(database_url, "replay", "--all", "--verify")
     assert out.returncode == 0, out.stderr.decode()
     assert b"checked 2 job(s): 2 ok, 0 mismatched" in out.stdout
     async with Gateway.open(database_url, application_name="test-replay") as gw:
@@ -93,12 +80,12 @@ async def test_verify_all_counts_and_lists_mismatches(database_url: str, tmp_pat
     assert (summary.checked, summary.ok, summary.mismatched) == (3, 2, 1)
     [bad] = [r for r in summary.results if not r.ok]
     assert bad.job_id == failed and [d.column for d in bad.diffs] == ["attempts"]
-    out = await _cli(database_url, "replay", "--all", "--json")
+    out = await run_cli(database_url, "replay", "--all", "--json")
     assert out.returncode == 1
     doc = json.loads(out.stdout)
     assert (doc["checked"], doc["mismatched"]) == (3, 1)
     assert str(pending) in {r["job_id"] for r in doc["results"]}
-    out = await _cli(database_url, "replay", "--all")
+    out = await run_cli(database_url, "replay", "--all")
     assert out.returncode == 1
     assert str(failed) in out.stdout.decode() and str(done) not in out.stdout.decode()
 
@@ -106,18 +93,18 @@ async def test_verify_all_counts_and_lists_mismatches(database_url: str, tmp_pat
 async def test_timeline_of_a_done_job(database_url: str, tmp_path: Path) -> None:
     """The timeline lists every event with actor, worker, attempt and storage path."""
     done, failed = await _run_jobs(database_url, tmp_path)
-    out = await _cli(database_url, "replay", str(done))
+    out = await run_cli(database_url, "replay", str(done))
     assert out.returncode == 0, out.stderr.decode()
     text = out.stdout.decode()
     for fragment in ("JobSubmitted", "JobClaimed", "attempt=1", "JobCompleted", ".png", "t1"):
         assert fragment in text
-    out = await _cli(database_url, "replay", str(failed), "--json")
+    out = await run_cli(database_url, "replay", str(failed), "--json")
     doc = json.loads(out.stdout)
     assert doc["status"] == "failed"
     failed_event = next(e for e in doc["events"] if e["type"] == "JobFailed")
     assert failed_event["details"]["error_class"] == "permanent"
     assert [e["seq"] for e in doc["events"]] == list(range(1, len(doc["events"]) + 1))
-    out = await _cli(database_url, "replay", str(uuid.uuid4()))
+    out = await run_cli(database_url, "replay", str(uuid.uuid4()))
     assert out.returncode == 1 and b"no job" in out.stderr
 
 
@@ -132,18 +119,18 @@ async def test_log_file_timelines_and_verify(database_url: str, tmp_path: Path) 
     lines = [ev.encode(e) for pair in zip(a, b, strict=False) for e in pair]
     lines += [ev.encode(e) for e in a[len(b) :]] + [ev.encode(e) for e in b[len(a) :]]
     log.write_bytes(b"\n".join(lines) + b"\n")
-    out = await _cli(None, "replay", "--log", str(log))
+    out = await run_cli(None, "replay", "--log", str(log))
     assert out.returncode == 0, out.stderr.decode()
     text = out.stdout.decode()
     assert text.index(f"job {done}") < text.index(f"job {failed}")
     assert text.count("JobSubmitted") == 2
-    out = await _cli(None, "replay", "--log", str(log), "--verify")
+    out = await run_cli(None, "replay", "--log", str(log), "--verify")
     assert out.returncode == 0, out.stderr.decode()
     assert b"2 ok, 0 mismatched" in out.stdout
     # Drop the done job's claim: its stream no longer folds.
     broken = tmp_path / "broken.jsonl"
     broken.write_bytes(b"\n".join(ev.encode(e) for e in a if not isinstance(e, ev.JobClaimed)))
-    out = await _cli(None, "replay", "--log", str(broken), "--verify", "--json")
+    out = await run_cli(None, "replay", "--log", str(broken), "--verify", "--json")
     assert out.returncode == 1
     doc = json.loads(out.stdout)
     assert doc["mismatched"] == 1 and "not allowed" in doc["results"][0]["error"]
@@ -245,5 +232,5 @@ async def test_verify_all_draws_a_progress_bar_on_a_terminal_only(
     assert done.returncode == 0
     assert b"checked 2 job(s): 2 ok, 0 mismatched" in done.stdout
     assert b"] 2/2" in drawn and drawn.endswith(b"\r")
-    piped = await _cli(database_url, "replay", "--all")
+    piped = await run_cli(database_url, "replay", "--all")
     assert piped.returncode == 0 and piped.stderr == b""
