@@ -72,10 +72,11 @@ async def live_update(
     (live counts now, ``finished`` as last read). A job page's stream (``job``) gets only
     that job's row, read afresh on every tick: an event position is taken when a transaction
     inserts, not when it commits, so a cursor alone can step over a late commit."""
+    if job is not None:
+        # No cursor to move: the row is read whole every time.
+        return {"cursor": after, "job": await gw.fetchrow("dash_job_live", job)}
     changed = await gw.fetch("dash_changed_since", after, CHANGED_EVENTS)
     cursor = max([after, *(r["event_id"] for r in changed)])
-    if job is not None:
-        return {"cursor": cursor, "job": await gw.fetchrow("dash_job_live", job)}
     return {
         "cursor": cursor,
         "queue": queue_table(await gw.fetch("dash_queue_live"), finished),
