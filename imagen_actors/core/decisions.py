@@ -21,6 +21,7 @@ from imagen_actors.core.backoff import Backoff, Rng
 from imagen_actors.core.error_text import shown
 from imagen_actors.core.errors import CancelRequestedError, ErrorClass, LeaseLostError, is_outage
 from imagen_actors.core.fold import GenerationOutcome, JobState
+from imagen_actors.core.naming import default_seed
 from imagen_actors.core.records import CompletionRows, Decide, DecideFor, ImageRow
 
 # Before the retry of a job after a transient failure on attempt n: up to 2 s * 2**(n-1).
@@ -92,30 +93,27 @@ def _working(state: JobState, worker_id: str, attempt: int) -> None:
 
 
 def claim(worker_id: str, lease_s: float, actor: str = "claimer") -> Decide:
+    """Claim the job and start its generation in the same transaction: a job is claimed only
+    for a slot that is waiting for it (worker/actors/slots), so claiming is starting, and a
+    separate start transaction would only hold the GPU idle for one more commit."""
+
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
+        header = _header(state, now, actor, worker_id)
         return [
             ev.JobClaimed(
-                **_header(state, now, actor, worker_id),
+                **header,
                 attempt=state.attempts + 1,
                 lease_expires_at=now + timedelta(seconds=lease_s),
-            )
+            ),
+            ev.GenerationStarted(**header, backend=state.backend, seed=job_seed(state)),
         ]
 
     return decide
 
 
-def start_generation(worker_id: str, seed: int, *, attempt: int, actor: str = "executor") -> Decide:
-    def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        _working(state, worker_id, attempt)
-        return [
-            ev.GenerationStarted(
-                **_header(state, now, actor, worker_id),
-                backend=state.backend,
-                seed=seed,
-            )
-        ]
-
-    return decide
+def job_seed(state: JobState) -> int:
+    """The seed a job renders with: its own, else one derived from its id (core/naming)."""
+    return state.seed if state.seed is not None else default_seed(state.id)
 
 
 def extend_lease(

@@ -40,7 +40,8 @@ def fail_in_claim(claim: Decide, reason: Callable[[JobState], str]) -> Decide:
     job nobody can run (an unserved backend, one unavailable for longer than max_wait_s)."""
 
     def decide(state: JobState, now: datetime) -> Sequence[ev.Event]:
-        claimed = list(claim(state, now))
+        # Only the claim itself: a job failed in its claim never started a generation.
+        claimed = [e for e in claim(state, now) if isinstance(e, ev.JobClaimed)]
         held = replay(claimed, onto=state)
         fail = failure(
             held.worker_id or "",

@@ -52,7 +52,7 @@ class Transition:
     state: fl.JobState
     events: tuple[ev.Event, ...]
     # The stream as it stood before this transition (already loaded under the lock).
-    prior: tuple[ev.AnyEvent, ...] = ()
+    prior: tuple[ev.Event, ...] = ()
 
 
 @attrs.frozen(kw_only=True)

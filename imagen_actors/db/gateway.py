@@ -34,6 +34,7 @@ from imagen_actors.core.records import (
 )
 from imagen_actors.db.bridge import AsyncioThread
 from imagen_actors.db.errors import translate
+from imagen_actors.db.known_streams import KnownStreams
 from imagen_actors.db.named_queries import NamedQueries
 from imagen_actors.db.notifications import Notifications
 from imagen_actors.db.sql import query
@@ -44,6 +45,7 @@ from imagen_actors.db.transactions import (
     init_connection,
     keep_session,
     lock_job,
+    reserve_key,
 )
 
 T = TypeVar("T")
@@ -52,6 +54,11 @@ DEFAULT_STATEMENT_TIMEOUT_MS: Final = 15_000
 CONNECT_TIMEOUT_S: Final = 10.0
 # How often a claim also looks for jobs of backends nobody offers (the rarer claim path).
 UNSERVED_EVERY_S: Final = 5.0
+# What the driver raises; translated into the project's own errors (db/errors).
+_DRIVER_ERRORS: Final = (
+    asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError,
+    TimeoutError,
+)  # fmt: skip
 
 
 class _UsageRefusedError(Exception):
@@ -84,6 +91,8 @@ class Gateway(NamedQueries):
     _server_settings: dict[str, str]
     # When (trio clock) a claim last looked at the jobs of backends nobody offers.
     _unserved_at: float = -math.inf
+    # The state of the jobs this worker last wrote, so a transition need not reload them.
+    _known: KnownStreams = attrs.field(factory=KnownStreams)
 
     @classmethod
     @asynccontextmanager
@@ -134,13 +143,7 @@ class Gateway(NamedQueries):
         """One bridge crossing; asyncpg errors leave as the project's own."""
         try:
             result: T = await self._loop.call(fn, *args)
-        except (
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            asyncpg.InternalClientError,
-            OSError,
-            TimeoutError,
-        ) as exc:
+        except _DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return result
 
@@ -151,7 +154,9 @@ class Gateway(NamedQueries):
 
         async def body() -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
-                return await advance(conn, job_id, await lock_job(conn, job_id), decide)
+                t = await advance(conn, job_id, await lock_job(conn, job_id, self._known), decide)
+            self._known.committed(t)
+            return t
 
         return await self._run(body)
 
@@ -197,25 +202,43 @@ class Gateway(NamedQueries):
         *,
         unserved: bool = False,
     ) -> Transition | None:
-        """One claim transaction: the job claimed (running), or a poisoned or (with
-        ``unserved``) an unserved one failed."""
+        """One claim transaction: a job claimed, or a poisoned (or unserved) one failed."""
 
         async def body() -> Transition | None:
             async with self._pool.acquire() as conn, conn.transaction():
-                return await claim_next(
+                t = await claim_next(
                     conn, decide, offered, absent_after_s, grace_s, unserved=unserved
                 )
+            if t is not None:
+                self._known.committed(t)
+            return t
 
         return await self._run(body)
 
     async def insert_and_transition(self, job: NewJob, decide: Decide) -> Transition:
-        """INSERT a job and advance it in the same transaction, so no other worker can claim
-        it first (``generate`` with a database)."""
+        """INSERT a job and advance it in one transaction (``generate`` with a database)."""
 
         async def body() -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
                 job_id = await conn.fetchval(query("insert_job"), *job.columns())
-                return await advance(conn, job_id, await lock_job(conn, job_id), decide)
+                t = await advance(conn, job_id, await lock_job(conn, job_id), decide)
+            self._known.committed(t)
+            return t
+
+        return await self._run(body)
+
+    async def transition_reserving_key(
+        self, job_id: uuid.UUID, decide: Decide, bucket: str, candidates: Sequence[str]
+    ) -> tuple[Transition, str | None]:
+        """``transition``, and in the same transaction reserve the first of ``candidates``
+        this job can hold in ``bucket`` (``transactions.reserve_key``; None when none)."""
+
+        async def body() -> tuple[Transition, str | None]:
+            async with self._pool.acquire() as conn, conn.transaction():
+                t = await advance(conn, job_id, await lock_job(conn, job_id, self._known), decide)
+                key = await reserve_key(conn, bucket, candidates, job_id)
+            self._known.committed(t)
+            return t, key
 
         return await self._run(body)
 
@@ -233,7 +256,7 @@ class Gateway(NamedQueries):
 
         async def body(usage: UsageRow | None, usage_error: str | None) -> Transition:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await lock_job(conn, image.job_id)
+                locked = await lock_job(conn, image.job_id, self._known)
                 # If decide refuses (lease lost), the rollback takes the rows with it.
                 image_id = await conn.fetchval(query("upsert_image"), *image.columns())
                 usage_id = None
@@ -246,7 +269,9 @@ class Gateway(NamedQueries):
                         # Aborts this transaction; the caller completes without the row.
                         raise _UsageRefusedError(f"{type(exc).__name__}: {exc}") from exc
                 inserted = CompletionRows(image_id, usage_id, usage_error)
-                return await advance(conn, image.job_id, rows, decide(inserted))
+                t = await advance(conn, image.job_id, locked, decide(inserted))
+            self._known.committed(t)
+            return t
 
         try:
             return await self._run(body, usage, None)

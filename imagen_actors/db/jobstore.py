@@ -28,6 +28,7 @@ from imagen_actors.core.records import (
     Transition,
     UsageRow,
 )
+from imagen_actors.db.transactions import first_key_held
 
 
 class KeyLedger:
@@ -93,7 +94,7 @@ class LocalJobStore:
         self._states[job_id] = after
         self._streams[job_id].extend(new)
         await trio.to_thread.run_sync(self._append, new)
-        return Transition(after, new, prior)  # type: ignore[arg-type]
+        return Transition(after, new, prior)
 
     async def store_image_and_transition(
         self,
@@ -106,6 +107,16 @@ class LocalJobStore:
         )
         # No database, no usage row (``generate`` says so in its summary).
         return await self.transition(image.job_id, decide(CompletionRows(image_id=image_id)))
+
+    async def transition_reserving_key(
+        self, job_id: uuid.UUID, decide: Decide, bucket: str, candidates: Sequence[str]
+    ) -> tuple[Transition, str | None]:
+        t = await self.transition(job_id, decide)
+
+        async def reserve(key: str) -> tuple[str, uuid.UUID]:
+            return await self.reserve_image_key(bucket, key, job_id)
+
+        return t, await first_key_held(reserve, candidates, job_id)
 
     async def reserve_image_key(
         self, bucket: str, key: str, job_id: uuid.UUID

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import attrs
@@ -20,6 +21,7 @@ from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl
 from imagen_actors.core.errors import ConcurrencyError, DatabaseError, JobNotFoundError
 from imagen_actors.core.records import Decide, Transition
+from imagen_actors.db.known_streams import KnownStreams
 from imagen_actors.db.sql import query
 from imagen_actors.observability.logs import job_fields
 
@@ -136,6 +138,16 @@ async def append_and_project(
         raise ConcurrencyError(f"job {job_id} moved past version {before.version} meanwhile")
 
 
+@attrs.frozen
+class Locked:
+    """A job under its row lock: its state, the stream that folds to it, and the clock of
+    the transaction."""
+
+    state: fl.JobState
+    prior: tuple[ev.Event, ...]
+    now: datetime
+
+
 async def locked_stream(conn: Any, job_id: uuid.UUID, rows: list[Any]) -> list[Any]:
     """The job's events as of now, given the rows read together with the row lock."""
     if rows and len(rows) != rows[0]["locked_version"]:
@@ -145,37 +157,45 @@ async def locked_stream(conn: Any, job_id: uuid.UUID, rows: list[Any]) -> list[A
     return rows
 
 
-async def lock_job(conn: Any, job_id: uuid.UUID) -> list[Any]:
-    """Lock the job row and load its current stream (one trip, two on lock contention)."""
-    rows = await locked_stream(
-        conn, job_id, await conn.fetch(query("lock_and_load_events"), job_id)
-    )
+async def lock_job(conn: Any, job_id: uuid.UUID, known: KnownStreams | None = None) -> Locked:
+    """Lock the job row and get its state: from ``known`` when this worker committed the
+    job's last event (one short statement), else by loading and replaying the stream (one
+    trip, two on lock contention or when the kept state is stale)."""
+    if known is not None and job_id in known:
+        row = await conn.fetchrow(query("lock_job"), job_id)
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id}")
+        hit = known.get(job_id, row["version"])
+        if hit is not None:
+            return Locked(hit[0], hit[1], row["db_now"])
+        rows = await conn.fetch(query("load_events_with_clock"), job_id)
+    else:
+        rows = await locked_stream(
+            conn, job_id, await conn.fetch(query("lock_and_load_events"), job_id)
+        )
     if not rows:
         raise JobNotFoundError(f"no job {job_id}")
-    return rows
+    return replay_stream(job_id, rows)
 
 
-def replay_stream(
-    job_id: uuid.UUID, rows: Sequence[Any]
-) -> tuple[fl.JobState, tuple[ev.AnyEvent, ...]]:
+def replay_stream(job_id: uuid.UUID, rows: Sequence[Any]) -> Locked:
     """Decode and fold a locked stream; PoisonedStreamError when it cannot be replayed."""
     prior = tuple(event_from_record(job_id, r) for r in rows)
     try:
-        return fl.replay(prior), prior
+        return Locked(fl.replay(prior), prior, rows[0]["db_now"])
     except (fl.IllegalTransitionError, ValueError) as exc:
         seq, type_name = (rows[-1]["seq"], rows[-1]["type"]) if rows else (0, "-")
         raise PoisonedStreamError(job_id, seq, type_name, str(exc)[:REASON_MAX]) from None
 
 
-async def advance(conn: Any, job_id: uuid.UUID, rows: list[Any], decide: Decide) -> Transition:
-    """Replay the locked stream, fold ``decide``'s events, append them and the projection."""
-    before, prior = replay_stream(job_id, rows)
-    new = tuple(decide(before, rows[0]["db_now"]))
+async def advance(conn: Any, job_id: uuid.UUID, locked: Locked, decide: Decide) -> Transition:
+    """Fold ``decide``'s events onto the locked state, append them and the projection."""
+    new = tuple(decide(locked.state, locked.now))
     if not new:
-        return Transition(before, (), prior)
-    after = fl.replay(new, onto=before)
-    await append_and_project(conn, job_id, before, new, after)
-    return Transition(after, new, prior)
+        return Transition(locked.state, (), locked.prior)
+    after = fl.replay(new, onto=locked.state)
+    await append_and_project(conn, job_id, locked.state, new, after)
+    return Transition(after, new, locked.prior)
 
 
 async def claim_next(
@@ -209,7 +229,7 @@ async def claim_next(
         chosen = dc.fail_unserved(decide, grace_s) if rows[0]["unserved"] else decide
         rows = await locked_stream(conn, job_id, rows)
         try:
-            return await advance(conn, job_id, rows, chosen)
+            return await advance(conn, job_id, replay_stream(job_id, rows), chosen)
         except PoisonedStreamError as exc:
             await fail_poisoned(conn, exc, rows[0]["db_now"], actor="claimer")
     return None
@@ -248,3 +268,30 @@ async def fail_poisoned(
         "" if version is not None else " (it was already terminal)",
         extra=job_fields(exc.job_id),
     )
+
+
+async def first_key_held(
+    reserve: Callable[[str], Awaitable[tuple[str, uuid.UUID]]],
+    candidates: Sequence[str],
+    job_id: uuid.UUID,
+) -> str | None:
+    """Reserve ``candidates`` in order until one is (or already was) ``job_id``'s: that key,
+    or None when every one belongs to another job. ``reserve(key)`` returns (key, owner) as
+    ``reserve_image_key`` does, so a job that reserved a key before gets that one back."""
+    for candidate in candidates:
+        chosen, owner = await reserve(candidate)
+        if owner == job_id:
+            return chosen
+    return None
+
+
+async def reserve_key(
+    conn: Any, bucket: str, candidates: Sequence[str], job_id: uuid.UUID
+) -> str | None:
+    """``first_key_held`` on this transaction's connection."""
+
+    async def reserve(key: str) -> tuple[str, uuid.UUID]:
+        row = await conn.fetchrow(query("reserve_image_key"), bucket, key, job_id)
+        return row["storage_path"], row["job_id"]
+
+    return await first_key_held(reserve, candidates, job_id)

@@ -131,7 +131,7 @@ class WorkerMetrics:
         for event in transition.events:
             self._event(event, transition.prior)
 
-    def _event(self, event: ev.Event, prior: tuple[ev.AnyEvent, ...]) -> None:
+    def _event(self, event: ev.Event, prior: tuple[ev.Event, ...]) -> None:
         now = self._clock()
         job = event.job_id
         if isinstance(event, ev.JobClaimed):
@@ -166,7 +166,7 @@ class WorkerMetrics:
                 self.gpu_busy.inc(now - started)
 
 
-def pending_since(prior: Iterable[ev.AnyEvent]) -> datetime | None:
+def pending_since(prior: Iterable[ev.Event]) -> datetime | None:
     """When the job last became claimable: submitted, or requeued (after its backoff)."""
     since: datetime | None = None
     for event in prior:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -65,6 +65,13 @@ class ObservedGateway(Gateway):
         t = await super().transition(job_id, decide)
         self._report(t)
         return t
+
+    async def transition_reserving_key(
+        self, job_id: uuid.UUID, decide: Decide, bucket: str, candidates: Sequence[str]
+    ) -> tuple[Transition, str | None]:
+        t, key = await super().transition_reserving_key(job_id, decide, bucket, candidates)
+        self._report(t)
+        return t, key
 
     async def _claim_next(
         self,

@@ -23,15 +23,17 @@ def safe_relative(key: str) -> PurePosixPath:
     return path
 
 
-def write_atomic(target: Path, data: bytes) -> None:
-    """Write via a temp file + rename, so a crash never leaves half a PNG."""
+def write_atomic(target: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write via a temp file + rename, so a reader never sees half a PNG; ``durable`` also
+    fsyncs it before the rename, so a power cut cannot leave a torn one either."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -23,6 +23,7 @@ import trio
 from imagen_actors.backends.registry import Backends
 from imagen_actors.config import slots as cfg_slots
 from imagen_actors.config.settings import Config
+from imagen_actors.config.slots import Pool
 from imagen_actors.core.errors import ConfigError
 from imagen_actors.core.naming import validate_template
 from imagen_actors.core.records import Checked
@@ -53,9 +54,18 @@ from imagen_actors.worker.health import (
 
 # One Wake buffered is enough: it means "look", and later ones coalesce into it.
 WAKE_BUFFER: Final = 1
-# One finished image may wait while the previous one uploads, so the GPU never waits for
-# an upload; more would hold finished jobs on leases with nobody working on them.
+# A finished image is handed straight to an idle Uploader (there is one more Uploader
+# than slots); a buffer would hold finished jobs on leases with nobody working on them.
 UPLOAD_BUFFER: Final = 0
+
+
+def uploader_count(pools: Sequence[Pool]) -> int:
+    """One Uploader per Executor slot plus one: a finished image never waits for another
+    slot's upload nor for its own slot's previous one (the GPU is already on the next
+    job), and with a fast backend two uploads overlap their commits."""
+    return 1 + sum(pool.slots for pool in pools)
+
+
 log = logging.getLogger("imagen_actors.worker.daemon")
 
 
@@ -188,12 +198,15 @@ async def _run_pipeline(
                         [mine],
                     )
             upload_send.close()
-            pipeline.start_soon(
-                stage,
-                "uploader",
-                lambda: uploader(holding, store, up_settings, uploads=upload_recv, health=board),
-                [],
-            )
+            for index in range(uploader_count(slots.pools)):
+                pipeline.start_soon(
+                    stage,
+                    "uploader" if index == 0 else f"uploader#{index + 1}",
+                    lambda: uploader(
+                        holding, store, up_settings, uploads=upload_recv, health=board
+                    ),
+                    [],
+                )
 
             async def intake() -> None:
                 with handle.intake:

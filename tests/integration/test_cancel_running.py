@@ -81,7 +81,6 @@ async def test_a_cancel_after_the_image_was_stored_comes_too_late(gateway: Gatew
     cancel of the done job is a no-op."""
     late = await insert_job(gateway, "a late owl")
     assert await gateway.claim(dc.claim("t:w", 60)) is not None
-    await gateway.transition(late, dc.start_generation("t:w", 1, attempt=1))
     await gateway.transition(late, dc.generation_succeeded("t:w", support.outcome(), 60, attempt=1))
     assert await gateway.cancel_job(late, "stop it") == "running"
     image = attrs.evolve(support.image_row(late), owner_user_id=OWNER)

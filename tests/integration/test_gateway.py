@@ -12,7 +12,12 @@ import trio
 
 from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
-from imagen_actors.core.errors import ConcurrencyError, JobNotFoundError, LeaseLostError
+from imagen_actors.core.errors import (
+    CancelRequestedError,
+    ConcurrencyError,
+    JobNotFoundError,
+    LeaseLostError,
+)
 from imagen_actors.core.fold import JobState
 from imagen_actors.db import transactions
 from imagen_actors.db.gateway import Gateway
@@ -24,7 +29,8 @@ pytestmark = pytest.mark.db
 
 
 async def test_claim_sets_lease_and_appends_event(gateway: Gateway) -> None:
-    """A claim: running, worker_id, lease, attempts+1, started_at, JobClaimed, one trip."""
+    """A claim: running, worker_id, lease, attempts+1, started_at, JobClaimed and
+    GenerationStarted, one trip."""
     job = await insert_job(gateway)
     t = await gateway.claim(dc.claim("h:w", 60))
     assert t is not None and t.state.id == job
@@ -34,7 +40,7 @@ async def test_claim_sets_lease_and_appends_event(gateway: Gateway) -> None:
         "running",
         "h:w",
         1,
-        2,
+        3,
     )
     assert (row["lease_expires_at"] - row["started_at"]).total_seconds() == 60
     assert await gateway.claim(dc.claim("h:w", 60)) is None
@@ -53,7 +59,7 @@ async def test_two_concurrent_transitions_both_apply_in_turn(
     gateway: Gateway, database_url: str
 ) -> None:
     """Two gateways advancing the same job at once: the row lock orders them, and the second
-    folds onto the first's commit (seq 3 then 4), never onto the version both started from."""
+    folds onto the first's commit (seq 4 then 5), never onto the version both started from."""
     job = await insert_job(gateway)
     await gateway.claim(dc.claim("w", 60))
     seen: list[int] = []
@@ -66,15 +72,15 @@ async def test_two_concurrent_transitions_both_apply_in_turn(
         async with trio.open_nursery() as n:
             n.start_soon(gateway.transition, job, recording_decide)
             n.start_soon(other.transition, job, recording_decide)
-    assert sorted(seen) == [2, 3]
+    assert sorted(seen) == [3, 4]
     events = await gateway.load_events(job)
-    assert [type(e).__name__ for e in events[2:]] == ["LeaseExtended", "LeaseExtended"]
+    assert [type(e).__name__ for e in events[3:]] == ["LeaseExtended", "LeaseExtended"]
     state = await assert_replay_matches(gateway, job)
-    assert state.version == 4
+    assert state.version == 5
 
 
 def _race_from_the_same_version(dsn: str, job: uuid.UUID) -> list[str]:
-    """Two writers that both read the job at version 2 (no row lock: what two workers would
+    """Two writers that both read the job at version 3 (no row lock: what two workers would
     see if the lock were bypassed) and then each append through the gateway's own append
     step. The second writer's outcome is returned for each: 'won' or the error's name."""
 
@@ -88,11 +94,14 @@ def _race_from_the_same_version(dsn: str, job: uuid.UUID) -> list[str]:
             await tx2.start()
             stale1 = await first.fetch(query("load_events_with_clock"), job)
             stale2 = await second.fetch(query("load_events_with_clock"), job)
-            assert len(stale1) == len(stale2) == 2
+            assert len(stale1) == len(stale2) == 3
             outcomes: list[str] = []
             for conn, tx, rows in ((first, tx1, stale1), (second, tx2, stale2)):
                 try:
-                    await transactions.advance(conn, job, rows, dc.extend_lease("w", 60, attempt=1))
+                    locked = transactions.replay_stream(job, rows)
+                    await transactions.advance(
+                        conn, job, locked, dc.extend_lease("w", 60, attempt=1)
+                    )
                     await tx.commit()
                     outcomes.append("won")
                 except (ConcurrencyError, asyncpg.UniqueViolationError) as exc:
@@ -120,16 +129,17 @@ async def test_two_writers_from_the_same_version_one_wins(
     seqs = await gateway.fetch_sql(
         "SELECT seq, count(*) AS n FROM imagen.job_events WHERE job_id = $1 GROUP BY seq", job
     )
-    assert sorted((r["seq"], r["n"]) for r in seqs) == [(1, 1), (2, 1), (3, 1)]
+    assert sorted((r["seq"], r["n"]) for r in seqs) == [(1, 1), (2, 1), (3, 1), (4, 1)]
     state = await assert_replay_matches(gateway, job)
-    assert state.version == 3
+    assert state.version == 4
 
 
 async def test_a_projection_behind_its_log_is_not_overwritten(gateway: Gateway) -> None:
     """The version guard of append_and_project: the UPDATE writes the projection only when the
     row is still at the version the writer folded from. Here an event reached the log without
-    the projection (a raw INSERT, version still 2): the transition folds from seq 3, the guard
-    finds version 2, and the whole transaction (its seq 4 too) is refused."""
+    the projection (a raw INSERT, version still 3): the transition is refused whole, by the
+    guard (folded from seq 4, found version 3) or, when the worker folds from the state it
+    kept at version 3 (db/known_streams), by the unique (job_id, seq) of its seq 4."""
     job = await insert_job(gateway)
     await gateway.claim(dc.claim("w", 60))
     (claimed,) = await gateway.fetch_sql(
@@ -137,15 +147,15 @@ async def test_a_projection_behind_its_log_is_not_overwritten(gateway: Gateway) 
     )
     await gateway.execute_sql(
         "INSERT INTO imagen.job_events (job_id, seq, type, data, actor, worker_id) "
-        "VALUES ($1, 3, 'LeaseExtended', $2, 'executor', 'w')",
+        "VALUES ($1, 4, 'LeaseExtended', $2, 'executor', 'w')",
         job,
         {"schema_version": 1, "lease_expires_at": claimed["lease_expires_at"].isoformat()},
     )
-    with pytest.raises(ConcurrencyError, match="moved past version 3"):
+    with pytest.raises(ConcurrencyError, match="moved past version 4|advanced the job first"):
         await gateway.transition(job, dc.extend_lease("w", 60, attempt=1))
     row = await gateway.fetchrow("load_job", job)
-    assert row is not None and row["version"] == 2
-    assert len(await gateway.load_events(job)) == 3
+    assert row is not None and row["version"] == 3
+    assert len(await gateway.load_events(job)) == 4
 
 
 def test_seq_conflict_maps_to_concurrency_error(database_url: str) -> None:
@@ -184,8 +194,30 @@ async def test_lost_lease_writes_nothing(gateway: Gateway) -> None:
     job = await insert_job(gateway)
     await gateway.claim(dc.claim("a", 60))
     with pytest.raises(LeaseLostError):
-        await gateway.transition(job, dc.start_generation("b", 1, attempt=1))
-    assert len(await gateway.load_events(job)) == 2
+        await gateway.transition(job, dc.extend_lease("b", 60, attempt=1))
+    assert len(await gateway.load_events(job)) == 3
+
+
+async def test_a_transition_after_another_writer_reads_the_stream_again(gateway: Gateway) -> None:
+    """The worker keeps the state it wrote last and skips the reload only at that version: a
+    cancel the UI appended since is seen, and a second worker's claim fences the first."""
+    job = await insert_job(gateway)
+    assert await gateway.claim(dc.claim("a", 60)) is not None
+    await gateway.transition(job, dc.extend_lease("a", 60, attempt=1))
+    assert await gateway.cancel_job(job, "stop it") == "running"
+    with pytest.raises(CancelRequestedError):
+        await gateway.transition(job, dc.extend_lease("a", 60, attempt=1))
+    await assert_replay_matches(gateway, job)
+
+    other = await insert_job(gateway, "another owl")
+    assert await gateway.claim(dc.claim("a", 60)) is not None
+    async with Gateway.open(gateway.dsn, pool_size=1) as second:
+        await second.transition(other, dc.reap("a", own=True))
+        claimed = await second.claim(dc.claim("b", 60))
+        assert claimed is not None and claimed.state.id == other
+    with pytest.raises(LeaseLostError):
+        await gateway.transition(other, dc.extend_lease("a", 60, attempt=1))
+    await assert_replay_matches(gateway, other)
 
 
 async def test_unknown_job_is_not_found(gateway: Gateway) -> None:

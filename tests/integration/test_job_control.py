@@ -98,7 +98,7 @@ async def test_retry_puts_a_failed_job_back_with_a_fresh_budget_in_the_same_stre
     again = await gateway.claim(dc.claim("w", 60))
     assert again is not None and again.state.attempts == 1
     types = [type(e).__name__ for e in await gateway.load_events(job)]
-    assert types[-3:] == ["JobFailed", "JobRetried", "JobClaimed"]
+    assert types[-4:] == ["JobFailed", "JobRetried", "JobClaimed", "GenerationStarted"]
     with pytest.raises(asyncpg.ObjectNotInPrerequisiteStateError, match="only a failed"):
         await trio.to_thread.run_sync(
             run_as, database_url, OWNER, "authenticated", "SELECT imagen.retry_job($1)", job

@@ -81,7 +81,6 @@ async def _fail_after_generating(gw: Gateway, job: uuid.UUID, seed: int) -> None
     claimed = await gw.claim(dc.claim(W, 60))
     assert claimed is not None and claimed.state.id == job
     attempt = claimed.state.attempts
-    await gw.transition(job, dc.start_generation(W, seed, attempt=attempt))
     await gw.transition(job, dc.generation_succeeded(W, outcome(seed=seed), 60, attempt=attempt))
     await gw.transition(
         job, dc.failure(W, "storage: gone", "permanent", "uploader", attempt=attempt)

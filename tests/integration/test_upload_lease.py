@@ -50,9 +50,9 @@ async def test_an_upload_slower_than_the_lease_keeps_its_lease(
 async def test_abort_gives_back_images_waiting_for_the_uploader(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Abort with one job uploading and the next one's image being handed over (the channel
-    is a rendezvous, so the third is not claimed yet): all go back to pending at once,
-    attempts refunded, none left running."""
+    """Abort with two jobs uploading (one Uploader per slot plus one) and the third one's
+    image being handed over (a rendezvous, so no fourth is claimed): all go back to pending
+    at once, attempts refunded, none left running."""
     async with serve_fake_storage(FakeSupabaseStorage(reply_delay_s=30.0)) as fake:
         monkeypatch.setenv("SUPABASE_URL", fake.url)
         monkeypatch.setenv("SUPABASE_SERVICE_KEY", SERVICE_KEY)

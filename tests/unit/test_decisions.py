@@ -36,7 +36,6 @@ def reclaimed_by_the_same_worker() -> JobState:
     """Attempt 1 generated, its lease expired and was reaped, then W claimed attempt 2."""
     s = replay([support.submitted(JOB, T0)])
     s = run(s, dc.claim(W, 60), 1)
-    s = run(s, dc.start_generation(W, 7, attempt=1), 2)
     s = run(s, dc.generation_succeeded(W, support.outcome(), 60, attempt=1), 3)
     s = run(s, dc.reap("reaper"), 200)
     s = run(s, dc.claim(W, 60), 201)
@@ -47,7 +46,6 @@ def reclaimed_by_the_same_worker() -> JobState:
 def fenced(attempt: int) -> dict[str, Decide]:
     """Every decision the Executor and the Uploader make for the claim ``attempt``."""
     return {
-        "start_generation": dc.start_generation(W, 7, attempt=attempt),
         "extend_lease": dc.extend_lease(W, 60, attempt=attempt),
         "record_progress": dc.record_progress(W, 3, 10, 60, attempt=attempt),
         "generation_succeeded": dc.generation_succeeded(W, support.outcome(), 60, attempt=attempt),

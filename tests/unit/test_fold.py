@@ -51,12 +51,11 @@ def complete(worker: str, attempt: int, image_id: uuid.UUID, usage_id: int | Non
 
 
 def test_happy_path_ends_done_with_image() -> None:
-    """submitted -> claimed -> started -> succeeded -> stored+completed+usage is legal."""
+    """submitted -> claimed+started -> succeeded -> stored+completed+usage is legal."""
     s = fold(None, submitted())
     s = apply(s, dc.claim(W, 60), T0 + timedelta(seconds=1))
     assert (s.status, s.attempts, s.worker_id) == ("running", 1, W)
     assert s.lease_expires_at == T0 + timedelta(seconds=61)
-    s = apply(s, dc.start_generation(W, 7, attempt=1), T0 + timedelta(seconds=2))
     s = apply(s, dc.generation_succeeded(W, outcome(), 60, attempt=1), T0 + timedelta(seconds=3))
     image = uuid.uuid4()
     s = apply(s, complete(W, 1, image, usage_id=1), T0 + timedelta(seconds=4))
@@ -115,7 +114,6 @@ def test_a_retried_completion_that_already_committed_is_a_no_op() -> None:
     completion is already there, so nothing is appended (and no LeaseLostError, which would
     have dropped the job's usage row); anyone else's completion still raises."""
     s = apply(fold(None, submitted()), dc.claim(W, 60), T0)
-    s = apply(s, dc.start_generation(W, 7, attempt=1), T0)
     s = apply(s, dc.generation_succeeded(W, outcome(), 60, attempt=1), T0)
     image = uuid.uuid4()
     s = apply(s, complete(W, 1, image), T0)
@@ -131,7 +129,7 @@ def test_other_worker_cannot_advance_a_job() -> None:
     """A worker whose lease was handed on gets LeaseLostError, not a silent write."""
     s = apply(fold(None, submitted()), dc.claim(W, 60), T0)
     with pytest.raises(LeaseLostError):
-        dc.start_generation("other:w", 1, attempt=1)(s, T0)
+        dc.extend_lease("other:w", 60, attempt=1)(s, T0)
     with pytest.raises(IllegalTransitionError, match="lease is held by"):
         fold(
             s,
@@ -210,10 +208,6 @@ class JobMachine(RuleBasedStateMachine):
     @rule()
     def claim(self) -> None:
         self._do(dc.claim(W, 60))
-
-    @rule()
-    def start(self) -> None:
-        self._do(dc.start_generation(W, 1, attempt=self.state.attempts))
 
     @rule()
     def succeed(self) -> None:

@@ -36,8 +36,7 @@ def started(stream: list[ev.Event], worker: str = W, attempt: int = 1) -> JobSta
     if not stream:
         stream.append(support.submitted(JOB, T0, backend="replicate-test"))
     state = replay(stream)
-    state = run(stream, state, dc.claim(worker, 60), at(attempt))
-    return run(stream, state, dc.start_generation(worker, 7, attempt=attempt), at(attempt))
+    return run(stream, state, dc.claim(worker, 60), at(attempt))
 
 
 def test_prediction_created_is_remembered_and_bumps_only_version() -> None:

@@ -26,7 +26,7 @@ from imagen_actors.config import settings as config
 from imagen_actors.core import decisions, naming
 from imagen_actors.core import events as ev
 from imagen_actors.core.errors import UsageError
-from imagen_actors.core.records import NewJob
+from imagen_actors.core.records import NewJob, Transition
 from imagen_actors.db import database
 from imagen_actors.db.jobstore import KeyLedger, LocalJobStore
 from imagen_actors.db.ports import JobStore
@@ -166,8 +166,7 @@ async def produce(
             store,
             settings,
             up,
-            submitted,
-            claim.events,
+            claim,
             observer,
             record_usage=False,
         )
@@ -188,11 +187,7 @@ async def produce(
             ),
             decisions.claim(wid, cfg.worker.lease_s, "generate"),
         )
-        inserted = t.prior[0]
-        assert isinstance(inserted, ev.JobSubmitted)
-        return await pipeline(
-            gw, backends, store, settings, up, inserted, t.events, observer, record_usage=True
-        )
+        return await pipeline(gw, backends, store, settings, up, t, observer, record_usage=True)
 
 
 async def generate(cfg: config.Config, args: argparse.Namespace) -> int:
@@ -246,14 +241,13 @@ async def pipeline(
     store: Any,
     settings: ExecutorSettings,
     up: UploaderSettings,
-    submitted: ev.JobSubmitted,
-    claim_events: tuple[ev.Event, ...],
+    claim: Transition,
     observer: Any,
     *,
     record_usage: bool,
 ) -> Outcome:
-    (claimed,) = [e for e in claim_events if isinstance(e, ev.JobClaimed)]
-    work = ClaimedWork(submitted=submitted, claimed=claimed)
+    work = ClaimedWork.from_claim(claim)
+    submitted = work.submitted
     base = Outcome(
         backend=submitted.backend,
         job_id=submitted.job_id,
@@ -269,7 +263,7 @@ async def pipeline(
     if done is None:
         error = await jobs.job_error(submitted.job_id)
         return attrs.evolve(base, error=error or "generation failed")
-    gen = done.succeeded
+    gen = done.outcome
     return attrs.evolve(
         base,
         image_path=done.image_path,

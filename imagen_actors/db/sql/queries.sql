@@ -13,6 +13,11 @@ SELECT e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at, now() AS db_n
 FROM imagen.job_events e JOIN locked l ON e.job_id = l.id
 ORDER BY e.seq;
 
+-- name: lock_job
+-- Locks the job row: its version as re-read after any lock wait, and the transaction's
+-- clock. For a job whose stream the worker already holds at that version (db/known_streams).
+SELECT version, now() AS db_now FROM imagen.jobs WHERE id = $1 FOR UPDATE;
+
 -- name: claim_next_and_load_events
 -- The oldest claimable pending job of this worker's backends ($1; NULL: every backend that
 -- has pending jobs), skipping rows another worker has locked. One probe of jobs_pending_head

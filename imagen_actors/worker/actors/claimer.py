@@ -15,8 +15,6 @@ from typing import Final
 import trio
 
 from imagen_actors.core import decisions as dc
-from imagen_actors.core import events as ev
-from imagen_actors.core import kept
 from imagen_actors.core.backoff import Backoff
 from imagen_actors.core.errors import DatabaseError, DatabaseUnavailableError
 from imagen_actors.core.records import Decide, Transition
@@ -123,13 +121,11 @@ async def _hand_over(
     transition: Transition,
     slots: SlotBoard,
 ) -> None:
-    (claimed,) = [e for e in transition.events if isinstance(e, ev.JobClaimed)]
-    submitted = transition.prior[0]
-    assert isinstance(submitted, ev.JobSubmitted)
+    work = ClaimedWork.from_claim(transition)
+    claimed = work.claimed
     with trio.move_on_after(HANDOVER_TIMEOUT_S) as handover:
         try:
-            image = kept.kept_generation(transition.prior)
-            await slots.hand_over(ClaimedWork(submitted=submitted, claimed=claimed, kept=image))
+            await slots.hand_over(work)
             return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass

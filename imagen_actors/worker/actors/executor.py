@@ -1,13 +1,15 @@
 """Executor: one job at a time on one slot of a device (the GPU's one slot by default; see
 worker/actors/slots); renews the lease while the backend works.
 
-Emits GenerationStarted, throttled GenerationProgress, then GenerationSucceeded (handing the
-image to the Uploader) or GenerationFailed with the error text and class, which requeues
-(transient, attempts left) or fails the job. A dependency or configuration fault (the
+The claim already recorded GenerationStarted (decisions.claim). Emits throttled
+GenerationProgress, then hands the image and its GenerationSucceeded decision to the
+Uploader (which commits it with the key reservation, so the GPU takes the next job without
+waiting for a commit), or records GenerationFailed with the error text and class, which
+requeues (transient, attempts left) or fails the job. A dependency or configuration fault (the
 backend is down or set up wrong; an OSError on the host) marks the backend unhealthy on the
 ``HealthBoard`` and requeues the job with its attempt refunded. A job whose earlier attempt
 kept its image (the upload failed on a storage outage) re-uploads it: GenerationReused, no
-render.
+render (the Uploader records GenerationReused).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from imagen_actors.backends.base import GenerationRequest
 from imagen_actors.backends.registry import Backends
 from imagen_actors.config import styles
 from imagen_actors.core import decisions as dc
-from imagen_actors.core import events as ev
 from imagen_actors.core import kept
 from imagen_actors.core.errors import (
     CancelRequestedError,
@@ -38,7 +39,6 @@ from imagen_actors.core.errors import (
     as_fault,
 )
 from imagen_actors.core.fold import ExternalRun, GenerationOutcome
-from imagen_actors.core.naming import default_seed
 from imagen_actors.db.ports import JobStore
 from imagen_actors.observability.logs import job_fields
 from imagen_actors.worker.actors.lease import holding_lease
@@ -94,6 +94,13 @@ async def hand_over(
     """Pass the image to the Uploader, holding the lease while the Uploader is busy; on
     abort before it is taken, give the job back instead of leaving it to lease expiry."""
     job_id, attempt = generated.submitted.job_id, generated.claimed.attempt
+    try:
+        # The Uploader is usually idle and waiting (a rendezvous channel): hand over at
+        # once, with no lease to hold meanwhile.
+        uploads.send_nowait(generated)
+        return
+    except trio.WouldBlock:
+        pass
     delivered = False
 
     async def deliver() -> None:
@@ -204,15 +211,16 @@ async def _reuse_kept(
     if hashlib.sha256(image).hexdigest() != succeeded.sha256:
         log.warning("job %s: kept image %s changed; rendering again", sub.job_id, path)
         return None
-    await gateway.transition(
-        sub.job_id,
-        kept.reuse_generation(
-            settings.worker_id, succeeded, path, settings.lease_s, attempt=item.claimed.attempt
-        ),
-    )
     log.info("job %s: uploading the kept image %s", sub.job_id, path, extra=job_fields(sub.job_id))
     return GeneratedImage(
-        submitted=sub, claimed=item.claimed, succeeded=succeeded, image=image, style=sub.style
+        submitted=sub,
+        claimed=item.claimed,
+        outcome=GenerationOutcome(**dc.outcome_fields(succeeded)),
+        record=kept.reuse_generation(
+            settings.worker_id, succeeded, path, settings.lease_s, attempt=item.claimed.attempt
+        ),
+        image=image,
+        style=sub.style,
     )
 
 
@@ -226,7 +234,7 @@ async def _generate(
 ) -> GeneratedImage | None:
     sub = item.submitted
     worker, attempt = settings.worker_id, item.claimed.attempt
-    seed = sub.seed if sub.seed is not None else default_seed(sub.job_id)
+    seed = item.started.seed
     try:
         backend = backends.get(sub.backend)
     except ConfigError as exc:
@@ -239,9 +247,6 @@ async def _generate(
     except ConfigError as exc:
         await fail(str(exc), "permanent")
         return None
-    started = await gateway.transition(
-        sub.job_id, dc.start_generation(worker, seed, attempt=attempt)
-    )
     request = GenerationRequest(
         prompt=styled,
         user_prompt=sub.prompt,
@@ -253,7 +258,7 @@ async def _generate(
         style=sub.style,
         opts=dict(sub.opts or {}),
         job_id=sub.job_id,
-        resume=_resumable(started.state.prediction, sub.backend),
+        resume=_resumable(item.resume, sub.backend),
     )
     try:
         result = await generate_with_lease(
@@ -289,15 +294,11 @@ async def _generate(
         cost_usd_estimate=result.cost_usd_estimate,
         metadata=result.recorded_metadata(),
     )
-    t = await gateway.transition(
-        sub.job_id,
-        dc.generation_succeeded(worker, outcome, settings.lease_s, attempt=attempt),
-    )
-    recorded = next(e for e in t.events if isinstance(e, ev.GenerationSucceeded))
     return GeneratedImage(
         submitted=sub,
         claimed=item.claimed,
-        succeeded=recorded,
+        outcome=outcome,
+        record=dc.generation_succeeded(worker, outcome, settings.lease_s, attempt=attempt),
         image=result.image,
         style=sub.style,
     )

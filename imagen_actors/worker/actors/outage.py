@@ -9,7 +9,8 @@ not about the connection and would fail again.
 
 Retrying a transition is safe even when the first try committed and only its reply was
 lost: every decision re-reads the job under its lock, so a repeat either appends a harmless
-duplicate (another GenerationStarted or LeaseExtended) or finds the job no longer ours
+duplicate (another GenerationSucceeded or LeaseExtended; a key reservation returns the
+key the job already holds) or finds the job no longer ours
 (``LeaseLostError``), which the actors already handle.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TypeVar
 
 import trio
@@ -77,13 +78,13 @@ class OutageTolerantStore:
             lambda: self._inner.store_image_and_transition(image, decide, usage),
         )
 
-    async def reserve_image_key(
-        self, bucket: str, key: str, job_id: uuid.UUID
-    ) -> tuple[str, uuid.UUID]:
+    async def transition_reserving_key(
+        self, job_id: uuid.UUID, decide: Decide, bucket: str, candidates: Sequence[str]
+    ) -> tuple[Transition, str | None]:
         return await self._retry(
-            "key reservation",
-            f"{bucket}/{key}",
-            lambda: self._inner.reserve_image_key(bucket, key, job_id),
+            "transition and key reservation",
+            f"job {job_id}",
+            lambda: self._inner.transition_reserving_key(job_id, decide, bucket, candidates),
         )
 
     async def job_error(self, job_id: uuid.UUID) -> str | None:

@@ -1,6 +1,8 @@
-"""Uploader: PNG + JSON sidecar on disk, the object in storage, then ONE transaction that
-inserts imagen.images and the job's mai.imagen_usage row (both idempotent on job_id) and
-completes the job. The prompt is kept in the usage row only as its sha256.
+"""Uploader: records the generation the Executor handed over (GenerationSucceeded or
+GenerationReused) and reserves the image's object key in one transaction, writes PNG + JSON
+sidecar on disk, puts the object in storage, then ONE transaction that inserts
+imagen.images and the job's mai.imagen_usage row (both idempotent on job_id) and completes
+the job. The prompt is kept in the usage row only as its sha256.
 
 Runs beside the Executor: job N uploads while job N+1 generates. A storage outage (a
 dependency or configuration fault) marks the store unhealthy and requeues the job with its
@@ -62,7 +64,7 @@ def prompt_hash(prompt: str) -> str:
 
 
 def sidecar(item: GeneratedImage, *, key: str, bucket: str, image_path: Path) -> dict[str, Any]:
-    sub, gen = item.submitted, item.succeeded
+    sub, gen = item.submitted, item.outcome
     return {
         "prompt": sub.prompt,
         "style": sub.style,
@@ -88,7 +90,7 @@ def sidecar(item: GeneratedImage, *, key: str, bucket: str, image_path: Path) ->
 
 def write_output(out: OutputSettings, item: GeneratedImage) -> Path:
     """Write the PNG (and sidecar) under the naming template; never overwrite another image."""
-    sub, gen = item.submitted, item.succeeded
+    sub, gen = item.submitted, item.outcome
     relative = render_template(
         out.naming,
         when=sub.occurred_at.astimezone(UTC),
@@ -101,7 +103,9 @@ def write_output(out: OutputSettings, item: GeneratedImage) -> Path:
     target = out.directory / relative
     if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() != gen.sha256:
         target = target.with_name(f"{target.stem}-{sub.job_id.hex[:8]}{target.suffix}")
-    write_atomic(target, item.image)
+    # Not fsynced: the stored object is the durable copy. A copy torn by a power cut fails
+    # the sha256 check of a kept-image retry, which then renders again (docs/decisions.md).
+    write_atomic(target, item.image, durable=False)
     return target
 
 
@@ -141,31 +145,41 @@ async def give_back_waiting(
         )
 
 
-async def choose_key(gateway: JobStore, store: ObjectStore, item: GeneratedImage) -> str:
-    """The contract key, reserved for this job before anything is uploaded to it.
+def key_candidates(item: GeneratedImage) -> list[str]:
+    """The object keys this job may take, in order of preference.
 
-    A job keeps the key its first attempt reserved, so a retry overwrites its own earlier
-    upload instead of leaving a second object. Another job that reserved the contract key
-    first (same prompt, seed and day), or whose tombstone holds it (a failed job's: keys are
-    never handed on), keeps it; this job takes its job-specific variant.
+    The contract key first; another job that reserved it first (same prompt, seed and day),
+    or whose tombstone holds it (a failed job's: keys are never handed on), keeps it, and
+    this job takes its job-specific variant, or the variant with the whole job id when two
+    ids share their first 8 hex digits. A job that reserved a key before (a retry) gets that
+    one back, so it overwrites its own earlier upload instead of leaving a second object.
     """
     sub = item.submitted
-    key = storage_key(sub.occurred_at.astimezone(UTC), sub.prompt, item.succeeded.seed)
-    for candidate in (key, disambiguated_key(key, sub.job_id)):
-        chosen, owner = await gateway.reserve_image_key(store.bucket, candidate, sub.job_id)
-        if owner == sub.job_id:
-            return chosen
-    # Two job ids sharing their first 8 hex digits: the whole id makes a key no one else has.
-    full = disambiguated_key(key, sub.job_id, full=True)
-    chosen, owner = await gateway.reserve_image_key(store.bucket, full, sub.job_id)
-    if owner != sub.job_id:
+    key = storage_key(sub.occurred_at.astimezone(UTC), sub.prompt, item.outcome.seed)
+    return [
+        key,
+        disambiguated_key(key, sub.job_id),
+        disambiguated_key(key, sub.job_id, full=True),
+    ]
+
+
+async def record_generation(
+    gateway: JobStore, store: ObjectStore, item: GeneratedImage
+) -> tuple[Transition, str]:
+    """Commit the handed-over generation and reserve the image's key in one transaction:
+    the key, reserved before anything is uploaded to it."""
+    candidates = key_candidates(item)
+    t, key = await gateway.transition_reserving_key(
+        item.submitted.job_id, item.record, store.bucket, candidates
+    )
+    if key is None:
         # Only a different prompt whose slug ends in this job's seed and id could hold it.
         raise StorageError(
-            f"object key {full} is reserved by job {owner}; resubmit this job (a new job id "
-            "gives a new key)",
+            f"object key {candidates[-1]} is reserved by another job; resubmit this job (a "
+            "new job id gives a new key)",
             error_class="permanent",
         )
-    return chosen
+    return t, key
 
 
 async def upload_one(
@@ -175,7 +189,7 @@ async def upload_one(
     item: GeneratedImage,
     health: HealthBoard | None = None,
 ) -> ImageCompleted | None:
-    sub, gen = item.submitted, item.succeeded
+    sub, gen = item.submitted, item.outcome
     worker, attempt = settings.worker_id, item.claimed.attempt
     written: list[Path] = []
     try:
@@ -245,7 +259,7 @@ async def upload_one(
     completed = next(e for e in (*t.events, *t.prior) if isinstance(e, ev.JobCompleted))
     log.info("job %s done: %s", sub.job_id, image_path, extra=job_fields(sub.job_id))
     return ImageCompleted(
-        submitted=sub, succeeded=gen, completed=completed, image_path=str(image_path)
+        submitted=sub, outcome=gen, completed=completed, image_path=str(image_path)
     )
 
 
@@ -256,10 +270,11 @@ async def store_and_complete(
     item: GeneratedImage,
     written: list[Path] | None = None,
 ) -> tuple[Transition, Path]:
-    """Disk, then the object, then one transaction: the image row and the completion.
-    The image's path on disk is appended to ``written`` as soon as it is there."""
-    sub, gen = item.submitted, item.succeeded
-    key = await choose_key(gateway, store, item)
+    """The generation and the key (one transaction), disk, then the object, then one
+    transaction: the image row and the completion. The image's path on disk is appended to
+    ``written`` as soon as it is there."""
+    sub, gen = item.submitted, item.outcome
+    _recorded, key = await record_generation(gateway, store, item)
 
     def write_files() -> Path:
         # One hop to a worker thread for both files, not one each.
@@ -269,7 +284,9 @@ async def store_and_complete(
         if settings.output.write_metadata_json:
             meta = sidecar(item, key=key, bucket=store.bucket, image_path=path)
             write_atomic(
-                path.with_suffix(".json"), msgspec.json.format(msgspec.json.encode(meta), indent=2)
+                path.with_suffix(".json"),
+                msgspec.json.format(msgspec.json.encode(meta), indent=2),
+                durable=False,
             )
         return path
 
