@@ -205,10 +205,16 @@ async def test_janitor_discards_a_failed_jobs_object_as_login_role(
             assert row["status"] == "failed" and row["error"].startswith("storage: ")
             await wait_for_event(gw, job, ev.ImageDiscarded)
             assert not fake.objects
-            (key,) = await gw.fetch_sql(
-                "SELECT discarded_at FROM imagen.storage_keys WHERE job_id = $1", job
-            )
-            assert key["discarded_at"] is not None
+            # The janitor tombstones the key right after ImageDiscarded commits (its own
+            # statement), so wait for it rather than race it.
+            with trio.fail_after(10):
+                while True:
+                    (key,) = await gw.fetch_sql(
+                        "SELECT discarded_at FROM imagen.storage_keys WHERE job_id = $1", job
+                    )
+                    if key["discarded_at"] is not None:
+                        break
+                    await trio.sleep(0.05)
 
 
 @pytest.mark.parametrize(
