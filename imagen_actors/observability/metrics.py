@@ -143,7 +143,12 @@ class WorkerMetrics:
             local = self._gpu_backends is None or event.backend in self._gpu_backends
             _remember(self._generating, job, (now, local))
         elif isinstance(event, ev.GenerationSucceeded):
-            self._end_generation(job, now)
+            # The backend's own measure: the Uploader commits the success after the hand-over,
+            # when the GPU may already be on the next job, so the commit times would overlap.
+            self._end_generation(job, now, took_s=event.latency_ms / 1000)
+            _remember(self._uploading, job, now)
+        elif isinstance(event, ev.GenerationReused):
+            self._generating.pop(job, None)  # a kept image: no render, no GPU time
             _remember(self._uploading, job, now)
         elif isinstance(event, ev.GenerationFailed):
             self._end_generation(job, now)
@@ -157,13 +162,14 @@ class WorkerMetrics:
             self._uploading.pop(job, None)
             self.jobs.labels("failed" if isinstance(event, ev.JobFailed) else "requeued").inc()
 
-    def _end_generation(self, job: uuid.UUID, now: float) -> None:
+    def _end_generation(self, job: uuid.UUID, now: float, took_s: float | None = None) -> None:
         generating = self._generating.pop(job, None)
         if generating is not None:
             started, on_gpu = generating
-            self.stage_seconds.labels("generation").observe(now - started)
+            took = now - started if took_s is None else took_s
+            self.stage_seconds.labels("generation").observe(took)
             if on_gpu:
-                self.gpu_busy.inc(now - started)
+                self.gpu_busy.inc(took)
 
 
 def pending_since(prior: Iterable[ev.Event]) -> datetime | None:

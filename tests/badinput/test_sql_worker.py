@@ -100,7 +100,13 @@ async def test_odd_prompt_runs_to_done_with_a_safe_key(
     assert Path(image["metadata"]["local_path"]).is_file()
 
 
-GENERATION_FAILED = ["JobSubmitted", "JobClaimed", "GenerationStarted", "GenerationFailed", "JobFailed"]
+GENERATION_FAILED = [
+    "JobSubmitted",
+    "JobClaimed",
+    "GenerationStarted",
+    "GenerationFailed",
+    "JobFailed",
+]
 # No worker offers the backend: failed in its claim's transaction, never sent to an Executor.
 FAILED_IN_CLAIM = ["JobSubmitted", "JobClaimed", "JobFailed"]
 

@@ -151,7 +151,7 @@ async def test_a_projection_behind_its_log_is_not_overwritten(gateway: Gateway) 
         job,
         {"schema_version": 1, "lease_expires_at": claimed["lease_expires_at"].isoformat()},
     )
-    with pytest.raises(ConcurrencyError, match="moved past version 4|advanced the job first"):
+    with pytest.raises(ConcurrencyError, match=r"moved past version 4|advanced the job first"):
         await gateway.transition(job, dc.extend_lease("w", 60, attempt=1))
     row = await gateway.fetchrow("load_job", job)
     assert row is not None and row["version"] == 3

@@ -146,6 +146,24 @@ async def test_readyz_and_metrics_name_an_unhealthy_dependency() -> None:
     )
 
 
+def test_a_success_counts_the_backends_own_time_and_a_reuse_none() -> None:
+    """The success is committed after the hand-over (the GPU may be on the next job): the
+    generation lasts what the backend measured, and a kept image's reuse is no GPU time."""
+    clock = iter([0.0, 9.0, 20.0, 21.0])
+    m = WorkerMetrics("w", clock=lambda: next(clock))
+    m.observe(transition(ev.GenerationStarted(**common(1), backend="mock", seed=1)))
+    fields = {"backend": "mock", "model": "m", "seed": 1, "mime": "image/png", "bytes": 1}
+    m.observe(
+        transition(ev.GenerationSucceeded(**common(2), **fields, sha256="x", latency_ms=1500))
+    )
+    m.observe(transition(ev.GenerationStarted(**common(3), backend="mock", seed=1)))
+    reused = ev.GenerationReused(**common(4), **fields, sha256="x", latency_ms=1500, path="/k")
+    m.observe(transition(reused))
+    assert value(m, "imagen_stage_seconds_sum", stage="generation") == 1.5
+    assert value(m, "imagen_stage_seconds_count", stage="generation") == 1.0
+    assert value(m, "imagen_gpu_busy_seconds_total") == 1.5
+
+
 def test_only_local_backends_count_as_gpu_time() -> None:
     """A remote prediction (its own slot, elsewhere) is generation time but not GPU time:
     with slots several run at once, and the counter would outrun the clock."""
