@@ -220,6 +220,34 @@ async def test_a_transition_after_another_writer_reads_the_stream_again(gateway:
     await assert_replay_matches(gateway, other)
 
 
+def _commit_modes_around_a_claim(dsn: str) -> tuple[str, str]:
+    """synchronous_commit inside a claim's transaction, and in the next transaction."""
+
+    async def go() -> tuple[str, str]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            async with conn.transaction():
+                rows = await conn.fetch(query("claim_next_and_load_events"), ["mock"])
+                assert rows, "a pending job was claimed"
+                during = await conn.fetchval("SHOW synchronous_commit")
+            after = await conn.fetchval("SHOW synchronous_commit")
+            return during, after
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+async def test_only_the_claim_commits_without_waiting_for_its_flush(
+    gateway: Gateway, database_url: str
+) -> None:
+    """A claim lost in a crash is a claim that never happened, so its commit does not wait
+    for the WAL flush; the setting ends with its transaction, every other write waits."""
+    await insert_job(gateway)
+    during, after = await trio.to_thread.run_sync(_commit_modes_around_a_claim, database_url)
+    assert (during, after) == ("off", "on")
+
+
 async def test_unknown_job_is_not_found(gateway: Gateway) -> None:
     """A transition on a missing id says so."""
     with pytest.raises(JobNotFoundError):

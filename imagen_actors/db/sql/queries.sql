@@ -23,6 +23,10 @@ SELECT version, now() AS db_now FROM imagen.jobs WHERE id = $1 FOR UPDATE;
 -- has pending jobs), skipping rows another worker has locked. One probe of jobs_pending_head
 -- per backend (its oldest claimable head, locked SKIP LOCKED), then the oldest of those: no
 -- other backend's rows are read, however long their backlog (schema 0013).
+-- The claim's commit does not wait for its WAL flush (synchronous_commit off for this
+-- transaction only): a claim lost in a database crash is a claim that never happened, the
+-- job pending again, and the worker finds out at its next write (LeaseLostError) before
+-- anything outlives it; every later write of the job waits for its flush as before.
 WITH RECURSIVE pending_backends (backend) AS (
     (SELECT j.backend FROM imagen.jobs j WHERE j.status = 'pending' AND $1::text[] IS NULL
      ORDER BY j.backend LIMIT 1)
@@ -49,7 +53,8 @@ WITH RECURSIVE pending_backends (backend) AS (
     LIMIT 1
 )
 SELECT e.job_id, e.seq, e.type, e.data, e.actor, e.worker_id, e.occurred_at, now() AS db_now,
-       n.version AS locked_version, false AS unserved
+       n.version AS locked_version, false AS unserved,
+       set_config('synchronous_commit', 'off', true) AS commit_mode
 FROM imagen.job_events e JOIN next n ON e.job_id = n.id
 ORDER BY e.seq;
 
