@@ -94,17 +94,15 @@ async def holding_lease(
                     extra=job_fields(job_id),
                 )
 
-    async def run(cancel: trio.CancelScope) -> None:
-        # Carried out by hand so the caller sees work's own exception, not a group.
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(renewing, nursery.cancel_scope)
+        # In this task, not a child (one task fewer a call); caught here so the caller sees
+        # work's own exception, not a group. A lost lease cancels it through the scope.
         try:
             result.append(await work())
         except Exception as exc:
             failed.append(exc)
-        cancel.cancel()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(renewing, nursery.cancel_scope)
-        nursery.start_soon(run, nursery.cancel_scope)
+        nursery.cancel_scope.cancel()
     if result:
         return result[0]  # finished, even if a late renewal then found the job done
     if lost:
