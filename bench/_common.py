@@ -103,6 +103,32 @@ def private_database(tmp: Path) -> Iterator[tuple[str, str]]:
         server.cleanup()
 
 
+def server_cpu_s(tmp: Path) -> float | None:
+    """CPU (user + system) of the embedded cluster in ``tmp`` so far: its postmaster, the
+    children it has reaped (cutime/cstime) and the live ones (backends, WAL writer...).
+    None for a database elsewhere ($IMAGEN_BENCH_DATABASE_URL)."""
+    from imagen_actors.db import embedded
+
+    postmaster = embedded.running(tmp / "pgdata")
+    if postmaster is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(pid: int) -> list[str]:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2 :].split()
+
+    own = fields(postmaster)
+    total = sum(int(x) for x in own[11:15])  # utime, stime, cutime, cstime
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    for child in children:
+        try:
+            total += sum(int(x) for x in fields(int(child))[11:13])
+        except (OSError, ValueError):
+            continue  # ended meanwhile: its time is in the postmaster's cutime from now on
+    return total / tick
+
+
 def config_doc(
     tmp: Path,
     dsn: str,

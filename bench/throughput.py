@@ -69,9 +69,11 @@ async def main(n: int, size: int, timeout: float) -> None:
             before = await server_counters(gw)
             cfg = c.bench_config(tmp, dsn, latency_ms=0, poll_interval_s=3600)
             cpu_before, threads_before = own_cpu_s(), thread_cpu_s()
+            server_before = c.server_cpu_s(tmp)
             async with c.running_worker(cfg):
                 await c.wait_all_settled(gw, n, timeout=timeout, label="throughput")
                 threads = thread_cpu_s()
+                server_after = c.server_cpu_s(tmp)
             cpu = own_cpu_s() - cpu_before
             # The worker's connections are closed now, so their statistics are flushed.
             await trio.sleep(1.0)
@@ -146,6 +148,12 @@ async def main(n: int, size: int, timeout: float) -> None:
             *(
                 (f"  of which thread {name}", c.ms((used - threads_before.get(name, 0.0)) / n))
                 for name, used in sorted(threads.items())
+            ),
+            (
+                "Postgres CPU per job (embedded cluster, every process)",
+                "n/a (not embedded)"
+                if server_before is None or server_after is None
+                else c.ms((server_after - server_before) / n),
             ),
         ]
     )
