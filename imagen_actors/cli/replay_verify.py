@@ -12,12 +12,10 @@ from typing import Any, Final
 
 import trio
 
+from imagen_actors.cli import replay_stream
 from imagen_actors.cli.reports import replay as rr
-from imagen_actors.core import chain
-from imagen_actors.core import events as ev
 from imagen_actors.core.errors import JobNotFoundError, StorageError
 from imagen_actors.db.gateway import Gateway
-from imagen_actors.db.transactions import PoisonedStreamError, decode_json, event_from_record
 from imagen_actors.storage.base import ObjectStore
 
 # Jobs per page of `replay --all` (one statement each; about 40,000 events at 8 per job).
@@ -26,73 +24,49 @@ PAGE: Final = 5000
 RETRIES: Final = 20
 
 
-def check_stream(
-    job_id: uuid.UUID, rows: Sequence[Mapping[str, Any]]
-) -> tuple[list[ev.AnyEvent], list[str]]:
-    """Decode a stream read by ``replay_events_for`` or ``replay_page``, noting every row that
-    breaks the log's rules: a seq that is not the next one, a hash that does not chain (the
-    link recomputed over the row as stored: core/chain, imagen.job_event_hash's twin), an
-    event this version cannot read (unknown type, data the decoder refuses). Never raises
-    for a bad row."""
-    links = [
-        chain.StoredLink(
-            r["seq"], r["type"], r["actor"], r["worker_id"], chain.micros(r["occurred_at"]),
-            r["data_text"], r["hash"],
-        )
-        for r in rows
-    ]  # fmt: skip
-    problems = chain.problems(job_id, links)
-    events: list[ev.AnyEvent] = []
-    for r in rows:
-        record = {
-            "seq": r["seq"],
-            "type": r["type"],
-            "data": decode_json(r["data_text"]),
-            "occurred_at": r["occurred_at"],
-            "actor": r["actor"],
-            "worker_id": r["worker_id"],
-        }
-        try:
-            events.append(event_from_record(job_id, record))
-        except PoisonedStreamError as exc:
-            problems.append(f"event {r['seq']} ({r['type']}) is undecodable: {exc.why}")
-    return events, problems
+def verify_row(row: Mapping[str, Any]) -> rr.VerifyResult | None:
+    """Check the job of one ``replay_page`` row: its stream's rules, its replay against its
+    columns. None when ``verify_one`` must read it again: its version is not its stream's
+    length (it may have moved), or its stream cannot be decoded in one piece."""
+    try:
+        stream = replay_stream.read(row["stream"])
+    except replay_stream.StreamUnreadableError:
+        return None
+    return _check(row["id"], row, stream, last_read=False)
 
 
-def _verify_rows(
-    job_id: uuid.UUID, event_rows: Sequence[dict[str, Any]], row: dict[str, Any] | None
-) -> rr.VerifyResult:
-    events, problems = check_stream(job_id, event_rows)
-    return rr.verify(job_id, events, row, problems=problems, stored_events=len(event_rows))
+def _check(
+    job_id: uuid.UUID,
+    row: Mapping[str, Any],
+    stream: list[replay_stream.StreamEvent],
+    *,
+    last_read: bool,
+) -> rr.VerifyResult | None:
+    job = None if row["id"] is None else row
+    if job is not None and job["version"] != len(stream) and not last_read:
+        return None
+    events, problems = replay_stream.check(job_id, stream)
+    return rr.verify(job_id, events, job, problems=problems, stored_events=len(stream))
 
 
 async def verify_one(gw: Gateway, job_id: uuid.UUID) -> rr.VerifyResult:
     """Check one job's log and compare its replay with its row, re-reading while the job is
     still moving."""
-    for _ in range(RETRIES):
-        event_rows = await gw.fetch("replay_events_for", [job_id])
-        row = await gw.fetchrow("load_job", job_id)
-        if row is None and not event_rows:
+    reads = 0
+    while True:
+        reads += 1
+        (row,) = await gw.fetch("replay_jobs", [job_id])
+        if row["id"] is None and row["stream"] is None:
             raise JobNotFoundError(f"no job {job_id}")
-        if row is None or row["version"] == len(event_rows):
-            break
+        try:
+            stream = replay_stream.read(row["stream"])
+        except replay_stream.StreamUnreadableError:
+            rows = await gw.fetch("replay_events_for", job_id)
+            stream = [replay_stream.from_columns(r) for r in rows]
+        result = _check(job_id, row, stream, last_read=reads >= RETRIES)
+        if result is not None:
+            return result
         await trio.sleep(0.05)
-    return _verify_rows(job_id, event_rows, row)
-
-
-def page_streams(row: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The event rows of one ``replay_page`` row (its parallel arrays), as ``check_stream``
-    reads them."""
-    if row["seqs"] is None:
-        return []
-    return [
-        {"seq": q, "type": t, "data_text": d, "actor": a, "worker_id": w, "occurred_at": o,
-         "hash": h}
-        for q, t, d, a, w, o, h in zip(
-            row["seqs"], row["types"], row["data_texts"], row["actors"], row["worker_ids"],
-            row["occurred_ats"], row["hashes"], strict=True,
-        )
-    ]  # fmt: skip
 
 
 async def verify_all(
@@ -124,14 +98,13 @@ async def verify_all(
             async for rows in pages:
                 page: list[rr.VerifyResult] = []
                 for row in rows:
-                    stream = page_streams(row)
-                    if row["version"] != len(stream):
+                    result = verify_row(row)
+                    if result is None:
                         try:
-                            page.append(await verify_one(gw, row["id"]))
+                            result = await verify_one(gw, row["id"])
                         except JobNotFoundError:
                             continue  # archived since the page was read: nothing to check
-                    else:
-                        page.append(_verify_rows(row["id"], stream, row))
+                    page.append(result)
                 if store is not None:
                     page = await check_objects(gw, store, page)
                 for result in page:
