@@ -18,8 +18,10 @@ from imagen_actors.core.errors import JobNotFoundError, StorageError
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.storage.base import ObjectStore
 
-# Jobs per page of `replay --all` (one statement each; about 40,000 events at 8 per job).
-PAGE: Final = 5000
+# Jobs per page of `replay --all` (one statement each; about 8,000 events at 8 per job):
+# small enough that checking starts soon and the next page is read while this one is
+# checked, large enough that a statement's own cost is lost in the page's.
+PAGE: Final = 1000
 # A live job may advance between reading its row and its events; re-read this often.
 RETRIES: Final = 20
 

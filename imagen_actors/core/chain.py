@@ -99,6 +99,7 @@ def from_micros(us: int) -> datetime:
 # (``imagen.job_event_canonical``: jsonb_build_array's output, ", " between elements), its
 # strings already printed as JSON. One template for every caller, and one C call per event.
 _LINK_INPUT: Final = b"%b[%b, %d, %b, %b, %b, %d, %b]"
+_SHA256: Final = hashlib.sha256()
 
 # Strings printed as JSON, for the few distinct event types, actors and worker ids a stream
 # repeats (bounded: a run adds at most one entry per distinct value it meets).
@@ -218,7 +219,7 @@ def raw_problems(job_id: uuid.UUID, stream: Iterable[RawLink]) -> list[str]:
     the way, or changed) is rendered again the way jsonb prints it, numbers exact."""
     found: list[str] = []
     job_quoted = quoted(str(job_id))
-    sha256 = hashlib.sha256
+    fresh = _SHA256.copy  # cheaper than a new hashlib.sha256() per event
     known = _QUOTED.get
     previous_seq = 0
     previous_hash = b""
@@ -235,8 +236,10 @@ def raw_problems(job_id: uuid.UUID, stream: Iterable[RawLink]) -> list[str]:
             previous_hash, job_quoted, seq, known(e.type_name) or quoted(e.type_name), e.actor,
             e.worker_id, e.occurred_at_us, e.data,
         )  # fmt: skip
+        digest = fresh()
+        digest.update(text)
         if stored is None or (
-            sha256(text).digest() != stored and not _links_exactly(previous_hash, job_id, e)
+            digest.digest() != stored and not _links_exactly(previous_hash, job_id, e)
         ):
             found.append(
                 f"event {seq} ({e.type_name}): its hash does not chain to the event before "
