@@ -44,6 +44,8 @@ def _check(
     *,
     last_read: bool,
 ) -> rr.VerifyResult | None:
+    """``verify_row``'s check of a stream already read; the row's columns are NULL when the
+    job has no imagen.jobs row (``replay_jobs``)."""
     job = None if row["id"] is None else row
     if job is not None and job["version"] != len(stream) and not last_read:
         return None

@@ -12,6 +12,10 @@ byte length, then bytewise (jsonb's storage order); ``", "`` and ``": "`` separa
 escaped as ``escape_json`` does; numbers as ``numeric_out`` prints them (so a value must be
 parsed with ``parse_float=Decimal`` to keep ``1.50`` as ``1.50``). tests/integration/
 test_archive_chain.py checks it against the server on real rows and on awkward values.
+
+``replay --verify`` gets every piece already printed by the server (``RawLink``: strings
+as JSON, data as jsonb_out prints it) and assembles each link's input with one bytes
+template; an archive's events are rendered into the same pieces (``StoredLink.raw``).
 """
 
 from __future__ import annotations
@@ -135,9 +139,9 @@ def canonical(
     used as it is."""
     text = jsonb_text(data) if data_text is None else data_text
     row = RawLink(
-        1, type_name, Raw(quoted(actor)), Raw(quoted(worker_id)), occurred_at_us, Raw(text), None
+        seq, type_name, Raw(quoted(actor)), Raw(quoted(worker_id)), occurred_at_us, Raw(text), None
     )
-    return _link_input(b"", quoted(str(job_id)), seq, row).decode("utf-8")
+    return _link_input(b"", quoted(str(job_id)), row).decode("utf-8")
 
 
 def link(
@@ -174,11 +178,11 @@ class RawLink(msgspec.Struct, array_like=True, frozen=True):
     hash: bytes | None
 
 
-def _link_input(prev: bytes, job_quoted: bytes, seq: int, e: RawLink) -> bytes:
+def _link_input(prev: bytes, job_quoted: bytes, e: RawLink) -> bytes:
     return _LINK_INPUT % (
         prev,
         job_quoted,
-        seq,
+        e.seq,
         quoted(e.type_name),
         e.actor,
         e.worker_id,
@@ -253,7 +257,7 @@ def _links_exactly(prev: bytes, job_id: uuid.UUID, e: RawLink) -> bool:
     """Whether the event links once its data is rendered the way jsonb prints it."""
     rendered = jsonb_text(_exact(bytes(e.data).decode("utf-8", "replace")))
     again = msgspec.structs.replace(e, data=Raw(rendered))
-    return hashlib.sha256(_link_input(prev, quoted(str(job_id)), e.seq, again)).digest() == e.hash
+    return hashlib.sha256(_link_input(prev, quoted(str(job_id)), again)).digest() == e.hash
 
 
 def _exact(text: str) -> Any:
