@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import trio
@@ -73,6 +73,11 @@ async def verify_one(gw: Gateway, job_id: uuid.UUID) -> rr.VerifyResult:
         await trio.sleep(0.05)
 
 
+# The whole id space, for a keyset walk over every job.
+FIRST_ID: Final = uuid.UUID(int=0)
+LAST_ID: Final = uuid.UUID(int=2**128 - 1)
+
+
 async def verify_all(
     gw: Gateway,
     store: ObjectStore | None = None,
@@ -80,20 +85,56 @@ async def verify_all(
     each: Callable[[rr.VerifyResult], None] | None = None,
     progress: Callable[[int], None] | None = None,
     page_size: int = PAGE,
+    workers: int | None = None,
 ) -> rr.VerifySummary:
     """Every job, a keyset page at a time (``replay_page``: rows and streams in one
     statement), the next page read while this one is checked; a job whose log is broken or
     unreadable is reported and the run goes on. With ``store``, each done job's object is
     checked too (``check_objects``). Memory stays flat: ``each`` sees every result, the
-    summary keeps only those that are not ok; ``progress`` gets the count checked so far."""
+    summary keeps only those that are not ok; ``progress`` gets the count checked so far.
+    ``workers`` processes check a share of the ids each (cli/replay_parallel); None picks
+    one per CPU for a big history, else checks here."""
+    from imagen_actors.cli import replay_parallel  # it runs verify_range in each process
+
     tally = rr.Tally()
+
+    async def take(results: list[rr.VerifyResult], unsent_ok: int) -> None:
+        if store is not None:
+            results = await check_objects(gw, store, results)
+        for result in results:
+            tally.add(result)
+            if each is not None:
+                each(result)
+        tally.add_ok(unsent_ok)
+        if progress is not None:
+            progress(tally.checked)
+
+    if workers is None:
+        workers = await replay_parallel.workers_for(gw)
+    if workers > 1:
+        send_all = each is not None or store is not None
+        await replay_parallel.verify_shares(gw, workers, page_size, send_all=send_all, take=take)
+    else:
+        await verify_range(gw, FIRST_ID, LAST_ID, page_size, lambda page: take(page, 0))
+    return tally.summary()
+
+
+async def verify_range(
+    gw: Gateway,
+    after: uuid.UUID,
+    last: uuid.UUID,
+    page_size: int,
+    take: Callable[[list[rr.VerifyResult]], Awaitable[None]],
+) -> None:
+    """Check the jobs with ids in (``after``, ``last``], handing ``take`` each page's
+    results; the next page is read while ``take`` and the checks run."""
     pages_send, pages = trio.open_memory_channel[list[dict[str, Any]]](1)
 
     async def read_pages() -> None:
         async with pages_send:
-            after = uuid.UUID(int=0)
-            while rows := await gw.fetch("replay_page", after, page_size):
-                after = rows[-1]["id"]
+            start = after
+            while rows := await gw.fetch("replay_page", start, page_size, last):
+                start = rows[-1]["id"]
                 await pages_send.send(rows)
 
     async with trio.open_nursery() as nursery:
@@ -109,15 +150,7 @@ async def verify_all(
                         except JobNotFoundError:
                             continue  # archived since the page was read: nothing to check
                     page.append(result)
-                if store is not None:
-                    page = await check_objects(gw, store, page)
-                for result in page:
-                    tally.add(result)
-                    if each is not None:
-                        each(result)
-                if progress is not None:
-                    progress(tally.checked)
-    return tally.summary()
+                await take(page)
 
 
 async def check_objects(

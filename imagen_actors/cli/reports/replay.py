@@ -79,6 +79,12 @@ class Tally:
         else:
             self.failed.append(result)
 
+    def add_ok(self, count: int) -> None:
+        """``count`` more jobs that verified, counted where they were checked (another
+        process) and not sent."""
+        self.checked += count
+        self.ok += count
+
     def summary(self) -> VerifySummary:
         return VerifySummary(
             checked=self.checked, ok=self.ok, mismatched=len(self.failed), results=self.failed

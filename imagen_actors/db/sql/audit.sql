@@ -124,7 +124,7 @@ LIMIT $2;
 
 -- name: replay_page
 -- One keyset page of `replay --verify --all` in one statement: up to $2 job rows with ids
--- after $1, each with its whole stream as one JSON text (`stream`, NULL for a job with no
+-- after $1 and at most $3 (one worker process's share of the ids), each with its whole stream as one JSON text (`stream`, NULL for a job with no
 -- events), decoded client-side by one msgspec call per job (cli/replay_stream.py). Each
 -- event is [seq, type, actor, worker_id, occurred_at as integer microseconds (the canonical
 -- text's own expression), data, hash in base64, occurred_at in UTC without its offset]:
@@ -134,7 +134,7 @@ LIMIT $2;
 -- computed here, it cost 85 us a job, the bound on the whole run. The stream is cast to
 -- text so the connection's json codec leaves it undecoded. replay_jobs builds the same.
 WITH page AS (
-    SELECT * FROM imagen.jobs WHERE id > $1 ORDER BY id LIMIT $2
+    SELECT * FROM imagen.jobs WHERE id > $1 AND id <= $3 ORDER BY id LIMIT $2
 )
 SELECT p.*, s.stream
 FROM page p
