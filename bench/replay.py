@@ -12,9 +12,9 @@ use):
                time, once; and ``python -m imagen_actors --version`` (the same imports and
                parser, no work) for the start-up share.
   fold alone   every job's decoded event stream through ``imagen_actors.core.fold.replay``,
-               repeated for at least a second; events/s. Decoding the rows
-               (``transactions.event_from_record``: ``events.from_row`` on each row) is
-               timed separately, as a supporting figure.
+               repeated for at least a second; events/s. Reading and checking the streams
+               (``replay_stream.read`` and ``check``: one msgspec decode per job, the hash
+               chain, each event decoded) is timed separately, as a supporting figure.
 
 Rows for docs/performance.md: verify_all's jobs/s and events/s, the CLI's jobs/s, and the
 fold's events/s.
@@ -36,13 +36,13 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
 
-from imagen_actors.cli.replay_verify import page_streams, verify_all
+from imagen_actors.cli import replay_stream
+from imagen_actors.cli.replay_verify import verify_all
 from imagen_actors.config import settings as config
 from imagen_actors.core import events as ev
 from imagen_actors.core import fold as fl
 from imagen_actors.db import database
 from imagen_actors.db.gateway import Gateway
-from imagen_actors.db.transactions import decode_json, event_from_record
 
 SCRIPT = Path(__file__).name
 PAGE = 500
@@ -68,26 +68,22 @@ async def time_verify_all(cfg: config.Config, repeats: int) -> tuple[list[float]
     return times, checked, mismatched
 
 
-async def event_rows(gw: Gateway) -> list[dict[str, Any]]:
-    """Every job's event rows, in (job, seq) order, a page of jobs at a time."""
+async def page_rows(gw: Gateway) -> list[dict[str, Any]]:
+    """Every job's ``replay_page`` row (its stream as one JSON text), a page at a time."""
     out: list[dict[str, Any]] = []
     after = uuid.UUID(int=0)
     while rows := await gw.fetch("replay_page", after, PAGE):
         after = rows[-1]["id"]
-        out += [{"job_id": r["id"], **e} for r in rows for e in page_streams(r)]
+        out += rows
     return out
 
 
-def decode(rows: list[dict[str, Any]]) -> list[list[ev.AnyEvent]]:
-    """The rows as per-job event streams, decoded as the gateway decodes them."""
-    streams: dict[uuid.UUID, list[ev.AnyEvent]] = {}
-    for r in rows:
-        record = {**r, "data": decode_json(r["data_text"])}
-        streams.setdefault(r["job_id"], []).append(event_from_record(r["job_id"], record))
-    return list(streams.values())
+def decode(rows: list[dict[str, Any]]) -> list[list[ev.Event]]:
+    """Each row's stream read and checked as ``replay --verify`` does, decoded."""
+    return [replay_stream.check(r["id"], replay_stream.read(r["stream"]))[0] for r in rows]
 
 
-def time_fold(streams: list[list[ev.AnyEvent]]) -> tuple[float, int]:
+def time_fold(streams: list[list[ev.Event]]) -> tuple[float, int]:
     """(seconds, events) folding every stream, repeated for at least FOLD_MIN_S."""
     per_pass = sum(len(s) for s in streams)
     passes = 0
@@ -118,7 +114,7 @@ async def main(n: int, size: int, repeats: int) -> None:
             await populate(gw, cfg, n, size)
             counts = await c.status_counts(gw)
             times, checked, mismatched = await time_verify_all(cfg, repeats)
-            rows = await event_rows(gw)
+            rows = await page_rows(gw)
         t0 = time.perf_counter()
         streams = decode(rows)
         decode_s = time.perf_counter() - t0
@@ -128,7 +124,7 @@ async def main(n: int, size: int, repeats: int) -> None:
             time_cli, "replay", "--all", "--config", str(path)
         )
         start_s, _, _ = await trio.to_thread.run_sync(time_cli, "--version")
-    events = len(rows)
+    events = sum(len(s) for s in streams)
     best = min(times)
     run.header("replay speed (replay --verify --all, fold)", n, db, settings)
     print(f"jobs by status: {counts}; {events:,} events ({events / checked:.1f} per job)")
@@ -166,7 +162,10 @@ async def main(n: int, size: int, repeats: int) -> None:
     c.print_table(
         [
             (f"verify_all, each of {repeats} runs", ", ".join(f"{t:.2f} s" for t in times)),
-            ("decode rows (event_from_record)", f"{events / decode_s:,.0f} events/s"),
+            (
+                "read and check streams (replay_stream: chain, decode)",
+                f"{events / decode_s:,.0f} events/s",
+            ),
             ("CLI start-up alone (--version: imports, parser)", f"{start_s:.2f} s"),
         ]
     )

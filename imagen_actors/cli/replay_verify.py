@@ -7,92 +7,75 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import trio
 
+from imagen_actors.cli import replay_stream
 from imagen_actors.cli.reports import replay as rr
-from imagen_actors.core import chain
-from imagen_actors.core import events as ev
 from imagen_actors.core.errors import JobNotFoundError, StorageError
 from imagen_actors.db.gateway import Gateway
-from imagen_actors.db.transactions import PoisonedStreamError, decode_json, event_from_record
 from imagen_actors.storage.base import ObjectStore
 
-# Jobs per page of `replay --all` (one statement each; about 40,000 events at 8 per job).
-PAGE: Final = 5000
+# Jobs per page of `replay --all` (one statement each; about 8,000 events at 8 per job):
+# small enough that checking starts soon and the next page is read while this one is
+# checked, large enough that a statement's own cost is lost in the page's.
+PAGE: Final = 1000
 # A live job may advance between reading its row and its events; re-read this often.
 RETRIES: Final = 20
 
 
-def check_stream(
-    job_id: uuid.UUID, rows: Sequence[Mapping[str, Any]]
-) -> tuple[list[ev.AnyEvent], list[str]]:
-    """Decode a stream read by ``replay_events_for`` or ``replay_page``, noting every row that
-    breaks the log's rules: a seq that is not the next one, a hash that does not chain (the
-    link recomputed over the row as stored: core/chain, imagen.job_event_hash's twin), an
-    event this version cannot read (unknown type, data the decoder refuses). Never raises
-    for a bad row."""
-    links = [
-        chain.StoredLink(
-            r["seq"], r["type"], r["actor"], r["worker_id"], chain.micros(r["occurred_at"]),
-            r["data_text"], r["hash"],
-        )
-        for r in rows
-    ]  # fmt: skip
-    problems = chain.problems(job_id, links)
-    events: list[ev.AnyEvent] = []
-    for r in rows:
-        record = {
-            "seq": r["seq"],
-            "type": r["type"],
-            "data": decode_json(r["data_text"]),
-            "occurred_at": r["occurred_at"],
-            "actor": r["actor"],
-            "worker_id": r["worker_id"],
-        }
-        try:
-            events.append(event_from_record(job_id, record))
-        except PoisonedStreamError as exc:
-            problems.append(f"event {r['seq']} ({r['type']}) is undecodable: {exc.why}")
-    return events, problems
+def verify_row(row: Mapping[str, Any]) -> rr.VerifyResult | None:
+    """Check the job of one ``replay_page`` row: its stream's rules, its replay against its
+    columns. None when ``verify_one`` must read it again: its version is not its stream's
+    length (it may have moved), or its stream cannot be decoded in one piece."""
+    try:
+        stream = replay_stream.read(row["stream"])
+    except replay_stream.StreamUnreadableError:
+        return None
+    return _check(row["id"], row, stream, last_read=False)
 
 
-def _verify_rows(
-    job_id: uuid.UUID, event_rows: Sequence[dict[str, Any]], row: dict[str, Any] | None
-) -> rr.VerifyResult:
-    events, problems = check_stream(job_id, event_rows)
-    return rr.verify(job_id, events, row, problems=problems, stored_events=len(event_rows))
+def _check(
+    job_id: uuid.UUID,
+    row: Mapping[str, Any],
+    stream: list[replay_stream.StreamEvent],
+    *,
+    last_read: bool,
+) -> rr.VerifyResult | None:
+    """``verify_row``'s check of a stream already read; the row's columns are NULL when the
+    job has no imagen.jobs row (``replay_jobs``)."""
+    job = None if row["id"] is None else row
+    if job is not None and job["version"] != len(stream) and not last_read:
+        return None
+    events, problems = replay_stream.check(job_id, stream)
+    return rr.verify(job_id, events, job, problems=problems, stored_events=len(stream))
 
 
 async def verify_one(gw: Gateway, job_id: uuid.UUID) -> rr.VerifyResult:
     """Check one job's log and compare its replay with its row, re-reading while the job is
     still moving."""
-    for _ in range(RETRIES):
-        event_rows = await gw.fetch("replay_events_for", [job_id])
-        row = await gw.fetchrow("load_job", job_id)
-        if row is None and not event_rows:
+    reads = 0
+    while True:
+        reads += 1
+        (row,) = await gw.fetch("replay_jobs", [job_id])
+        if row["id"] is None and row["stream"] is None:
             raise JobNotFoundError(f"no job {job_id}")
-        if row is None or row["version"] == len(event_rows):
-            break
+        try:
+            stream = replay_stream.read(row["stream"])
+        except replay_stream.StreamUnreadableError:
+            rows = await gw.fetch("replay_events_for", job_id)
+            stream = [replay_stream.from_columns(r) for r in rows]
+        result = _check(job_id, row, stream, last_read=reads >= RETRIES)
+        if result is not None:
+            return result
         await trio.sleep(0.05)
-    return _verify_rows(job_id, event_rows, row)
 
 
-def page_streams(row: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The event rows of one ``replay_page`` row (its parallel arrays), as ``check_stream``
-    reads them."""
-    if row["seqs"] is None:
-        return []
-    return [
-        {"seq": q, "type": t, "data_text": d, "actor": a, "worker_id": w, "occurred_at": o,
-         "hash": h}
-        for q, t, d, a, w, o, h in zip(
-            row["seqs"], row["types"], row["data_texts"], row["actors"], row["worker_ids"],
-            row["occurred_ats"], row["hashes"], strict=True,
-        )
-    ]  # fmt: skip
+# The whole id space, for a keyset walk over every job.
+FIRST_ID: Final = uuid.UUID(int=0)
+LAST_ID: Final = uuid.UUID(int=2**128 - 1)
 
 
 async def verify_all(
@@ -102,20 +85,56 @@ async def verify_all(
     each: Callable[[rr.VerifyResult], None] | None = None,
     progress: Callable[[int], None] | None = None,
     page_size: int = PAGE,
+    workers: int | None = None,
 ) -> rr.VerifySummary:
     """Every job, a keyset page at a time (``replay_page``: rows and streams in one
     statement), the next page read while this one is checked; a job whose log is broken or
     unreadable is reported and the run goes on. With ``store``, each done job's object is
     checked too (``check_objects``). Memory stays flat: ``each`` sees every result, the
-    summary keeps only those that are not ok; ``progress`` gets the count checked so far."""
+    summary keeps only those that are not ok; ``progress`` gets the count checked so far.
+    ``workers`` processes check a share of the ids each (cli/replay_parallel); None picks
+    one per CPU for a big history, else checks here."""
+    from imagen_actors.cli import replay_parallel  # it runs verify_range in each process
+
     tally = rr.Tally()
+
+    async def take(results: list[rr.VerifyResult], unsent_ok: int) -> None:
+        if store is not None:
+            results = await check_objects(gw, store, results)
+        for result in results:
+            tally.add(result)
+            if each is not None:
+                each(result)
+        tally.add_ok(unsent_ok)
+        if progress is not None:
+            progress(tally.checked)
+
+    if workers is None:
+        workers = await replay_parallel.workers_for(gw)
+    if workers > 1:
+        send_all = each is not None or store is not None
+        await replay_parallel.verify_shares(gw, workers, page_size, send_all=send_all, take=take)
+    else:
+        await verify_range(gw, FIRST_ID, LAST_ID, page_size, lambda page: take(page, 0))
+    return tally.summary()
+
+
+async def verify_range(
+    gw: Gateway,
+    after: uuid.UUID,
+    last: uuid.UUID,
+    page_size: int,
+    take: Callable[[list[rr.VerifyResult]], Awaitable[None]],
+) -> None:
+    """Check the jobs with ids in (``after``, ``last``], handing ``take`` each page's
+    results; the next page is read while ``take`` and the checks run."""
     pages_send, pages = trio.open_memory_channel[list[dict[str, Any]]](1)
 
     async def read_pages() -> None:
         async with pages_send:
-            after = uuid.UUID(int=0)
-            while rows := await gw.fetch("replay_page", after, page_size):
-                after = rows[-1]["id"]
+            start = after
+            while rows := await gw.fetch("replay_page", start, page_size, last):
+                start = rows[-1]["id"]
                 await pages_send.send(rows)
 
     async with trio.open_nursery() as nursery:
@@ -124,23 +143,14 @@ async def verify_all(
             async for rows in pages:
                 page: list[rr.VerifyResult] = []
                 for row in rows:
-                    stream = page_streams(row)
-                    if row["version"] != len(stream):
+                    result = verify_row(row)
+                    if result is None:
                         try:
-                            page.append(await verify_one(gw, row["id"]))
+                            result = await verify_one(gw, row["id"])
                         except JobNotFoundError:
                             continue  # archived since the page was read: nothing to check
-                    else:
-                        page.append(_verify_rows(row["id"], stream, row))
-                if store is not None:
-                    page = await check_objects(gw, store, page)
-                for result in page:
-                    tally.add(result)
-                    if each is not None:
-                        each(result)
-                if progress is not None:
-                    progress(tally.checked)
-    return tally.summary()
+                    page.append(result)
+                await take(page)
 
 
 async def check_objects(

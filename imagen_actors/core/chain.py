@@ -12,6 +12,10 @@ byte length, then bytewise (jsonb's storage order); ``", "`` and ``": "`` separa
 escaped as ``escape_json`` does; numbers as ``numeric_out`` prints them (so a value must be
 parsed with ``parse_float=Decimal`` to keep ``1.50`` as ``1.50``). tests/integration/
 test_archive_chain.py checks it against the server on real rows and on awkward values.
+
+``replay --verify`` gets every piece already printed by the server (``RawLink``: strings
+as JSON, data as jsonb_out prints it) and assembles each link's input with one bytes
+template; an archive's events are rendered into the same pieces (``StoredLink.raw``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from decimal import Decimal
 from typing import Any, Final
 
 import attrs
+import msgspec
+from msgspec import Raw
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -93,6 +99,30 @@ def from_micros(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
+# The bytes an event's link is computed over: the previous link, then the canonical text
+# (``imagen.job_event_canonical``: jsonb_build_array's output, ", " between elements), its
+# strings already printed as JSON. One template for every caller, and one C call per event.
+_LINK_INPUT: Final = b"%b[%b, %d, %b, %b, %b, %d, %b]"
+_SHA256: Final = hashlib.sha256()
+
+# Strings printed as JSON, for the few distinct event types, actors and worker ids a stream
+# repeats (bounded: a run adds at most one entry per distinct value it meets).
+_QUOTED: dict[str, bytes] = {}
+_QUOTED_MAX: Final = 4096
+
+
+def quoted(value: str | None) -> bytes:
+    """``value`` as jsonb prints it (a JSON string, or null), as UTF-8."""
+    if value is None:
+        return b"null"
+    found = _QUOTED.get(value)
+    if found is None:
+        found = _string(value).encode("utf-8")
+        if len(_QUOTED) < _QUOTED_MAX:
+            _QUOTED[value] = found
+    return found
+
+
 def canonical(
     job_id: uuid.UUID,
     seq: int,
@@ -107,16 +137,11 @@ def canonical(
     """``imagen.job_event_canonical``: the text an event's link is computed over.
     ``data_text``: ``data`` already rendered as jsonb text (what the database printed),
     used as it is."""
-    parts = (
-        _string(str(job_id)),
-        str(seq),
-        _string(type_name),
-        _string(actor),
-        "null" if worker_id is None else _string(worker_id),
-        str(occurred_at_us),
-        jsonb_text(data) if data_text is None else data_text,
+    text = jsonb_text(data) if data_text is None else data_text
+    row = RawLink(
+        seq, type_name, Raw(quoted(actor)), Raw(quoted(worker_id)), occurred_at_us, Raw(text), None
     )
-    return "[" + ", ".join(parts) + "]"
+    return _link_input(b"", quoted(str(job_id)), row).decode("utf-8")
 
 
 def link(
@@ -138,6 +163,34 @@ def link(
     return hashlib.sha256((prev or b"") + text.encode("utf-8")).digest()
 
 
+class RawLink(msgspec.Struct, array_like=True, frozen=True):
+    """One event as stored, in the pieces its link covers, each as the server prints it in
+    JSON: ``[seq, type, actor, worker_id, occurred_at_us, data, hash]`` (``replay_page``'s
+    per-event array; the hash in base64, None when unreadable). ``data`` is kept as the
+    exact text jsonb printed: the link is computed over it as it is."""
+
+    seq: int
+    type_name: str
+    actor: Raw
+    worker_id: Raw
+    occurred_at_us: int
+    data: Raw
+    hash: bytes | None
+
+
+def _link_input(prev: bytes, job_quoted: bytes, e: RawLink) -> bytes:
+    return _LINK_INPUT % (
+        prev,
+        job_quoted,
+        e.seq,
+        quoted(e.type_name),
+        e.actor,
+        e.worker_id,
+        e.occurred_at_us,
+        e.data,
+    )
+
+
 @attrs.frozen
 class StoredLink:
     """One event as stored (a job_events row, an archived event): what its link covers,
@@ -151,32 +204,60 @@ class StoredLink:
     data_text: str
     hash: bytes | None
 
+    def raw(self) -> RawLink:
+        return RawLink(
+            self.seq, self.type_name, Raw(quoted(self.actor)), Raw(quoted(self.worker_id)),
+            self.occurred_at_us, Raw(self.data_text), self.hash,
+        )  # fmt: skip
+
 
 def problems(job_id: uuid.UUID, stream: Iterable[StoredLink]) -> list[str]:
+    """``raw_problems`` for events held as Python values (an archive's)."""
+    return raw_problems(job_id, [e.raw() for e in stream])
+
+
+def raw_problems(job_id: uuid.UUID, stream: Iterable[RawLink]) -> list[str]:
     """What breaks the log's rules in one job's stream, in seq order: a seq that is not the
     next one, a hash that does not link to the event before it. The stored text is hashed
     as it is (it links when nothing changed); text that does not (re-encoded by a tool on
     the way, or changed) is rendered again the way jsonb prints it, numbers exact."""
     found: list[str] = []
+    job_quoted = quoted(str(job_id))
+    fresh = _SHA256.copy  # cheaper than a new hashlib.sha256() per event
+    known = _QUOTED.get
     previous_seq = 0
-    previous_hash: bytes | None = None
+    previous_hash = b""
     for e in stream:
-        if e.seq != previous_seq + 1:
+        seq = e.seq
+        if seq != previous_seq + 1:
             found.append(
-                f"seq jumps from {previous_seq} to {e.seq}: event(s) are missing from the log"
+                f"seq jumps from {previous_seq} to {seq}: event(s) are missing from the log"
             )
-        previous_seq = e.seq
-        row = (previous_hash, job_id, e.seq, e.type_name, e.actor, e.worker_id, e.occurred_at_us)
-        if e.hash is None or (
-            link(*row, None, data_text=e.data_text) != e.hash
-            and link(*row, _exact(e.data_text)) != e.hash
+        previous_seq = seq
+        stored = e.hash
+        # _link_input, inlined: this line runs for every event of a `replay --verify --all`.
+        text = _LINK_INPUT % (
+            previous_hash, job_quoted, seq, known(e.type_name) or quoted(e.type_name), e.actor,
+            e.worker_id, e.occurred_at_us, e.data,
+        )  # fmt: skip
+        digest = fresh()
+        digest.update(text)
+        if stored is None or (
+            digest.digest() != stored and not _links_exactly(previous_hash, job_id, e)
         ):
             found.append(
-                f"event {e.seq} ({e.type_name}): its hash does not chain to the event before "
+                f"event {seq} ({e.type_name}): its hash does not chain to the event before "
                 "it (this event was changed, or an event before it was removed or inserted)"
             )
-        previous_hash = e.hash
+        previous_hash = stored or b""
     return found
+
+
+def _links_exactly(prev: bytes, job_id: uuid.UUID, e: RawLink) -> bool:
+    """Whether the event links once its data is rendered the way jsonb prints it."""
+    rendered = jsonb_text(_exact(bytes(e.data).decode("utf-8", "replace")))
+    again = msgspec.structs.replace(e, data=Raw(rendered))
+    return hashlib.sha256(_link_input(prev, quoted(str(job_id)), again)).digest() == e.hash
 
 
 def _exact(text: str) -> Any:

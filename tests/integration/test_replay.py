@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from imagen_actors.cli import replay_parallel, replay_verify
 from imagen_actors.cli.commands import replay as replay_cmd
 from imagen_actors.core import events as ev
 from imagen_actors.db.gateway import Gateway
@@ -234,3 +236,38 @@ async def test_verify_all_draws_a_progress_bar_on_a_terminal_only(
     assert b"] 2/2" in drawn and drawn.endswith(b"\r")
     piped = await run_cli(database_url, "replay", "--all")
     assert piped.returncode == 0 and piped.stderr == b""
+
+
+async def test_verify_all_in_worker_processes_finds_what_one_process_finds(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two processes, each checking half the ids: the same counts and the same failed job as
+    one, every job seen once by ``each``; without ``each`` only the failures come back."""
+    done, failed = await _run_jobs(database_url, tmp_path)
+    async with Gateway.open(database_url, application_name="test-replay") as gw:
+        extra = [await insert_job(gw, f"pending {i}") for i in range(3)]
+        await gw.execute_sql("UPDATE imagen.jobs SET attempts = 2 WHERE id = $1", failed)
+        one = await replay_cmd.verify_all(gw, workers=1)
+        seen: list[uuid.UUID] = []
+        progress: list[int] = []
+        two = await replay_cmd.verify_all(
+            gw, each=lambda r: seen.append(r.job_id), progress=progress.append, workers=2,
+            page_size=2,
+        )  # fmt: skip
+        counted = await replay_cmd.verify_all(gw, workers=2)
+    assert sorted(seen) == sorted([done, failed, *extra])
+    assert progress[-1] == 5 and progress == sorted(progress)
+    for summary in (one, two, counted):
+        assert (summary.checked, summary.ok, summary.mismatched) == (5, 4, 1)
+        assert [r.job_id for r in summary.results] == [failed]
+    assert two.results == one.results  # the diffs keep their Python values across the pipe
+    assert [d.column for d in one.results[0].diffs] == ["attempts"]
+
+
+def test_worker_shares_cover_every_id_once() -> None:
+    """The (after, last] ranges are contiguous, from the first id to the last."""
+    for workers in (1, 2, 3, 4):
+        ranges = replay_parallel.shares(workers)
+        assert len(ranges) == workers
+        assert ranges[0][0] == replay_verify.FIRST_ID and ranges[-1][1] == replay_verify.LAST_ID
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))

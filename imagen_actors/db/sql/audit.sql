@@ -124,36 +124,57 @@ LIMIT $2;
 
 -- name: replay_page
 -- One keyset page of `replay --verify --all` in one statement: up to $2 job rows with ids
--- after $1, each with its whole stream as parallel arrays in seq order: the columns the
--- event is rebuilt from, its data as the server prints it (the text the hash is computed
--- over) and its stored hash. The link itself is recomputed client-side (core/chain.py, the
--- same function as imagen.job_event_hash): computed here, it cost 85 us a job, the bound
--- on the whole run. A job with no events has NULL arrays.
+-- after $1 and at most $3 (one worker process's share of the ids), each with its whole stream as one JSON text (`stream`, NULL for a job with no
+-- events), decoded client-side by one msgspec call per job (cli/replay_stream.py). Each
+-- event is [seq, type, actor, worker_id, occurred_at as integer microseconds (the canonical
+-- text's own expression), data, hash in base64, occurred_at in UTC without its offset]:
+-- json_build_array prints strings as jsonb does (escape_json) and embeds data exactly as
+-- jsonb_out prints it, so the client builds each event's canonical text from these pieces
+-- and recomputes the link (core/chain.py, the same function as imagen.job_event_hash):
+-- computed here, it cost 85 us a job, the bound on the whole run. The stream is cast to
+-- text so the connection's json codec leaves it undecoded. replay_jobs builds the same.
 WITH page AS (
-    SELECT * FROM imagen.jobs WHERE id > $1 ORDER BY id LIMIT $2
+    SELECT * FROM imagen.jobs WHERE id > $1 AND id <= $3 ORDER BY id LIMIT $2
 )
-SELECT p.*, s.seqs, s.types, s.data_texts, s.actors, s.worker_ids, s.occurred_ats, s.hashes
+SELECT p.*, s.stream
 FROM page p
 LEFT JOIN LATERAL (
-    SELECT array_agg(x.seq) AS seqs, array_agg(x.type) AS types,
-           array_agg(x.data_text) AS data_texts, array_agg(x.actor) AS actors,
-           array_agg(x.worker_id) AS worker_ids, array_agg(x.occurred_at) AS occurred_ats,
-           array_agg(x.hash) AS hashes
+    SELECT json_agg(json_build_array(
+               x.seq, x.type, x.actor, x.worker_id,
+               (extract(epoch FROM x.occurred_at) * 1000000)::bigint, x.data,
+               encode(x.hash, 'base64'), x.occurred_at AT TIME ZONE 'UTC'))::text AS stream
     FROM (
-        -- Sorted once here (job_events (job_id, seq) index); the aggregates keep this order.
-        SELECT e.seq, e.type, e.data::text AS data_text, e.actor, e.worker_id, e.occurred_at,
-               e.hash
-        FROM imagen.job_events e WHERE e.job_id = p.id ORDER BY e.seq
+        -- Sorted once here (job_events (job_id, seq) index); the aggregate keeps this order.
+        SELECT * FROM imagen.job_events e WHERE e.job_id = p.id ORDER BY e.seq
     ) x
 ) s ON true
 ORDER BY p.id;
 
+-- name: replay_jobs
+-- The jobs $1 (uuid[]) as replay_page reads them, one row per id in $1, for `replay --verify`
+-- of one job and for the jobs `--all` saw move: `job_id` is the id asked for; the imagen.jobs
+-- columns are NULL when the job has no row (`id` IS NULL), the stream NULL when it has no
+-- events.
+SELECT k.job_id, j.*, s.stream
+FROM unnest($1::uuid[]) AS k(job_id)
+LEFT JOIN imagen.jobs j ON j.id = k.job_id
+LEFT JOIN LATERAL (
+    SELECT json_agg(json_build_array(
+               x.seq, x.type, x.actor, x.worker_id,
+               (extract(epoch FROM x.occurred_at) * 1000000)::bigint, x.data,
+               encode(x.hash, 'base64'), x.occurred_at AT TIME ZONE 'UTC'))::text AS stream
+    FROM (
+        SELECT * FROM imagen.job_events e WHERE e.job_id = k.job_id ORDER BY e.seq
+    ) x
+) s ON true;
+
 -- name: replay_events_for
--- The streams of a page of jobs, in order: what `replay --verify` rebuilds and checks per
--- event (as replay_page: data as text, the stored hash; the link is recomputed client-side).
-SELECT job_id, seq, type, data::text AS data_text, actor, worker_id, occurred_at, hash
-FROM imagen.job_events WHERE job_id = ANY($1::uuid[])
-ORDER BY job_id, seq;
+-- One job's events as columns, in seq order: for a stream whose one JSON text the client
+-- cannot decode whole (data nested beyond its decoder's recursion limit), so each event is
+-- still checked, and the one that cannot be read reported, as replay_page's are.
+SELECT seq, type, actor, worker_id, (extract(epoch FROM occurred_at) * 1000000)::bigint AS us,
+       data::text AS data_text, hash, occurred_at
+FROM imagen.job_events WHERE job_id = $1 ORDER BY seq;
 
 -- name: replay_images_for
 -- The image rows of a page of jobs (`replay --verify --objects` reads each object back).
