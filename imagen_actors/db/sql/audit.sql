@@ -124,8 +124,8 @@ LIMIT $2;
 
 -- name: replay_page
 -- One keyset page of `replay --verify --all` in one statement: up to $2 job rows with ids
--- after $1 and at most $3 (one worker process's share of the ids), each with its whole stream as one JSON text (`stream`, NULL for a job with no
--- events), decoded client-side by one msgspec call per job (cli/replay_stream.py). Each
+-- after $1 and at most $3 (one worker process's share of the ids), each with its whole
+-- stream as one JSON text (`stream`, NULL for a job with no events), decoded client-side by one msgspec call per job (cli/replay_stream.py). Each
 -- event is [seq, type, actor, worker_id, occurred_at as integer microseconds (the canonical
 -- text's own expression), data, hash in base64, occurred_at in UTC without its offset]:
 -- json_build_array prints strings as jsonb does (escape_json) and embeds data exactly as
