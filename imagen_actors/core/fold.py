@@ -134,11 +134,6 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
         return {name: getattr(self, name) for name in PROJECTED_COLUMNS}
 
 
-# Every step after JobSubmitted: a copy (in C) with the changed fields, updated_at = the
-# event's time and version + 1, written out at each case rather than through a helper.
-_replace: Final = msgspec.structs.replace
-
-
 def _illegal(state: JobState | None, event: ev.Event, why: str) -> IllegalTransitionError:
     return IllegalTransitionError(state, event, why)
 
@@ -200,10 +195,9 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
                 raise _illegal(s, event, f"max_attempts {s.max_attempts} already used")
             if event.worker_id is None:
                 raise _illegal(s, event, "a claim needs a worker_id")
-            return _replace(
+            return _step(
                 s,
-                updated_at=at,
-                version=s.version + 1,
+                at,
                 status="running",
                 attempts=event.attempt,
                 worker_id=event.worker_id,
@@ -217,27 +211,19 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
         case ev.LeaseExtended():
             s = _require(state, event, "running")
             _require_holder(s, event)
-            return _replace(
-                s, updated_at=at, version=s.version + 1, lease_expires_at=event.lease_expires_at
-            )
+            return _step(s, at, lease_expires_at=event.lease_expires_at)
         case ev.GenerationStarted():
             s = _require(state, event, "running")
             _require_holder(s, event)
-            return _replace(s, updated_at=at, version=s.version + 1)
+            return _step(s, at)
         case ev.GenerationProgress():
             s = _require(state, event, "running")
-            return _replace(
-                s,
-                updated_at=at,
-                version=s.version + 1,
-                progress_step=event.step,
-                progress_total=event.total,
-            )
+            return _step(s, at, progress_step=event.step, progress_total=event.total)
         case ev.PredictionCreated():
             s = _require(state, event, "running")
             _require_holder(s, event)
             run = ExternalRun(backend=event.backend, id=event.external_id, created_at=at)
-            return _replace(s, updated_at=at, version=s.version + 1, prediction=run)
+            return _step(s, at, prediction=run)
         case ev.GenerationSucceeded() | ev.GenerationReused():
             s = _require(state, event, "running")
             _require_holder(s, event)
@@ -252,42 +238,28 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
                 cost_usd_estimate=event.cost_usd_estimate,
                 metadata=event.metadata,
             )
-            return _replace(s, updated_at=at, version=s.version + 1, generation=outcome)
+            return _step(s, at, generation=outcome)
         case ev.GenerationFailed():
             s = _require(state, event, "running")
             _require_holder(s, event)
-            return _replace(
-                s,
-                updated_at=at,
-                version=s.version + 1,
-                error=_shown(event.error, event.shown_error),
-            )
+            return _step(s, at, error=_shown(event.error, event.shown_error))
         case ev.ImageStored():
             s = _require(state, event, "running")
             _require_holder(s, event)
             if s.generation is None:
                 raise _illegal(s, event, "no GenerationSucceeded in this attempt")
-            return _replace(s, updated_at=at, version=s.version + 1, image_id=event.image_id)
+            return _step(s, at, image_id=event.image_id)
         case ev.JobCompleted():
             s = _require(state, event, "running")
             _require_holder(s, event)
             if s.image_id is None or s.image_id != event.image_id:
                 raise _illegal(s, event, "completion must name the stored image")
-            return _replace(
-                s,
-                updated_at=at,
-                version=s.version + 1,
-                status="done",
-                error=None,
-                lease_expires_at=None,
-                finished_at=at,
-            )
+            return _step(s, at, status="done", error=None, lease_expires_at=None, finished_at=at)
         case ev.JobFailed():
             s = _require(state, event, "pending", "running")
-            return _replace(
+            return _step(
                 s,
-                updated_at=at,
-                version=s.version + 1,
+                at,
                 status="failed",
                 error=_shown(event.error, event.shown_error),
                 lease_expires_at=None,
@@ -297,15 +269,14 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
             s = _require(state, event, "failed", "cancelled")
             if s.objects_discarded:
                 raise _illegal(s, event, "the job's objects were already discarded")
-            return _replace(s, updated_at=at, version=s.version + 1, objects_discarded=True)
+            return _step(s, at, objects_discarded=True)
         case ev.JobRequeued():
             s = _require(state, event, "running")
             if s.attempts >= s.max_attempts and not event.refund_attempt:
                 raise _illegal(s, event, f"all {s.max_attempts} attempts are used")
-            return _replace(
+            return _step(
                 s,
-                updated_at=at,
-                version=s.version + 1,
+                at,
                 status="pending",
                 attempts=s.attempts - 1 if event.refund_attempt else s.attempts,
                 worker_id=None,
@@ -318,19 +289,12 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
             )
         case ev.JobCancelRequested():
             s = _require(state, event, "pending", "running")
-            return _replace(
-                s,
-                updated_at=at,
-                version=s.version + 1,
-                cancel_requested=True,
-                cancel_reason=event.reason,
-            )
+            return _step(s, at, cancel_requested=True, cancel_reason=event.reason)
         case ev.JobCancelled():
             s = _require(state, event, "pending", "running")
-            return _replace(
+            return _step(
                 s,
-                updated_at=at,
-                version=s.version + 1,
+                at,
                 status="cancelled",
                 error=event.reason,
                 lease_expires_at=None,
@@ -338,10 +302,9 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
             )
         case ev.JobRetried():
             s = _require(state, event, "failed", "cancelled")
-            return _replace(
+            return _step(
                 s,
-                updated_at=at,
-                version=s.version + 1,
+                at,
                 status="pending",
                 attempts=0,
                 image_id=None,
@@ -364,13 +327,17 @@ def fold(state: JobState | None, event: ev.Event) -> JobState:
             s = _require(state, event, "running", "done", "failed", "cancelled")
             if s.usage_recorded:
                 raise _illegal(s, event, "usage was already recorded for this job")
-            return _replace(s, updated_at=at, version=s.version + 1, usage_recorded=True)
+            return _step(s, at, usage_recorded=True)
     raise _illegal(state, event, "unknown event type")
 
 
 def _shown(error: str, shown_error: str | None) -> str:
     """The projected error: the event's shown form, or the full text in older events."""
     return error if shown_error is None else shown_error
+
+
+def _step(state: JobState, at: datetime, **changes: Any) -> JobState:
+    return msgspec.structs.replace(state, updated_at=at, version=state.version + 1, **changes)
 
 
 def replay(events: Iterable[ev.Event], *, onto: JobState | None = None) -> JobState:
