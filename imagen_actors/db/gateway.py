@@ -224,11 +224,11 @@ class Gateway(NamedQueries):
 
     async def transition_reserving_key(
         self, job_id: uuid.UUID, decide: Decide, bucket: str, candidates: Sequence[str]
-    ) -> tuple[Transition, str | None]:
+    ) -> tuple[Transition, tuple[str, uuid.UUID]]:
         """``transition``, and in the same transaction reserve the first of ``candidates``
-        this job can hold in ``bucket`` (``transactions.reserve_key``; None when none)."""
+        this job can hold in ``bucket``: (key, owner) as ``transactions.reserve_key`` gives."""
 
-        async def body() -> tuple[Transition, str | None]:
+        async def body() -> tuple[Transition, tuple[str, uuid.UUID]]:
             async with self._pool.acquire() as conn, conn.transaction():
                 t = await advance(conn, job_id, await lock_job(conn, job_id, self._known), decide)
                 key = await reserve_key(conn, bucket, candidates, job_id)

@@ -110,7 +110,7 @@ class LocalJobStore:
 
     async def transition_reserving_key(
         self, job_id: uuid.UUID, decide: Decide, bucket: str, candidates: Sequence[str]
-    ) -> tuple[Transition, str | None]:
+    ) -> tuple[Transition, tuple[str, uuid.UUID]]:
         t = await self.transition(job_id, decide)
 
         async def reserve(key: str) -> tuple[str, uuid.UUID]:

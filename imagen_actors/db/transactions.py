@@ -274,20 +274,21 @@ async def first_key_held(
     reserve: Callable[[str], Awaitable[tuple[str, uuid.UUID]]],
     candidates: Sequence[str],
     job_id: uuid.UUID,
-) -> str | None:
-    """Reserve ``candidates`` in order until one is (or already was) ``job_id``'s: that key,
-    or None when every one belongs to another job. ``reserve(key)`` returns (key, owner) as
-    ``reserve_image_key`` does, so a job that reserved a key before gets that one back."""
-    for candidate in candidates:
-        chosen, owner = await reserve(candidate)
-        if owner == job_id:
-            return chosen
-    return None
+) -> tuple[str, uuid.UUID]:
+    """Reserve ``candidates`` in order until one is (or already was) ``job_id``'s: (that key,
+    ``job_id``); when every one belongs to another job, the last one and its owner.
+    ``reserve(key)`` returns (key, owner) as ``reserve_image_key`` does, so a job that
+    reserved a key before gets that one back."""
+    for candidate in candidates[:-1]:
+        held = await reserve(candidate)
+        if held[1] == job_id:
+            return held
+    return await reserve(candidates[-1])
 
 
 async def reserve_key(
     conn: Any, bucket: str, candidates: Sequence[str], job_id: uuid.UUID
-) -> str | None:
+) -> tuple[str, uuid.UUID]:
     """``first_key_held`` on this transaction's connection."""
 
     async def reserve(key: str) -> tuple[str, uuid.UUID]:

@@ -68,7 +68,7 @@ class ObservedGateway(Gateway):
 
     async def transition_reserving_key(
         self, job_id: uuid.UUID, decide: Decide, bucket: str, candidates: Sequence[str]
-    ) -> tuple[Transition, str | None]:
+    ) -> tuple[Transition, tuple[str, uuid.UUID]]:
         t, key = await super().transition_reserving_key(job_id, decide, bucket, candidates)
         self._report(t)
         return t, key

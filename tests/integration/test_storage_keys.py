@@ -18,6 +18,7 @@ import trio
 
 from imagen_actors.core import decisions as dc
 from imagen_actors.core import events as ev
+from imagen_actors.core.errors import StorageError
 from imagen_actors.db.gateway import Gateway
 from imagen_actors.storage.local import LocalStore
 from imagen_actors.worker.actors.janitor import (
@@ -26,6 +27,8 @@ from imagen_actors.worker.actors.janitor import (
     discard_one,
     recheck_tombstones,
 )
+from imagen_actors.worker.actors.messages import ClaimedWork, GeneratedImage
+from imagen_actors.worker.actors.uploader import key_candidates, record_generation
 from tests.support.events import outcome
 from tests.support.jobs import assert_replay_matches, insert_job
 from tests.support.worker import make_config, running_worker, wait_all_terminal
@@ -200,3 +203,35 @@ async def test_a_failed_jobs_key_is_never_handed_on_and_a_zombie_write_is_remove
     assert not await store.exists(contract)
     assert await recheck_tombstones(gateway, store, every_s=0) == 0
     await assert_replay_matches(gateway, failed)
+
+
+async def test_a_job_whose_every_key_is_held_fails_naming_the_holder(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """The contract key, its 8-hex variant and its whole-id variant each reserved by another
+    job (a job holds one key per bucket): the Uploader's record of the generation reserves
+    none and refuses, naming the last key and the job that holds it, permanently (a new job
+    id is the only way to a new key)."""
+    holders = [await insert_job(gateway, f"other words {i}") for i in range(3)]
+    job = await insert_job(gateway, "hoarded words", seed=3)
+    for _ in range(4):  # the holders are older: claimed first
+        claimed = await gateway.claim(dc.claim(W, 60), backends=["mock"])
+    assert claimed is not None and claimed.state.id == job
+    work = ClaimedWork.from_claim(claimed)
+    item = GeneratedImage(
+        submitted=work.submitted,
+        claimed=work.claimed,
+        outcome=outcome(seed=3),
+        record=dc.generation_succeeded(W, outcome(seed=3), 60, attempt=1),
+        image=b"png",
+    )
+    candidates = key_candidates(item)
+    for key, holder in zip(candidates, holders, strict=True):
+        assert await gateway.reserve_image_key(BUCKET, key, holder) == (key, holder)
+    store = LocalStore(tmp_path / "objects", BUCKET)
+    with pytest.raises(
+        StorageError, match=f"{candidates[-1]} is reserved by job {holders[-1]}"
+    ) as exc:
+        await record_generation(gateway, store, item)
+    assert exc.value.error_class == "permanent"
+    assert await gateway.reserved_image_keys(BUCKET, job) == []

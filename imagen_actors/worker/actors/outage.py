@@ -80,7 +80,7 @@ class OutageTolerantStore:
 
     async def transition_reserving_key(
         self, job_id: uuid.UUID, decide: Decide, bucket: str, candidates: Sequence[str]
-    ) -> tuple[Transition, str | None]:
+    ) -> tuple[Transition, tuple[str, uuid.UUID]]:
         return await self._retry(
             "transition and key reservation",
             f"job {job_id}",

@@ -163,23 +163,21 @@ def key_candidates(item: GeneratedImage) -> list[str]:
     ]
 
 
-async def record_generation(
-    gateway: JobStore, store: ObjectStore, item: GeneratedImage
-) -> tuple[Transition, str]:
+async def record_generation(gateway: JobStore, store: ObjectStore, item: GeneratedImage) -> str:
     """Commit the handed-over generation and reserve the image's key in one transaction:
     the key, reserved before anything is uploaded to it."""
-    candidates = key_candidates(item)
-    t, key = await gateway.transition_reserving_key(
-        item.submitted.job_id, item.record, store.bucket, candidates
+    job_id = item.submitted.job_id
+    _t, (key, owner) = await gateway.transition_reserving_key(
+        job_id, item.record, store.bucket, key_candidates(item)
     )
-    if key is None:
+    if owner != job_id:
         # Only a different prompt whose slug ends in this job's seed and id could hold it.
         raise StorageError(
-            f"object key {candidates[-1]} is reserved by another job; resubmit this job (a "
-            "new job id gives a new key)",
+            f"object key {key} is reserved by job {owner}; resubmit this job (a new job id "
+            "gives a new key)",
             error_class="permanent",
         )
-    return t, key
+    return key
 
 
 async def upload_one(
@@ -274,7 +272,7 @@ async def store_and_complete(
     transaction: the image row and the completion. The image's path on disk is appended to
     ``written`` as soon as it is there."""
     sub, gen = item.submitted, item.outcome
-    _recorded, key = await record_generation(gateway, store, item)
+    key = await record_generation(gateway, store, item)
 
     def write_files() -> Path:
         # One hop to a worker thread for both files, not one each.
